@@ -1,0 +1,82 @@
+// The Postgres connection (postgres.js under Drizzle): pool settings, bigint parsing, and the one
+// place that tells an outage (InfrastructureError) from a real database error.
+import postgres from "postgres";
+import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import type { ExtractTablesWithRelations } from "drizzle-orm";
+import type { PgTransaction } from "drizzle-orm/pg-core";
+import type { PostgresJsQueryResultHKT } from "drizzle-orm/postgres-js";
+import * as schema from "./schema.js";
+import { InfrastructureError } from "../domain/errors.js";
+
+export type Schema = typeof schema;
+export type Db = PostgresJsDatabase<Schema>;
+export type Tx = PgTransaction<PostgresJsQueryResultHKT, Schema, ExtractTablesWithRelations<Schema>>;
+/** Anything that runs queries: the pool or a transaction. Money work takes a Tx. */
+export type Executor = Db | Tx;
+
+export interface Database {
+  db: Db;
+  sql: postgres.Sql<{ bigint: bigint }>;
+  url: string;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  max?: number;
+  /** Application name shown in pg_stat_activity, so an operator can see who holds a connection. */
+  applicationName?: string;
+}
+
+export function connectDatabase(url: string, options: DatabaseOptions = {}): Database {
+  const sql = postgres(url, {
+    max: options.max ?? 10,
+    types: { bigint: postgres.BigInt },
+    connect_timeout: 10,
+    idle_timeout: 60,
+    max_lifetime: 60 * 30,
+    onnotice: () => {},
+    connection: { application_name: options.applicationName ?? "dispersal-healing" },
+  }) as unknown as postgres.Sql<{ bigint: bigint }>;
+  const db = drizzle(sql, { schema });
+  return { db, sql, url, close: () => sql.end({ timeout: 5 }) };
+}
+
+/** SQLSTATE classes and client codes that mean "the database is not there right now", not "this data is wrong". */
+const OUTAGE_SQLSTATES = ["08", "57P01", "57P02", "57P03", "53300", "40001", "40P01", "55P03"];
+const OUTAGE_CLIENT_CODES = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+]);
+
+export function isOutage(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof InfrastructureError) return true;
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") {
+      if (OUTAGE_CLIENT_CODES.has(code)) return true;
+      if (OUTAGE_SQLSTATES.some((prefix) => code.startsWith(prefix))) return true;
+    }
+    if (e instanceof AggregateError && e.errors.some(isOutage)) return true;
+  }
+  return false;
+}
+
+/** Rethrows an outage as InfrastructureError (keeping the cause); anything else unchanged. */
+export function classifyDatabaseError(error: unknown, url?: string): unknown {
+  if (error instanceof InfrastructureError || !isOutage(error)) return error;
+  const where = url ? ` at ${redactUrl(url)}` : "";
+  return new InfrastructureError(`Postgres${where} is unavailable: ${(error as Error).message}`, { cause: error });
+}
+
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
+}

@@ -1,0 +1,261 @@
+// The Drizzle tables of DESIGN.md §2 (a contract: operators' SQL relies on these names).
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  boolean,
+  check,
+  date,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  unique,
+  uniqueIndex,
+  uuid,
+} from "drizzle-orm/pg-core";
+import type { AccountFamily, EntryType } from "../domain/ledgerRules.js";
+import type { ObligationType, PaymentFrequency } from "../domain/servicingFee.js";
+
+export type ObligationStatus = "upcoming" | "due" | "overdue" | "partially_settled" | "settled" | "waived";
+export type HealingStatus = "retrying" | "escalated" | "requeued" | "resolved";
+export type AuditSeverity = "info" | "warning" | "error";
+
+const id = () => uuid("id").primaryKey().defaultRandom();
+const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
+const cents = (name: string) => bigint(name, { mode: "bigint" });
+const inList = (column: string, values: readonly string[]) =>
+  sql.raw(`${column} in (${values.map((v) => `'${v}'`).join(", ")})`);
+
+export const lenders = pgTable("lenders", {
+  id: id(),
+  name: text("name").notNull(),
+  createdAt: createdAt(),
+});
+
+export const mortgages = pgTable(
+  "mortgages",
+  {
+    id: id(),
+    reference: text("reference").notNull().unique("mortgages_reference_unique"),
+    principal: cents("principal").notNull(),
+    servicingFeeBps: integer("servicing_fee_bps").notNull(),
+    paymentFrequency: text("payment_frequency").$type<PaymentFrequency>().notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    check("mortgages_principal_check", sql`${t.principal} >= 0`),
+    check("mortgages_servicing_fee_bps_check", sql`${t.servicingFeeBps} between 0 and 10000`),
+    check(
+      "mortgages_payment_frequency_check",
+      inList("payment_frequency", ["monthly", "bi_weekly", "accelerated_bi_weekly", "weekly"]),
+    ),
+  ],
+);
+
+export const mortgagePositions = pgTable(
+  "mortgage_positions",
+  {
+    mortgageId: uuid("mortgage_id").notNull().references(() => mortgages.id),
+    lenderId: uuid("lender_id").notNull().references(() => lenders.id),
+    units: bigint("units", { mode: "bigint" }).notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    primaryKey({ name: "mortgage_positions_pkey", columns: [t.mortgageId, t.lenderId] }),
+    check("mortgage_positions_units_check", sql`${t.units} >= 0`),
+  ],
+);
+
+export const obligations = pgTable(
+  "obligations",
+  {
+    id: id(),
+    mortgageId: uuid("mortgage_id").notNull().references(() => mortgages.id),
+    type: text("type").$type<ObligationType>().notNull(),
+    amount: cents("amount").notNull(),
+    status: text("status").$type<ObligationStatus>().notNull(),
+    dueDate: date("due_date").notNull(),
+    settledAt: timestamp("settled_at", { withTimezone: true }),
+    /**
+     * True once the obligation's dispersal is written: set by a trigger on dispersal_entries
+     * (drizzle/0001) whoever writes them, and by disperseObligation when the fee takes the whole
+     * amount (no entry can be written then). The healing scan's partial index holds only settled
+     * obligations not dispersed, so the scan's cost follows the orphans, not the whole history.
+     */
+    dispersed: boolean("dispersed").notNull().default(false),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    check("obligations_amount_check", sql`${t.amount} > 0`),
+    check("obligations_type_check", inList("type", ["regular_interest", "principal_repayment", "late_fee", "arrears_cure"])),
+    check(
+      "obligations_status_check",
+      inList("status", ["upcoming", "due", "overdue", "partially_settled", "settled", "waived"]),
+    ),
+    index("obligations_healing_scan_idx")
+      .on(t.id)
+      .where(sql`${t.status} = 'settled' and not ${t.dispersed}`),
+    index("obligations_mortgage_id_idx").on(t.mortgageId),
+  ],
+);
+
+export const dispersalEntries = pgTable(
+  "dispersal_entries",
+  {
+    id: id(),
+    obligationId: uuid("obligation_id").notNull().references(() => obligations.id),
+    mortgageId: uuid("mortgage_id").notNull().references(() => mortgages.id),
+    lenderId: uuid("lender_id").notNull().references(() => lenders.id),
+    amount: cents("amount").notNull(),
+    ownershipUnits: bigint("ownership_units", { mode: "bigint" }).notNull(),
+    totalUnits: bigint("total_units", { mode: "bigint" }).notNull(),
+    dispersalDate: date("dispersal_date").notNull(),
+    status: text("status").notNull().default("pending"),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    unique("dispersal_entries_obligation_lender_unique").on(t.obligationId, t.lenderId),
+    check("dispersal_entries_amount_check", sql`${t.amount} > 0`),
+    index("dispersal_entries_mortgage_lender_idx").on(t.mortgageId, t.lenderId),
+  ],
+);
+
+export const servicingFeeEntries = pgTable(
+  "servicing_fee_entries",
+  {
+    id: id(),
+    obligationId: uuid("obligation_id").notNull().references(() => obligations.id).unique("servicing_fee_entries_obligation_unique"),
+    mortgageId: uuid("mortgage_id").notNull().references(() => mortgages.id),
+    amount: cents("amount").notNull(),
+    annualRateBps: integer("annual_rate_bps").notNull(),
+    principalBasis: cents("principal_basis").notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [check("servicing_fee_entries_amount_check", sql`${t.amount} > 0`)],
+);
+
+export const cashAccounts = pgTable(
+  "cash_accounts",
+  {
+    id: id(),
+    family: text("family").$type<AccountFamily>().notNull(),
+    subaccount: text("subaccount").$type<"ACCRUAL" | "ALLOCATION">(),
+    mortgageId: uuid("mortgage_id").references(() => mortgages.id),
+    obligationId: uuid("obligation_id").references(() => obligations.id),
+    lenderId: uuid("lender_id").references(() => lenders.id),
+    cumulativeDebits: cents("cumulative_debits").notNull().default(sql`0`),
+    cumulativeCredits: cents("cumulative_credits").notNull().default(sql`0`),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    unique("cash_accounts_dimensions_unique")
+      .on(t.family, t.subaccount, t.mortgageId, t.obligationId, t.lenderId)
+      .nullsNotDistinct(),
+    check(
+      "cash_accounts_family_check",
+      inList("family", ["BORROWER_RECEIVABLE", "TRUST_CASH", "CONTROL", "LENDER_PAYABLE", "SERVICING_REVENUE", "SUSPENSE"]),
+    ),
+    check("cash_accounts_totals_check", sql`${t.cumulativeDebits} >= 0 and ${t.cumulativeCredits} >= 0`),
+    index("cash_accounts_obligation_idx").on(t.obligationId).where(sql`${t.obligationId} is not null`),
+  ],
+);
+
+export const cashJournalEntries = pgTable(
+  "cash_journal_entries",
+  {
+    id: id(),
+    sequence: bigint("sequence", { mode: "bigint" }).notNull().generatedAlwaysAsIdentity(),
+    entryType: text("entry_type").$type<EntryType>().notNull(),
+    effectiveDate: date("effective_date").notNull(),
+    amount: cents("amount").notNull(),
+    debitAccountId: uuid("debit_account_id").notNull().references(() => cashAccounts.id),
+    creditAccountId: uuid("credit_account_id").notNull().references(() => cashAccounts.id),
+    idempotencyKey: text("idempotency_key").notNull(),
+    mortgageId: uuid("mortgage_id").references(() => mortgages.id),
+    obligationId: uuid("obligation_id").references(() => obligations.id),
+    lenderId: uuid("lender_id").references(() => lenders.id),
+    reversesEntryId: uuid("reverses_entry_id"),
+    reason: text("reason"),
+    metadata: jsonb("metadata").$type<Record<string, unknown>>(),
+    actor: text("actor"),
+    channel: text("channel"),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex("cash_journal_entries_idempotency_key_unique").on(t.idempotencyKey),
+    uniqueIndex("cash_journal_entries_sequence_unique").on(t.sequence),
+    check("cash_journal_entries_amount_check", sql`${t.amount} > 0`),
+    check("cash_journal_entries_distinct_accounts_check", sql`${t.debitAccountId} <> ${t.creditAccountId}`),
+    check(
+      "cash_journal_entries_entry_type_check",
+      inList("entry_type", [
+        "OBLIGATION_ACCRUED",
+        "CASH_RECEIVED",
+        "LENDER_PAYABLE_CREATED",
+        "SERVICING_FEE_RECOGNIZED",
+        "SUSPENSE_ESCALATED",
+        "REVERSAL",
+      ]),
+    ),
+    index("cash_journal_entries_obligation_type_idx").on(t.obligationId, t.entryType),
+    index("cash_journal_entries_debit_account_idx").on(t.debitAccountId),
+    index("cash_journal_entries_credit_account_idx").on(t.creditAccountId),
+  ],
+);
+
+export const dispersalHealingAttempts = pgTable(
+  "dispersal_healing_attempts",
+  {
+    id: id(),
+    obligationId: uuid("obligation_id").notNull().references(() => obligations.id).unique("dispersal_healing_attempts_obligation_unique"),
+    attemptCount: integer("attempt_count").notNull().default(0),
+    status: text("status").$type<HealingStatus>().notNull(),
+    lastError: text("last_error"),
+    lastAttemptAt: timestamp("last_attempt_at", { withTimezone: true }),
+    escalatedAt: timestamp("escalated_at", { withTimezone: true }),
+    resolvedAt: timestamp("resolved_at", { withTimezone: true }),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+    /** How many times an operator has requeued this obligation (each requeue starts a new round). */
+    requeueCount: integer("requeue_count").notNull().default(0),
+    lastJobId: text("last_job_id"),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    check("dispersal_healing_attempts_status_check", inList("status", ["retrying", "escalated", "requeued", "resolved"])),
+    check("dispersal_healing_attempts_attempt_count_check", sql`${t.attemptCount} >= 0`),
+    index("dispersal_healing_attempts_open_idx")
+      .on(t.status, t.escalatedAt)
+      .where(sql`${t.status} in ('escalated', 'requeued', 'retrying')`),
+  ],
+);
+
+export const auditLog = pgTable(
+  "audit_log",
+  {
+    id: id(),
+    action: text("action").notNull(),
+    actor: text("actor").notNull(),
+    resourceType: text("resource_type").notNull(),
+    resourceId: text("resource_id"),
+    severity: text("severity").$type<AuditSeverity>().notNull().default("info"),
+    metadata: jsonb("metadata").$type<Record<string, unknown>>(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    check("audit_log_severity_check", inList("severity", ["info", "warning", "error"])),
+    index("audit_log_resource_idx").on(t.resourceType, t.resourceId),
+  ],
+);
+
+export const reconciliationRuns = pgTable("reconciliation_runs", {
+  id: id(),
+  startedAt: timestamp("started_at", { withTimezone: true }).notNull().defaultNow(),
+  finishedAt: timestamp("finished_at", { withTimezone: true }),
+  status: text("status").$type<"running" | "clean" | "defects" | "failed">().notNull(),
+  defectCount: integer("defect_count").notNull().default(0),
+  findings: jsonb("findings").$type<Record<string, unknown>>(),
+  createdAt: createdAt(),
+});

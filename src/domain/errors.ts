@@ -1,0 +1,76 @@
+// The typed errors of the service. Callers branch on the class (or its stable `code`), never on the message.
+
+export abstract class DomainError extends Error {
+  abstract readonly code: string;
+  /** Whether trying the same work again later can succeed. */
+  abstract readonly retryable: boolean;
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class LedgerRuleError extends DomainError {
+  readonly code = "LEDGER_RULE";
+  readonly retryable = false;
+}
+
+export class IdempotencyConflictError extends DomainError {
+  readonly code = "IDEMPOTENCY_CONFLICT";
+  readonly retryable = false;
+  constructor(readonly idempotencyKey: string, detail: string) {
+    super(`idempotency key ${idempotencyKey} was already posted with a different payload: ${detail}`);
+  }
+}
+
+export class InsufficientBalanceError extends DomainError {
+  readonly code = "INSUFFICIENT_BALANCE";
+  readonly retryable = false;
+}
+
+export class ObligationNotFoundError extends DomainError {
+  readonly code = "OBLIGATION_NOT_FOUND";
+  readonly retryable = false;
+  constructor(readonly obligationId: string) {
+    super(`obligation ${obligationId} does not exist`);
+  }
+}
+
+export class ObligationNotSettledError extends DomainError {
+  readonly code = "OBLIGATION_NOT_SETTLED";
+  readonly retryable = false;
+  constructor(readonly obligationId: string, readonly status: string) {
+    super(`obligation ${obligationId} is ${status}, not settled: there is no settled cash to disperse`);
+  }
+}
+
+export class NoActivePositionsError extends DomainError {
+  readonly code = "NO_ACTIVE_POSITIONS";
+  readonly retryable = true;
+  constructor(readonly mortgageId: string) {
+    super(`no active positions: mortgage ${mortgageId} has no lender with units > 0`);
+  }
+}
+
+export class NotEscalatedError extends DomainError {
+  readonly code = "NOT_ESCALATED";
+  readonly retryable = false;
+  constructor(readonly obligationId: string, readonly status: string | null) {
+    super(`obligation ${obligationId} is not escalated (healing status: ${status ?? "none"}); only escalations can be requeued`);
+  }
+}
+
+export class InvalidJobDataError extends DomainError {
+  readonly code = "INVALID_JOB_DATA";
+  readonly retryable = false;
+}
+
+/** Postgres or Redis could not be reached or dropped the connection: not the obligation's fault. */
+export class InfrastructureError extends Error {
+  readonly code = "INFRASTRUCTURE";
+  readonly retryable = true;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "InfrastructureError";
+  }
+}

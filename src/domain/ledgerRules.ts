@@ -1,0 +1,154 @@
+// The cash ledger's rules as data: families, entry types and their debit/credit families, which
+// postings skip the balance check, and the idempotency keys (DESIGN.md §2, a contract).
+import { LedgerRuleError } from "./errors.js";
+
+export const ACCOUNT_FAMILIES = [
+  "BORROWER_RECEIVABLE",
+  "TRUST_CASH",
+  "CONTROL",
+  "LENDER_PAYABLE",
+  "SERVICING_REVENUE",
+  "SUSPENSE",
+] as const;
+export type AccountFamily = (typeof ACCOUNT_FAMILIES)[number];
+
+export const ENTRY_TYPES = [
+  "OBLIGATION_ACCRUED",
+  "CASH_RECEIVED",
+  "LENDER_PAYABLE_CREATED",
+  "SERVICING_FEE_RECOGNIZED",
+  "SUSPENSE_ESCALATED",
+  "REVERSAL",
+] as const;
+export type EntryType = (typeof ENTRY_TYPES)[number];
+
+/** Which account an entry touches: a family plus the dimensions that make the account unique. */
+export interface AccountRef {
+  family: AccountFamily;
+  subaccount?: "ACCRUAL" | "ALLOCATION" | null;
+  mortgageId?: string | null;
+  obligationId?: string | null;
+  lenderId?: string | null;
+}
+
+interface AccountShape {
+  family: AccountFamily;
+  subaccount?: "ACCRUAL" | "ALLOCATION";
+}
+
+const RULES: Record<Exclude<EntryType, "REVERSAL">, { debit: AccountShape; credit: AccountShape }> = {
+  OBLIGATION_ACCRUED: { debit: { family: "BORROWER_RECEIVABLE" }, credit: { family: "CONTROL", subaccount: "ACCRUAL" } },
+  CASH_RECEIVED: { debit: { family: "TRUST_CASH" }, credit: { family: "BORROWER_RECEIVABLE" } },
+  LENDER_PAYABLE_CREATED: { debit: { family: "CONTROL", subaccount: "ALLOCATION" }, credit: { family: "LENDER_PAYABLE" } },
+  SERVICING_FEE_RECOGNIZED: { debit: { family: "CONTROL", subaccount: "ALLOCATION" }, credit: { family: "SERVICING_REVENUE" } },
+  SUSPENSE_ESCALATED: { debit: { family: "SUSPENSE" }, credit: { family: "BORROWER_RECEIVABLE" } },
+};
+
+/** The dimensions each family's accounts are kept per (DESIGN.md §2). */
+const FAMILY_DIMENSIONS: Record<AccountFamily, ReadonlyArray<"mortgageId" | "obligationId" | "lenderId">> = {
+  BORROWER_RECEIVABLE: ["obligationId"],
+  TRUST_CASH: ["mortgageId"],
+  CONTROL: ["mortgageId"],
+  LENDER_PAYABLE: ["mortgageId", "lenderId"],
+  SERVICING_REVENUE: ["mortgageId"],
+  SUSPENSE: ["mortgageId", "obligationId"],
+};
+
+const CREDIT_NORMAL: ReadonlySet<AccountFamily> = new Set(["LENDER_PAYABLE", "SERVICING_REVENUE"]);
+const BALANCE_CHECK_EXEMPT_FAMILIES: ReadonlySet<AccountFamily> = new Set(["CONTROL", "BORROWER_RECEIVABLE"]);
+const BALANCE_CHECK_EXEMPT_TYPES: ReadonlySet<EntryType> = new Set(["SUSPENSE_ESCALATED", "REVERSAL"]);
+
+export function isCreditNormal(family: AccountFamily): boolean {
+  return CREDIT_NORMAL.has(family);
+}
+
+/** Balance in the family's normal direction: debits − credits, or credits − debits for credit-normal families. */
+export function accountBalance(family: AccountFamily, debits: bigint, credits: bigint): bigint {
+  return isCreditNormal(family) ? credits - debits : debits - credits;
+}
+
+/** Whether a posting of this type may leave this account negative. */
+export function skipsBalanceCheck(entryType: EntryType, family: AccountFamily): boolean {
+  return BALANCE_CHECK_EXEMPT_TYPES.has(entryType) || BALANCE_CHECK_EXEMPT_FAMILIES.has(family);
+}
+
+/** Throws LedgerRuleError unless the accounts fit the entry type. A REVERSAL must mirror the entry it reverses. */
+export function assertFamilyRule(
+  entryType: EntryType,
+  debit: AccountRef,
+  credit: AccountRef,
+  reversed?: { debit: AccountRef; credit: AccountRef },
+): void {
+  if (!(ENTRY_TYPES as readonly string[]).includes(entryType)) throw new LedgerRuleError(`unknown entry type ${entryType}`);
+  assertAccountShape(debit);
+  assertAccountShape(credit);
+  if (entryType === "REVERSAL") {
+    if (!reversed) throw new LedgerRuleError("a REVERSAL must name the entry it reverses");
+    if (!sameAccount(debit, reversed.credit) || !sameAccount(credit, reversed.debit)) {
+      throw new LedgerRuleError("a REVERSAL debits the reversed entry's credit account and credits its debit account");
+    }
+    return;
+  }
+  const rule = RULES[entryType];
+  if (!matches(debit, rule.debit) || !matches(credit, rule.credit)) {
+    throw new LedgerRuleError(
+      `${entryType} must debit ${describe(rule.debit)} and credit ${describe(rule.credit)}, not ${describe(debit)} → ${describe(credit)}`,
+    );
+  }
+}
+
+export function assertPositiveAmount(amount: unknown): asserts amount is bigint {
+  if (typeof amount !== "bigint") throw new LedgerRuleError(`amount must be a bigint number of cents, got ${typeof amount}`);
+  if (amount <= 0n) throw new LedgerRuleError(`amount must be a positive number of cents, got ${amount}`);
+}
+
+function assertAccountShape(account: AccountRef): void {
+  if (!(ACCOUNT_FAMILIES as readonly string[]).includes(account.family)) {
+    throw new LedgerRuleError(`unknown account family ${String(account.family)}`);
+  }
+  for (const dimension of FAMILY_DIMENSIONS[account.family]) {
+    if (!account[dimension]) throw new LedgerRuleError(`${account.family} accounts are kept per ${dimension}: it is missing`);
+  }
+  if ((account.family === "CONTROL") !== Boolean(account.subaccount)) {
+    throw new LedgerRuleError(`only CONTROL accounts have a subaccount (ACCRUAL or ALLOCATION); got ${describe(account)}`);
+  }
+}
+
+function matches(account: AccountRef, shape: AccountShape): boolean {
+  return account.family === shape.family && (account.subaccount ?? undefined) === shape.subaccount;
+}
+
+export function sameAccount(a: AccountRef, b: AccountRef): boolean {
+  return (
+    a.family === b.family &&
+    (a.subaccount ?? null) === (b.subaccount ?? null) &&
+    (a.mortgageId ?? null) === (b.mortgageId ?? null) &&
+    (a.obligationId ?? null) === (b.obligationId ?? null) &&
+    (a.lenderId ?? null) === (b.lenderId ?? null)
+  );
+}
+
+function describe(account: AccountShape | AccountRef): string {
+  return account.subaccount ? `${account.family}:${account.subaccount}` : account.family;
+}
+
+/** Only the dimensions the family is kept per, so that the same account is always found again. */
+export function normalizeAccount(account: AccountRef): Required<AccountRef> {
+  const dims = FAMILY_DIMENSIONS[account.family];
+  return {
+    family: account.family,
+    subaccount: account.family === "CONTROL" ? (account.subaccount ?? null) : null,
+    mortgageId: dims.includes("mortgageId") ? (account.mortgageId ?? null) : null,
+    obligationId: dims.includes("obligationId") ? (account.obligationId ?? null) : null,
+    lenderId: dims.includes("lenderId") ? (account.lenderId ?? null) : null,
+  };
+}
+
+export const idempotencyKeys = {
+  obligationAccrued: (obligationId: string) => `cash-ledger:obligation-accrued:${obligationId}`,
+  cashReceived: (paymentRef: string) => `cash-ledger:cash-received:${paymentRef}`,
+  lenderPayableCreated: (dispersalEntryId: string) => `cash-ledger:lender-payable-created:${dispersalEntryId}`,
+  servicingFeeRecognized: (obligationId: string) => `cash-ledger:servicing-fee-recognized:${obligationId}`,
+  suspenseEscalated: (obligationId: string) => `suspense-escalation:${obligationId}`,
+  reversal: (reversedEntryId: string) => `cash-ledger:reversal:${reversedEntryId}`,
+};

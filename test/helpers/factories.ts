@@ -1,0 +1,89 @@
+// Arrange helpers: real rows in the test database, made the way the platform makes them.
+import { randomUUID } from "node:crypto";
+import { sql } from "drizzle-orm";
+import type { Database } from "../../src/db/client.js";
+import { postEntries } from "../../src/db/ledger.js";
+import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
+import type { ObligationType, PaymentFrequency } from "../../src/domain/servicingFee.js";
+import type { ObligationStatus } from "../../src/db/schema.js";
+
+export interface GivenObligation {
+  /** Units per lender; [] gives a mortgage without positions, [0, 0] one whose positions are all zero. */
+  lenders?: number[];
+  amount?: bigint;
+  /** CASH_RECEIVED postings; default one posting of `amount` for a settled obligation. */
+  cashReceived?: bigint[];
+  type?: ObligationType;
+  status?: ObligationStatus;
+  principal?: bigint;
+  servicingFeeBps?: number;
+  paymentFrequency?: PaymentFrequency;
+  /** Reuse a mortgage (and its lenders) made by an earlier call. */
+  mortgageId?: string;
+  settledAt?: Date;
+}
+
+export interface GivenObligationResult {
+  obligationId: string;
+  mortgageId: string;
+  lenderIds: string[];
+  amount: bigint;
+}
+
+export async function givenMortgage(
+  database: Database,
+  options: { lenders?: number[]; principal?: bigint; servicingFeeBps?: number; paymentFrequency?: PaymentFrequency } = {},
+): Promise<{ mortgageId: string; lenderIds: string[] }> {
+  const { db } = database;
+  const mortgageId = randomUUID();
+  const units = options.lenders ?? [10_000];
+  const lenderIds = units.map(() => randomUUID());
+  await db.transaction(async (tx) => {
+    await tx.execute(sql`insert into mortgages (id, reference, principal, servicing_fee_bps, payment_frequency)
+      values (${mortgageId}::uuid, ${`M-${mortgageId.slice(0, 8)}`}, ${(options.principal ?? 50_000_000n).toString()}::bigint,
+              ${options.servicingFeeBps ?? 0}, ${options.paymentFrequency ?? "monthly"})`);
+    for (const [i, lenderId] of lenderIds.entries()) {
+      await tx.execute(sql`insert into lenders (id, name) values (${lenderId}::uuid, ${`Lender ${i + 1}`})`);
+      await tx.execute(sql`insert into mortgage_positions (mortgage_id, lender_id, units)
+        values (${mortgageId}::uuid, ${lenderId}::uuid, ${units[i]!})`);
+    }
+  });
+  return { mortgageId, lenderIds };
+}
+
+export async function givenSettledObligation(database: Database, options: GivenObligation = {}): Promise<GivenObligationResult> {
+  const { db } = database;
+  const mortgage = options.mortgageId
+    ? { mortgageId: options.mortgageId, lenderIds: [] as string[] }
+    : await givenMortgage(database, options);
+  const amount = options.amount ?? 100_000n;
+  const status = options.status ?? "settled";
+  const obligationId = randomUUID();
+  await db.transaction(async (tx) => {
+    await tx.execute(sql`insert into obligations (id, mortgage_id, type, amount, status, due_date, settled_at)
+      values (${obligationId}::uuid, ${mortgage.mortgageId}::uuid, ${options.type ?? "regular_interest"}, ${amount.toString()}::bigint,
+              ${status}, current_date, ${status === "settled" ? (options.settledAt ?? new Date()).toISOString() : null}::timestamptz)`);
+    const received = options.cashReceived ?? (status === "settled" ? [amount] : []);
+    await postEntries(tx, [
+      {
+        entryType: "OBLIGATION_ACCRUED",
+        amount,
+        debit: { family: "BORROWER_RECEIVABLE", obligationId },
+        credit: { family: "CONTROL", subaccount: "ACCRUAL", mortgageId: mortgage.mortgageId },
+        idempotencyKey: idempotencyKeys.obligationAccrued(obligationId),
+        mortgageId: mortgage.mortgageId,
+        obligationId,
+      },
+      ...received.map((cash, i) => ({
+        entryType: "CASH_RECEIVED" as const,
+        amount: cash,
+        debit: { family: "TRUST_CASH" as const, mortgageId: mortgage.mortgageId },
+        credit: { family: "BORROWER_RECEIVABLE" as const, obligationId },
+        idempotencyKey: idempotencyKeys.cashReceived(`${obligationId}-${i}`),
+        mortgageId: mortgage.mortgageId,
+        obligationId,
+      })),
+    ]);
+  });
+  return { obligationId, mortgageId: mortgage.mortgageId, lenderIds: mortgage.lenderIds, amount };
+}
