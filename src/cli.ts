@@ -1,0 +1,183 @@
+// `dispersal <command>`: parses arguments (commander) and calls the modules that do the work.
+import { Command, InvalidArgumentError } from "commander";
+import { userInfo } from "node:os";
+import { ConfigError, loadConfig } from "./config.js";
+import { DomainError, InfrastructureError } from "./domain/errors.js";
+import { listEscalations } from "./db/healing.js";
+import { migrateDatabase } from "./db/migrate.js";
+import { startHttpServer } from "./dashboard/app.js";
+import { reconcileLedger } from "./jobs/reconcile.js";
+import { requeueEscalation } from "./jobs/requeue.js";
+import { scanAndWait } from "./jobs/scanAndWait.js";
+import { scanForOrphans } from "./jobs/scan.js";
+import { startWorkers } from "./jobs/worker.js";
+import { log } from "./log.js";
+import { upsertSchedulers } from "./queues/schedulers.js";
+import { openRuntime, type Runtime } from "./runtime.js";
+
+const program = new Command("dispersal").description("Self-healing dispersal of settled mortgage obligations").showHelpAfterError();
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("must be a positive integer");
+  return n;
+}
+
+function print(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? v.toString() : v), 2)}\n`);
+}
+
+/** Runs until SIGTERM/SIGINT, then closes `stop` in order; a second signal exits at once. */
+function untilSignal(stop: Array<() => Promise<void>>): Promise<void> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const onSignal = async (signal: NodeJS.Signals) => {
+      if (stopping) process.exit(130);
+      stopping = true;
+      log.info({ signal }, "shutting down: finishing active jobs");
+      for (const close of stop) {
+        await close().catch((error: Error) => log.error({ error: error.message }, "error during shutdown"));
+      }
+      log.info("stopped");
+      resolve();
+    };
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+  });
+}
+
+async function withRuntime<T>(options: { migrate?: boolean; name: string }, body: (runtime: Runtime) => Promise<T>): Promise<T> {
+  const runtime = await openRuntime(options);
+  try {
+    return await body(runtime);
+  } finally {
+    await runtime.close();
+  }
+}
+
+program
+  .command("migrate")
+  .description("create the database if missing and apply the migrations")
+  .action(async () => {
+    const config = loadConfig();
+    await migrateDatabase(config.DATABASE_URL);
+    print({ migrated: true });
+  });
+
+program
+  .command("start")
+  .description("one process doing everything: migrations, schedules, workers, HTTP")
+  .option("--concurrency <n>", "retrigger jobs processed at once (default WORKER_CONCURRENCY)", positiveInt)
+  .action(async (opts: { concurrency?: number }) => {
+    await withRuntime({ migrate: true, name: "dispersal-start" }, async ({ ctx, config }) => {
+      await upsertSchedulers(ctx.queues, config);
+      const workers = startWorkers(ctx, opts);
+      const http = await startHttpServer(ctx, config);
+      log.info({ url: http.url }, "dispersal-healing started");
+      await untilSignal([() => http.close(), () => workers.close()]);
+    });
+  });
+
+program
+  .command("worker")
+  .description("a worker process (run as many side by side as you like)")
+  .option("--concurrency <n>", "retrigger jobs processed at once (default WORKER_CONCURRENCY)", positiveInt)
+  .action(async (opts: { concurrency?: number }) => {
+    await withRuntime({ migrate: true, name: "dispersal-worker" }, async ({ ctx, config }) => {
+      await upsertSchedulers(ctx.queues, config);
+      const workers = startWorkers(ctx, opts);
+      await untilSignal([() => workers.close()]);
+    });
+  });
+
+program
+  .command("server")
+  .description("the HTTP server: Bull Board, ops API and page, health, metrics")
+  .action(async () => {
+    await withRuntime({ migrate: true, name: "dispersal-server" }, async ({ ctx, config }) => {
+      await upsertSchedulers(ctx.queues, config);
+      const http = await startHttpServer(ctx, config);
+      log.info({ url: http.url }, "dispersal-healing server started");
+      await untilSignal([() => http.close()]);
+    });
+  });
+
+program
+  .command("scan")
+  .description("scan for orphans now and enqueue them")
+  .option("--wait", "run a local worker and wait until every enqueued job ended; print a summary")
+  .option("--timeout <seconds>", "give up waiting after this long", positiveInt, 3600)
+  .action(async (opts: { wait?: boolean; timeout: number }) => {
+    await withRuntime({ name: "dispersal-scan" }, async ({ ctx }) => {
+      if (!opts.wait) {
+        const { jobIds, ...summary } = await scanForOrphans(ctx, "cli");
+        print({ ...summary, jobs: jobIds.length });
+        return;
+      }
+      const workers = startWorkers(ctx);
+      try {
+        const summary = await scanAndWait(ctx, { timeoutMs: opts.timeout * 1000 });
+        print(summary);
+        if (summary.unfinished > 0) process.exitCode = 3;
+      } finally {
+        await workers.close();
+      }
+    });
+  });
+
+program
+  .command("escalations")
+  .description("list open escalations, newest first")
+  .option("--status <status>", "healing status to list (escalated, requeued, retrying, resolved)", "escalated")
+  .option("--limit <n>", "at most this many", positiveInt, 100)
+  .action(async (opts: { status: string; limit: number }) => {
+    if (!["escalated", "requeued", "retrying", "resolved"].includes(opts.status)) {
+      throw new InvalidArgumentError(`--status must be escalated, requeued, retrying or resolved, not ${opts.status}`);
+    }
+    await withRuntime({ name: "dispersal-cli" }, async ({ ctx }) => {
+      print(await listEscalations(ctx.database.db, { status: opts.status as "escalated", limit: opts.limit }));
+    });
+  });
+
+program
+  .command("requeue")
+  .description("requeue escalated obligations for a new round of 3 attempts")
+  .argument("<obligationId...>", "one or more obligation ids")
+  .option("--actor <name>", "operator name for the audit log", `cli:${userInfo().username}`)
+  .action(async (ids: string[], opts: { actor: string }) => {
+    await withRuntime({ name: "dispersal-cli" }, async ({ ctx }) => {
+      const results = [];
+      for (const id of ids) {
+        try {
+          results.push({ ...(await requeueEscalation(ctx, id, opts.actor, "cli")), requeued: true });
+        } catch (error) {
+          if (!(error instanceof DomainError)) throw error;
+          results.push({ obligationId: id, requeued: false, code: error.code, error: error.message });
+          process.exitCode = 1;
+        }
+      }
+      print(results);
+    });
+  });
+
+program
+  .command("reconcile")
+  .description("run the daily reconciliation now; exits 2 when it finds defects")
+  .action(async () => {
+    await withRuntime({ name: "dispersal-cli" }, async ({ ctx }) => {
+      const report = await reconcileLedger(ctx);
+      print(report);
+      if (report.defectCount > 0) process.exitCode = 2;
+    });
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof ConfigError || error instanceof InfrastructureError || error instanceof InvalidArgumentError) {
+    process.stderr.write(`dispersal: ${error.message}\n`);
+  } else {
+    process.stderr.write(`dispersal: ${(error as Error).stack ?? String(error)}\n`);
+  }
+  process.exitCode = 1;
+}

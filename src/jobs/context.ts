@@ -1,0 +1,25 @@
+// What every job processor is handed: the database, the queues, the settings and a logger.
+import type { Config } from "../config.js";
+import type { Database } from "../db/client.js";
+import type { Logger } from "../log.js";
+import type { Queues } from "../queues/queues.js";
+
+export type PipelineSettings = Pick<
+  Config,
+  | "HEALING_ATTEMPTS"
+  | "HEALING_BACKOFF_MS"
+  | "HEALING_SCAN_PAGE_SIZE"
+  | "HEALING_SCAN_EVERY_MS"
+  | "INFRA_RETRY_DELAY_MS"
+  | "RECONCILIATION_CRON"
+  | "WORKER_CONCURRENCY"
+  | "WORKER_LOCK_DURATION_MS"
+  | "WORKER_STALLED_INTERVAL_MS"
+>;
+
+export interface PipelineContext {
+  database: Database;
+  queues: Queues;
+  settings: PipelineSettings;
+  log: Logger;
+}

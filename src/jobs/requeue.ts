@@ -1,0 +1,21 @@
+// Manual requeue of an escalated obligation (DESIGN.md §4): the one path behind the ops API, the CLI
+// and Bull Board's retry button. The database transition commits first; if the process dies before
+// the job is added, the obligation is `requeued` with a fresh round and the next scan enqueues it.
+import { markRequeued, recordJobId } from "../db/healing.js";
+import { JOB, retriggerJobOptions } from "../queues/names.js";
+import type { PipelineContext } from "./context.js";
+
+export interface RequeueResult {
+  obligationId: string;
+  jobId: string;
+  round: number;
+}
+
+export async function requeueEscalation(ctx: PipelineContext, obligationId: string, actor: string, channel: "api" | "cli" | "bull-board" | "ops-page"): Promise<RequeueResult> {
+  const { requeueCount } = await ctx.database.db.transaction((tx) => markRequeued(tx, obligationId, actor, channel));
+  const options = retriggerJobOptions(obligationId, { attempts: ctx.settings.HEALING_ATTEMPTS, backoffMs: ctx.settings.HEALING_BACKOFF_MS });
+  const job = await ctx.queues.retrigger.add(JOB.retrigger, { obligationId, requestedBy: actor }, options);
+  await recordJobId(ctx.database.db, obligationId, job.id!);
+  ctx.log.warn({ obligationId, actor, channel, jobId: job.id, round: requeueCount + 1 }, "escalation requeued");
+  return { obligationId, jobId: job.id!, round: requeueCount + 1 };
+}

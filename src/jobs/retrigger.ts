@@ -1,0 +1,97 @@
+// Processor of one retrigger job: disperse one orphaned obligation (DESIGN.md §4). Domain failures
+// use up the round's attempts; an outage of Postgres does not (the job is put back, delayed).
+import { DelayedError, UnrecoverableError, type Job } from "bullmq";
+import { z } from "zod";
+import { DomainError, InvalidJobDataError } from "../domain/errors.js";
+import { classifyDatabaseError, isOutage } from "../db/client.js";
+import { disperseObligation, type DispersalResult } from "../db/dispersals.js";
+import { recordFailedAttempt, resolveHealing } from "../db/healing.js";
+import type { RetriggerJobData } from "../queues/names.js";
+import type { PipelineContext } from "./context.js";
+
+const jobData = z.object({
+  obligationId: z.uuid(),
+  requestedBy: z.string().max(200).optional(),
+});
+
+export interface RetriggerResult {
+  obligationId: string;
+  outcome: "dispersed" | "already-dispersed";
+  entries: number;
+  settledAmount: string;
+  resolvedEscalation: boolean;
+}
+
+/** Prefix of failedReason for jobs that fail without retry and without escalation. */
+export const UNRECOVERABLE_PREFIX = "unrecoverable:";
+
+export function parseRetriggerData(data: unknown): { obligationId: string; requestedBy?: string | undefined } {
+  const parsed = jobData.safeParse(data);
+  if (!parsed.success) {
+    const detail = parsed.error.issues.map((i) => `${i.path.join(".") || "data"}: ${i.message}`).join("; ");
+    throw new InvalidJobDataError(`malformed retrigger job data (${detail.slice(0, 300)})`);
+  }
+  return parsed.data;
+}
+
+export function retriggerProcessor(ctx: PipelineContext) {
+  return async function processRetrigger(job: Job<RetriggerJobData>, token?: string): Promise<RetriggerResult> {
+    let obligationId: string;
+    try {
+      obligationId = parseRetriggerData(job.data).obligationId;
+    } catch (error) {
+      ctx.log.warn({ jobId: job.id, error: (error as Error).message }, "retrigger job rejected: malformed data");
+      throw new UnrecoverableError(`${UNRECOVERABLE_PREFIX} ${(error as Error).message}`);
+    }
+    const attempt = job.attemptsMade + 1;
+    const actor = job.data.requestedBy && job.data.requestedBy !== "scan" ? job.data.requestedBy : "dispersal-healing";
+    const started = performance.now();
+    try {
+      const { dispersal, resolution } = await ctx.database.db.transaction(async (tx) => {
+        const dispersal: DispersalResult = await disperseObligation(tx, obligationId);
+        const resolution = await resolveHealing(tx, obligationId, attempt, { actor, ...(job.id ? { jobId: job.id } : {}) });
+        return { dispersal, resolution };
+      });
+      const resolvedEscalation = resolution.reversal !== undefined;
+      ctx.log.info(
+        { obligationId, jobId: job.id, attempt, entries: dispersal.entries.length, replayed: dispersal.replayed, resolvedEscalation, ms: Math.round(performance.now() - started) },
+        resolvedEscalation ? "escalated obligation dispersed: suspense reversed" : "obligation dispersed",
+      );
+      return {
+        obligationId,
+        outcome: dispersal.replayed ? "already-dispersed" : "dispersed",
+        entries: dispersal.entries.length,
+        settledAmount: dispersal.settledAmount.toString(),
+        resolvedEscalation,
+      };
+    } catch (error) {
+      return handleFailure(ctx, job, token, obligationId, attempt, error);
+    }
+  };
+}
+
+async function handleFailure(ctx: PipelineContext, job: Job<RetriggerJobData>, token: string | undefined, obligationId: string, attempt: number, error: unknown): Promise<never> {
+  if (isOutage(error)) return putBackForOutage(ctx, job, token, obligationId, error);
+  const message = (error as Error).message ?? String(error);
+  if (error instanceof DomainError && !error.retryable) {
+    ctx.log.warn({ obligationId, jobId: job.id, code: error.code, error: message }, "retrigger job failed without retry");
+    throw new UnrecoverableError(`${UNRECOVERABLE_PREFIX} ${error.code}: ${message}`);
+  }
+  try {
+    await recordFailedAttempt(ctx.database.db, obligationId, attempt, message, job.id);
+  } catch (recordError) {
+    if (isOutage(recordError)) return putBackForOutage(ctx, job, token, obligationId, recordError);
+    throw recordError;
+  }
+  ctx.log.warn({ obligationId, jobId: job.id, attempt, of: job.opts.attempts, error: message }, "dispersal attempt failed");
+  throw error;
+}
+
+/** An outage is not the obligation's fault: delay the job without counting an attempt. */
+async function putBackForOutage(ctx: PipelineContext, job: Job<RetriggerJobData>, token: string | undefined, obligationId: string, error: unknown): Promise<never> {
+  const infra = classifyDatabaseError(error, ctx.database.url) as Error;
+  const delay = ctx.settings.INFRA_RETRY_DELAY_MS * (1 + Math.random());
+  ctx.log.warn({ obligationId, jobId: job.id, error: infra.message, delayMs: Math.round(delay) }, "postgres unavailable: job put back without using an attempt");
+  await job.moveToDelayed(Date.now() + delay, token);
+  throw new DelayedError();
+}

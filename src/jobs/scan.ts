@@ -1,0 +1,80 @@
+// Processor of the healing scan: page through orphans (keyset), enqueue one retrigger job each with
+// addBulk, and escalate rounds whose final failure was never escalated (the backstop).
+import type { Job } from "bullmq";
+import { escalateToSuspense, findOrphanedObligations } from "../db/healing.js";
+import { JOB, retriggerJobOptions, type RetriggerJobData } from "../queues/names.js";
+import type { PipelineContext } from "./context.js";
+
+export interface ScanSummary {
+  found: number;
+  enqueued: number;
+  /** Orphans that already had a live retrigger job. */
+  alreadyQueued: number;
+  /** Orphans escalated by the backstop: their round used every attempt and no job is live. */
+  escalatedByBackstop: number;
+  /** Orphans whose round used every attempt but whose last job is still live. */
+  awaitingFinalFailure: number;
+  jobIds: string[];
+  durationMs: number;
+}
+
+export async function scanForOrphans(ctx: PipelineContext, requestedBy = "scan"): Promise<ScanSummary> {
+  const started = performance.now();
+  const summary: ScanSummary = { found: 0, enqueued: 0, alreadyQueued: 0, escalatedByBackstop: 0, awaitingFinalFailure: 0, jobIds: [], durationMs: 0 };
+  const { retrigger } = ctx.queues;
+  const jobOptions = { attempts: ctx.settings.HEALING_ATTEMPTS, backoffMs: ctx.settings.HEALING_BACKOFF_MS };
+  let after: string | null = null;
+
+  for (;;) {
+    const page = await findOrphanedObligations(ctx.database.db, { after, limit: ctx.settings.HEALING_SCAN_PAGE_SIZE });
+    if (page.length === 0) break;
+    after = page[page.length - 1]!.obligationId;
+    summary.found += page.length;
+
+    const exhausted = page.filter((o) => o.attemptCount >= ctx.settings.HEALING_ATTEMPTS);
+    const fresh = page.filter((o) => o.attemptCount < ctx.settings.HEALING_ATTEMPTS);
+    for (const orphan of exhausted) {
+      if (await retrigger.getDeduplicationJobId(orphan.obligationId)) {
+        summary.awaitingFinalFailure++;
+        continue;
+      }
+      const outcome = await ctx.database.db.transaction((tx) =>
+        escalateToSuspense(tx, orphan.obligationId, {
+          actor: "dispersal-healing-backstop",
+          reason: `round used all ${orphan.attemptCount} attempts and its final failure was never escalated`,
+          attemptCount: orphan.attemptCount,
+        }),
+      );
+      if (outcome === "escalated") summary.escalatedByBackstop++;
+    }
+    if (fresh.length > 0) {
+      const requests = fresh.map((o) => ({
+        name: JOB.retrigger,
+        data: { obligationId: o.obligationId, requestedBy } satisfies RetriggerJobData,
+        opts: retriggerJobOptions(o.obligationId, jobOptions),
+      }));
+      const jobs = await retrigger.addBulk(requests);
+      jobs.forEach((job, i) => {
+        if (!job.id) return;
+        summary.jobIds.push(job.id);
+        if (job.id === requests[i]!.opts.jobId) summary.enqueued++;
+        else summary.alreadyQueued++;
+      });
+    }
+    if (page.length < ctx.settings.HEALING_SCAN_PAGE_SIZE) break;
+  }
+  summary.jobIds = [...new Set(summary.jobIds)];
+  summary.durationMs = Math.round(performance.now() - started);
+  ctx.log.info(
+    { found: summary.found, jobs: summary.jobIds.length, escalatedByBackstop: summary.escalatedByBackstop, awaitingFinalFailure: summary.awaitingFinalFailure, durationMs: summary.durationMs, requestedBy },
+    "healing scan finished",
+  );
+  return summary;
+}
+
+export function scanProcessor(ctx: PipelineContext) {
+  return async function processScan(job: Job<{ requestedBy?: string }>): Promise<Omit<ScanSummary, "jobIds"> & { jobs: number }> {
+    const { jobIds, ...rest } = await scanForOrphans(ctx, typeof job.data?.requestedBy === "string" ? job.data.requestedBy.slice(0, 200) : "scan");
+    return { ...rest, jobs: jobIds.length };
+  };
+}

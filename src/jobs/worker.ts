@@ -1,0 +1,62 @@
+// Builds the Workers of the three queues, wires the escalation handler, and shuts them down
+// gracefully: close() lets active jobs finish (or hands them back when the lock is lost) and closes
+// the connections. Stalled jobs of a killed worker are picked up by the other workers.
+import { Worker, type Job } from "bullmq";
+import { QUEUE, type RetriggerJobData } from "../queues/names.js";
+import type { PipelineContext } from "./context.js";
+import { escalateFailedJob } from "./escalate.js";
+import { reconcileProcessor } from "./reconcile.js";
+import { retriggerProcessor } from "./retrigger.js";
+import { scanProcessor } from "./scan.js";
+
+export interface Workers {
+  workers: Worker[];
+  /** Resolves when every escalation started by a failed event has finished (for tests and shutdown). */
+  settled(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function startWorkers(ctx: PipelineContext, options: { concurrency?: number } = {}): Workers {
+  const connection = ctx.queues.connection;
+  const common = {
+    connection,
+    prefix: ctx.queues.prefix,
+    lockDuration: ctx.settings.WORKER_LOCK_DURATION_MS,
+    stalledInterval: ctx.settings.WORKER_STALLED_INTERVAL_MS,
+    // A killed worker's job is taken over, not failed: crashes are not the obligation's fault.
+    maxStalledCount: 10,
+  };
+  const retrigger = new Worker<RetriggerJobData>(QUEUE.retrigger, retriggerProcessor(ctx), {
+    ...common,
+    concurrency: options.concurrency ?? ctx.settings.WORKER_CONCURRENCY,
+  });
+  const healing = new Worker(QUEUE.healing, scanProcessor(ctx), { ...common, concurrency: 1 });
+  const reconciliation = new Worker(QUEUE.reconciliation, reconcileProcessor(ctx), { ...common, concurrency: 1 });
+  const workers = [retrigger, healing, reconciliation] as Worker[];
+
+  const pending = new Set<Promise<unknown>>();
+  retrigger.on("failed", (job: Job<RetriggerJobData> | undefined, error: Error) => {
+    const escalation = escalateFailedJob(ctx, job, error).catch(() => {});
+    pending.add(escalation);
+    void escalation.finally(() => pending.delete(escalation));
+  });
+  for (const worker of workers) {
+    worker.on("error", (error) => ctx.log.error({ queue: worker.name, error: error.message }, "worker error"));
+    worker.on("failed", (job, error) => {
+      if (worker !== retrigger) ctx.log.error({ queue: worker.name, jobId: job?.id, error: error.message }, "job failed");
+    });
+  }
+  ctx.log.info({ concurrency: retrigger.concurrency, prefix: ctx.queues.prefix }, "workers started");
+
+  const settled = async () => {
+    while (pending.size > 0) await Promise.allSettled([...pending]);
+  };
+  return {
+    workers,
+    settled,
+    close: async () => {
+      await Promise.all(workers.map((w) => w.close()));
+      await settled();
+    },
+  };
+}

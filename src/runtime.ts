@@ -1,0 +1,42 @@
+// Opens what a process needs from its config: Postgres (checked, migrated when asked), Redis
+// (checked), the queues, and the pipeline context handed to jobs and the HTTP server.
+import { loadConfig, type Config } from "./config.js";
+import { connectDatabase } from "./db/client.js";
+import { migrateDatabase, unreachable } from "./db/migrate.js";
+import type { PipelineContext } from "./jobs/context.js";
+import { log } from "./log.js";
+import { assertRedisReachable, createRedisConnection } from "./queues/connection.js";
+import { openQueues } from "./queues/queues.js";
+
+export interface Runtime {
+  config: Config;
+  ctx: PipelineContext;
+  close(): Promise<void>;
+}
+
+export async function openRuntime(options: { config?: Config; migrate?: boolean; name?: string } = {}): Promise<Runtime> {
+  const config = options.config ?? loadConfig();
+  log.level = config.LOG_LEVEL;
+  await assertRedisReachable(config);
+  if (options.migrate) await migrateDatabase(config.DATABASE_URL);
+  const database = connectDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_SIZE, applicationName: options.name ?? "dispersal-healing" });
+  try {
+    await database.sql`select 1`;
+  } catch (error) {
+    await database.close();
+    throw unreachable(config.DATABASE_URL, error);
+  }
+  const connection = createRedisConnection(config, options.name);
+  connection.on("error", (error) => log.warn({ error: error.message }, "redis connection error"));
+  const queues = openQueues(connection, config.QUEUE_PREFIX);
+  const ctx: PipelineContext = { database, queues, settings: config, log };
+  return {
+    config,
+    ctx,
+    close: async () => {
+      await queues.close();
+      connection.disconnect();
+      await database.close();
+    },
+  };
+}
