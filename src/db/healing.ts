@@ -58,8 +58,10 @@ export async function resolveHealing(
   attempt: number,
   context: { actor: string; jobId?: string },
 ): Promise<{ previousStatus: HealingStatus | null; reversal?: PostedEntry }> {
+  // No FOR UPDATE in the CTE (it would see its own update and return nothing): the obligation row,
+  // locked by disperseObligation, already serializes every writer of this healing row.
   const [row] = await tx.execute<{ previous: HealingStatus | null }>(sql`
-    with previous as (select status from dispersal_healing_attempts where obligation_id = ${obligationId}::uuid for update)
+    with previous as (select status from dispersal_healing_attempts where obligation_id = ${obligationId}::uuid)
     insert into dispersal_healing_attempts as h (obligation_id, attempt_count, status, last_attempt_at, resolved_at, last_job_id)
     values (${obligationId}::uuid, ${attempt}, 'resolved', now(), now(), ${context.jobId ?? null})
     on conflict (obligation_id) do update
