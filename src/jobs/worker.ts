@@ -2,6 +2,7 @@
 // gracefully: close() lets active jobs finish (or hands them back when the lock is lost) and closes
 // the connections. Stalled jobs of a killed worker are picked up by the other workers.
 import { Worker, type Job } from "bullmq";
+import { hostname } from "node:os";
 import { QUEUE, type RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
 import { escalateFailedJob } from "./escalate.js";
@@ -20,6 +21,8 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
   const connection = ctx.queues.connection;
   const common = {
     connection,
+    // Shown as "processed by" in Bull Board and on each job: which process handled it.
+    name: `${hostname()}:${process.pid}`,
     prefix: ctx.queues.prefix,
     lockDuration: ctx.settings.WORKER_LOCK_DURATION_MS,
     stalledInterval: ctx.settings.WORKER_STALLED_INTERVAL_MS,

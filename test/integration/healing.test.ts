@@ -8,6 +8,7 @@ import { JOB } from "../../src/queues/names.js";
 import { givenSettledObligation } from "../helpers/factories.js";
 import { testDb } from "../helpers/testDb.js";
 import { testPipeline } from "../helpers/pipeline.js";
+import { waitFor } from "../helpers/processes.js";
 
 const database = await testDb();
 const pipeline = testPipeline(database);
@@ -66,9 +67,7 @@ describe("the healing pipeline", () => {
     await db.execute(sql`update mortgage_positions set units = 10000 where mortgage_id = ${given.mortgageId}::uuid`);
 
     const { jobId } = await requeueEscalation(ctx, given.obligationId, "alice", "cli");
-    const job = (await ctx.queues.retrigger.getJob(jobId))!;
-    await job.waitUntilFinished(new (await import("bullmq")).QueueEvents(job.queueName, { connection: ctx.queues.connection.duplicate(), prefix: ctx.queues.prefix }), 20_000).catch(() => {});
-    for (let i = 0; i < 100 && (await healingRow(given.obligationId))?.status !== "resolved"; i++) await new Promise((r) => setTimeout(r, 100));
+    await waitFor(async () => (await ctx.queues.retrigger.getJob(jobId))?.isCompleted(), { timeoutMs: 20_000, what: "the requeued job" });
 
     expect(await healingRow(given.obligationId)).toMatchObject({ status: "resolved", attempt_count: 1 });
     expect(await postings(given.obligationId, "REVERSAL")).toHaveLength(1);
