@@ -171,6 +171,15 @@ program
     });
   });
 
+// A stray rejection in a long-running worker is logged, not allowed to take down the process and its
+// active jobs; an uncaught exception leaves the process in an unknown state, so it exits (jobs stall
+// and are taken over by the other workers).
+process.on("unhandledRejection", (reason) => log.error({ error: String((reason as Error)?.stack ?? reason) }, "unhandled rejection"));
+process.on("uncaughtException", (error) => {
+  log.fatal({ error: error.stack }, "uncaught exception: exiting");
+  process.exit(1);
+});
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {

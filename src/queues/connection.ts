@@ -36,13 +36,14 @@ export async function assertRedisReachable(settings: RedisSettings, timeoutMs = 
         redisOptions: { connectTimeout: timeoutMs, maxRetriesPerRequest: 0 },
       })
     : new Redis(settings.REDIS_URL, { lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on("error", () => {});
+  let lastError: Error | undefined;
+  probe.on("error", (error: Error) => (lastError = error));
   try {
     if (probe instanceof Redis) await probe.connect();
     await withTimeout(probe.ping(), timeoutMs);
   } catch (error) {
     throw new InfrastructureError(
-      `Cannot reach Redis at ${describeRedis(settings)} (${(error as Error).message}). ` +
+      `Cannot reach Redis at ${describeRedis(settings)} (${(lastError ?? (error as Error)).message}). ` +
         "Start one with `docker compose up -d redis`, or point REDIS_URL at a running server.",
       { cause: error },
     );
