@@ -1,0 +1,56 @@
+import { describe, expect, it } from "vitest";
+import { sql } from "drizzle-orm";
+import { givenSettledObligation } from "../helpers/factories.js";
+import { spawnCli } from "../helpers/processes.js";
+import { testDb } from "../helpers/testDb.js";
+import { testQueues } from "../helpers/testQueues.js";
+
+const database = await testDb();
+const { prefix, redisUrl } = testQueues();
+const env = { DATABASE_URL: database.url, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, HEALING_BACKOFF_MS: "20", LOG_LEVEL: "silent" };
+
+async function run(args: string[]): Promise<{ code: number | null; out: string }> {
+  const proc = spawnCli(args, env);
+  const code = await proc.exited;
+  return { code, out: proc.output() };
+}
+
+describe("the dispersal CLI", () => {
+  it("scan --wait works the orphans and prints what became of them", async () => {
+    const fixable = await givenSettledObligation(database, { lenders: [6000, 4000] });
+    const unfixable = await givenSettledObligation(database, { lenders: [0], amount: 4_200n });
+    const { code, out } = await run(["scan", "--wait", "--timeout", "60"]);
+    expect(code).toBe(0);
+    expect(JSON.parse(out)).toMatchObject({ found: 2, enqueued: 2, dispersed: 1, escalated: 1, skipped: 0, unfinished: 0 });
+    const [row] = await database.db.execute<{ n: bigint }>(sql`select count(*) as n from dispersal_entries where obligation_id = ${fixable.obligationId}::uuid`);
+    expect(row!.n).toBe(2n);
+
+    const listed = await run(["escalations"]);
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.out)).toMatchObject([{ obligationId: unfixable.obligationId, amount: "4200", suspenseBalance: "4200", attemptCount: 3 }]);
+  });
+
+  it("requeue refuses what is not escalated and names the reason, and requeues what is", async () => {
+    const [escalated] = await database.db.execute<{ obligation_id: string }>(sql`select obligation_id from dispersal_healing_attempts where status = 'escalated'`);
+    const notEscalated = await givenSettledObligation(database, { status: "due" });
+    const { code, out } = await run(["requeue", escalated!.obligation_id, notEscalated.obligationId, "--actor", "carol"]);
+    expect(code).toBe(1);
+    const results = JSON.parse(out);
+    expect(results[0]).toMatchObject({ obligationId: escalated!.obligation_id, requeued: true, round: 2 });
+    expect(results[1]).toMatchObject({ obligationId: notEscalated.obligationId, requeued: false, code: "NOT_ESCALATED" });
+    const [audit] = await database.db.execute<{ actor: string }>(sql`select actor from audit_log where action = 'dispersal.self_healing_requeued'`);
+    expect(audit!.actor).toBe("carol");
+  });
+
+  it("reconcile stores a run and reports a clean ledger", async () => {
+    const { code, out } = await run(["reconcile"]);
+    expect(code).toBe(0);
+    expect(JSON.parse(out)).toMatchObject({ status: "clean", defectCount: 0 });
+  });
+
+  it("stops at start-up with the variable named when the configuration is bad", async () => {
+    const proc = spawnCli(["worker"], { ...env, WORKER_CONCURRENCY: "0" });
+    expect(await proc.exited).toBe(1);
+    expect(proc.output()).toMatch(/WORKER_CONCURRENCY/);
+  });
+});
