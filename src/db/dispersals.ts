@@ -141,15 +141,17 @@ export async function disperseObligation(tx: Tx, obligationId: string): Promise<
 }
 
 async function loadDispersal(tx: Tx, obligationId: string, mortgageId: string, settledAmount: bigint): Promise<Omit<DispersalResult, "replayed">> {
-  const rows = await tx.execute<{ id: string; lender_id: string; amount: bigint; ownership_units: bigint; total_units: bigint; fee: bigint | null }>(sql`
-    select d.id, d.lender_id::text, d.amount, d.ownership_units, d.total_units,
-           (select f.amount from servicing_fee_entries f where f.obligation_id = d.obligation_id) as fee
+  const rows = await tx.execute<{ id: string; lender_id: string; amount: bigint; ownership_units: bigint; total_units: bigint }>(sql`
+    select d.id, d.lender_id::text, d.amount, d.ownership_units, d.total_units
       from dispersal_entries d where d.obligation_id = ${obligationId}::uuid order by d.lender_id`);
+  // Read apart from the entries: when the fee took the whole settled amount there is no entry to join it to.
+  const [fee] = await tx.execute<{ amount: bigint }>(sql`
+    select amount from servicing_fee_entries where obligation_id = ${obligationId}::uuid`);
   return {
     obligationId,
     mortgageId,
     settledAmount,
-    fee: BigInt(rows[0]?.fee ?? 0n),
+    fee: BigInt(fee?.amount ?? 0n),
     entries: rows.map((r) => ({ id: r.id, lenderId: r.lender_id, amount: BigInt(r.amount), ownershipUnits: BigInt(r.ownership_units), totalUnits: BigInt(r.total_units) })),
   };
 }
