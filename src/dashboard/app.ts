@@ -1,21 +1,91 @@
-// PLACEHOLDER until the operations surface lands: health only.
-import express from "express";
+// The operations surface (express): health without credentials; behind Basic auth the API, the ops
+// page, Bull Board and the metrics; every state-changing request audited. startHttpServer listens
+// and closes it all (including the metrics' Redis event listeners).
+import express, { type Express, type RequestHandler } from "express";
 import type { Server } from "node:http";
 import type { Config } from "../config.js";
 import type { PipelineContext } from "../jobs/context.js";
+import { apiRoutes } from "./api.js";
+import { requireCredentials, viewersReadOnly } from "./auth.js";
+import { BULL_BOARD_PATH, bullBoardRoutes } from "./bullBoard.js";
+import { healthRoutes } from "./health.js";
+import { notFound, respondWithErrors } from "./httpErrors.js";
+import { createMetrics } from "./metrics.js";
+import { opsRoutes } from "./opsPage.js";
+import { auditStateChanges } from "./requestAudit.js";
+import { refuseCrossSiteWrites } from "./sameOrigin.js";
 
-export function createApp(_ctx: PipelineContext, _config: Config): express.Express {
+export type OperationsApp = Express & {
+  /** Stops what the app holds besides the HTTP server: the metrics' queue event listeners. */
+  closeResources(): Promise<void>;
+};
+
+export function createApp(ctx: PipelineContext, config: Config): OperationsApp {
   const app = express();
-  app.get("/healthz", (_req, res) => void res.json({ status: "ok" }));
-  return app;
+  app.disable("x-powered-by");
+  app.use(securityHeaders());
+  app.use(healthRoutes(ctx));
+
+  app.use(requireCredentials(config.OPS_USERS));
+  app.use(auditStateChanges(ctx));
+  app.use(refuseCrossSiteWrites());
+  app.use(viewersReadOnly());
+
+  const metrics = createMetrics(ctx);
+  app.get("/metrics", async (_req, res) => {
+    res.setHeader("Content-Type", metrics.registry.contentType);
+    res.send(await metrics.registry.metrics());
+  });
+  app.use("/api", apiRoutes(ctx));
+  app.use("/ops", opsRoutes(ctx, config.OPS_USERS));
+  app.get("/", (_req, res) => res.redirect(302, "/ops"));
+  app.use(BULL_BOARD_PATH, bullBoardRoutes(ctx));
+
+  app.use(notFound());
+  app.use(respondWithErrors(ctx.log));
+  return Object.assign(app, { closeResources: () => metrics.close() });
 }
 
-export async function startHttpServer(ctx: PipelineContext, config: Config): Promise<{ server: Server; url: string; close(): Promise<void> }> {
+function securityHeaders(): RequestHandler {
+  return (_req, res, next) => {
+    res.setHeader("X-Content-Type-Options", "nosniff");
+    res.setHeader("X-Frame-Options", "DENY"); // the buttons must not be clickable through someone else's frame
+    res.setHeader("Referrer-Policy", "same-origin");
+    next();
+  };
+}
+
+export interface HttpServer {
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startHttpServer(ctx: PipelineContext, config: Config): Promise<HttpServer> {
   const app = createApp(ctx, config);
-  const server = await new Promise<Server>((resolve) => {
-    const s = app.listen(config.PORT, config.HOST, () => resolve(s));
-  });
+  let server: Server;
+  try {
+    server = await new Promise<Server>((resolve, reject) => {
+      const s = app.listen(config.PORT, config.HOST, (error?: Error) => (error ? reject(error) : resolve(s)));
+    });
+  } catch (error) {
+    await app.closeResources();
+    throw error;
+  }
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : config.PORT;
-  return { server, url: `http://${config.HOST}:${port}`, close: () => new Promise((r) => server.close(() => r())) };
+  const host = config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST;
+  return {
+    server,
+    url: `http://${host}:${port}`,
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      // A client holding a request open must not keep a shutting-down process alive.
+      const force = setTimeout(() => server.closeAllConnections(), 5000);
+      await closed;
+      clearTimeout(force);
+      await app.closeResources();
+    },
+  };
 }

@@ -1,0 +1,137 @@
+// The JSON API under /api: validate input (zod), call db/healing and jobs/requeue, map errors to
+// HTTP (httpErrors.ts). Money leaves as strings of integer cents.
+import express, { Router, type Request } from "express";
+import { z } from "zod";
+import { listEscalations, type EscalationView } from "../db/healing.js";
+import { latestReconciliation } from "../db/reconciliation.js";
+import type { PipelineContext } from "../jobs/context.js";
+import { requeueEscalation } from "../jobs/requeue.js";
+import { operatorOf, requireOperatorRole } from "./auth.js";
+import { HttpError, notFound } from "./httpErrors.js";
+import { MAX_BULK_REQUEUE, requeueMany } from "./requeueMany.js";
+import { requestScan } from "./scanRequest.js";
+
+export const BODY_LIMIT = "64kb";
+
+const healingStatus = z.enum(["escalated", "requeued", "retrying", "resolved"]);
+const obligationId = z.uuid({ error: "must be a UUID" });
+
+const listQuery = z.strictObject({
+  status: healingStatus.default("escalated"),
+  mortgageId: z.uuid({ error: "must be a UUID" }).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  cursor: z.string().max(300).optional(),
+});
+
+/** A timestamptz as Postgres prints it, or ISO 8601: it goes back into SQL as ::timestamptz. */
+const timestamp = z.string().regex(/^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?\d{2})?)$/);
+const cursorContent = z.tuple([timestamp, z.uuid()]);
+
+const bulkBody = z.union([
+  z.strictObject({ obligationIds: z.array(obligationId).min(1).max(MAX_BULK_REQUEUE) }),
+  z.strictObject({
+    all: z.literal(true),
+    filter: z.strictObject({ mortgageId: z.uuid({ error: "must be a UUID" }).optional() }).default({}),
+  }),
+]);
+
+export function apiRoutes(ctx: PipelineContext): Router {
+  const router = Router();
+  router.use(express.json({ limit: BODY_LIMIT, strict: true }));
+
+  router.get("/escalations", async (req, res) => {
+    const query = parse(listQuery, req.query, "query");
+    const before = query.cursor ? decodeCursor(query.cursor) : undefined;
+    const rows = await listEscalations(ctx.database.db, {
+      status: query.status,
+      ...(query.mortgageId ? { mortgageId: query.mortgageId } : {}),
+      ...(before ? { before } : {}),
+      limit: query.limit + 1,
+    });
+    const page = rows.slice(0, query.limit);
+    const last = page[page.length - 1];
+    // Rows never escalated (escalated_at null) sort last and cannot be a keyset position.
+    const nextCursor = rows.length > query.limit && last?.escalatedAt ? encodeCursor(last) : null;
+    res.json({ escalations: page.map(escalationJson), nextCursor });
+  });
+
+  router.post("/escalations/requeue", requireOperatorRole(), async (req, res) => {
+    requireJson(req);
+    const body = parse(bulkBody, req.body, "body");
+    const ids =
+      "obligationIds" in body
+        ? body.obligationIds
+        : (
+            await listEscalations(ctx.database.db, {
+              status: "escalated",
+              ...(body.filter.mortgageId ? { mortgageId: body.filter.mortgageId } : {}),
+              limit: MAX_BULK_REQUEUE,
+            })
+          ).map((e) => e.obligationId);
+    const summary = await requeueMany(ctx, ids, operatorOf(res).name, "api");
+    res.status(summary.interrupted ? 503 : 200).json(summary);
+  });
+
+  router.post("/escalations/:obligationId/requeue", requireOperatorRole(), async (req, res) => {
+    const id = parse(obligationId, req.params.obligationId, "obligationId");
+    const result = await requeueEscalation(ctx, id, operatorOf(res).name, "api");
+    res.status(202).json(result);
+  });
+
+  router.post("/healing/scan", requireOperatorRole(), async (_req, res) => {
+    res.status(202).json(await requestScan(ctx, operatorOf(res).name));
+  });
+
+  router.get("/reconciliation/latest", async (_req, res) => {
+    const report = await latestReconciliation(ctx.database.db);
+    if (!report) throw new HttpError(404, "no reconciliation has finished yet");
+    res.json(report);
+  });
+
+  router.use(notFound());
+  return router;
+}
+
+function parse<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issues = result.error.issues.map((i) => ({ path: [what, ...i.path.map(String)].join("."), message: i.message }));
+  throw new HttpError(400, `invalid ${what}: ${issues.map((i) => `${i.path} ${i.message}`).join("; ")}`.slice(0, 500), { issues: issues.slice(0, 20) });
+}
+
+function requireJson(req: Request): void {
+  if (!req.is("application/json")) throw new HttpError(415, "send the body as application/json");
+}
+
+function escalationJson(e: EscalationView) {
+  return {
+    obligationId: e.obligationId,
+    mortgageId: e.mortgageId,
+    mortgageReference: e.mortgageReference,
+    obligationType: e.obligationType,
+    amount: e.amount.toString(),
+    suspenseBalance: e.suspenseBalance.toString(),
+    attemptCount: e.attemptCount,
+    requeueCount: e.requeueCount,
+    lastError: e.lastError,
+    escalatedAt: e.escalatedAt ? new Date(e.escalatedAt).toISOString() : null,
+    status: e.status,
+    lastJobId: e.lastJobId,
+  };
+}
+
+/** Keyset position, opaque to clients; the timestamp keeps Postgres's microseconds. */
+function encodeCursor(e: EscalationView): string {
+  return Buffer.from(JSON.stringify([e.escalatedAt, e.obligationId])).toString("base64url");
+}
+
+function decodeCursor(cursor: string): { escalatedAt: string; obligationId: string } {
+  let content: unknown;
+  try {
+    content = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+  } catch {
+    throw new HttpError(400, "invalid query: cursor is not one this API returned");
+  }
+  const [escalatedAt, id] = parse(cursorContent, content, "cursor");
+  return { escalatedAt, obligationId: id };
+}

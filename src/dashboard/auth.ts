@@ -1,0 +1,108 @@
+// Who is asking: HTTP Basic credentials checked against OPS_USERS, roles (viewer reads, operator
+// acts), and failing closed when no user is configured.
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import type { NextFunction, Request, RequestHandler, Response } from "express";
+import type { OpsUser } from "../config.js";
+
+export type OpsRole = OpsUser["role"];
+
+export interface Operator {
+  name: string;
+  role: OpsRole;
+}
+
+const REALM = 'Basic realm="dispersal-healing", charset="UTF-8"';
+
+/** Every user is compared, whoever matches, so the time taken says nothing about which part was wrong. */
+export function findOperator(users: readonly OpsUser[], name: string, secret: string): Operator | undefined {
+  const nameDigest = digest(name);
+  const secretDigest = digest(secret);
+  let found: Operator | undefined;
+  for (const user of users) {
+    const nameMatches = timingSafeEqual(nameDigest, digest(user.name));
+    const secretMatches = timingSafeEqual(secretDigest, digest(user.secret));
+    if (nameMatches && secretMatches && !found) found = { name: user.name, role: user.role };
+  }
+  return found;
+}
+
+function digest(value: string): Buffer {
+  return createHash("sha256").update(value, "utf8").digest();
+}
+
+function parseBasic(header: string | undefined): { name: string; secret: string } | undefined {
+  const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? "");
+  if (!match) return undefined;
+  const decoded = Buffer.from(match[1]!, "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  if (colon <= 0) return undefined;
+  return { name: decoded.slice(0, colon), secret: decoded.slice(colon + 1) };
+}
+
+/**
+ * Basic auth for everything mounted after it. With no OPS_USERS the surface is closed (503), never
+ * open: a forgotten variable must not publish the requeue button to whoever finds the port.
+ */
+export function requireCredentials(users: readonly OpsUser[]): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (users.length === 0) {
+      res.status(503).json({ error: "the operations surface is closed: OPS_USERS is not set (name:role:secret,…)" });
+      return;
+    }
+    const credentials = parseBasic(req.headers.authorization);
+    const operator = credentials && findOperator(users, credentials.name, credentials.secret);
+    if (!operator) {
+      res.setHeader("WWW-Authenticate", REALM);
+      res.status(401).json({ error: credentials ? "wrong user name or secret" : "credentials required (HTTP Basic)" });
+      return;
+    }
+    res.locals.operator = operator;
+    next();
+  };
+}
+
+export function operatorOf(res: Response): Operator {
+  const operator = res.locals.operator as Operator | undefined;
+  if (!operator) throw new Error("operatorOf called on a route not behind requireCredentials");
+  return operator;
+}
+
+export function requireOperatorRole(): RequestHandler {
+  return (_req, res, next) => {
+    if (operatorOf(res).role !== "operator") {
+      res.status(403).json({ error: "this needs the operator role; viewers may only read" });
+      return;
+    }
+    next();
+  };
+}
+
+export function isMutating(method: string): boolean {
+  return !["GET", "HEAD", "OPTIONS"].includes(method.toUpperCase());
+}
+
+/** Viewers may look at anything but change nothing, whatever the route. */
+export function viewersReadOnly(): RequestHandler {
+  return (req, res, next) => {
+    if (isMutating(req.method) && operatorOf(res).role !== "operator") {
+      res.status(403).json({ error: "this needs the operator role; viewers may only read" });
+      return;
+    }
+    next();
+  };
+}
+
+/**
+ * The ops page's form token: derived from the user's own secret, so every server process computes
+ * the same token without shared state, and nobody without the secret can forge it.
+ */
+export function formToken(users: readonly OpsUser[], operator: Operator): string {
+  const user = users.find((u) => u.name === operator.name);
+  const key = digest(`ops-form-token:${user?.secret ?? ""}`);
+  return createHmac("sha256", key).update(operator.name, "utf8").digest("base64url");
+}
+
+export function formTokenMatches(users: readonly OpsUser[], operator: Operator, presented: unknown): boolean {
+  if (typeof presented !== "string") return false;
+  return timingSafeEqual(digest(presented), digest(formToken(users, operator)));
+}

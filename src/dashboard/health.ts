@@ -1,0 +1,43 @@
+// /healthz (the process answers) and /readyz (Redis and Postgres both answer within the deadline),
+// without credentials: load balancers and orchestrators call them.
+import { Router } from "express";
+import type { PipelineContext } from "../jobs/context.js";
+import { DeadlineExceededError, withinDeadline } from "./deadline.js";
+
+export const READINESS_DEADLINE_MS = 2000;
+
+type Probe = { up: true; ms: number } | { up: false; error: string };
+
+export function healthRoutes(ctx: PipelineContext): Router {
+  const router = Router();
+  router.get("/healthz", (_req, res) => void res.json({ status: "ok" }));
+  router.get("/readyz", async (_req, res) => {
+    const [redis, postgres] = await Promise.all([probeRedis(ctx), probePostgres(ctx)]);
+    const down = [...(redis.up ? [] : ["redis"]), ...(postgres.up ? [] : ["postgres"])];
+    res.status(down.length === 0 ? 200 : 503).json({ status: down.length === 0 ? "ready" : "unavailable", down, redis, postgres });
+  });
+  return router;
+}
+
+async function probeRedis(ctx: PipelineContext): Promise<Probe> {
+  const connection = ctx.queues.connection;
+  // A reconnecting client would queue the PING until Redis is back: report it down at once instead.
+  if (connection.status !== "ready") return { up: false, error: `connection is ${connection.status}` };
+  return timed(ctx, () => connection.ping(), "redis PING");
+}
+
+function probePostgres(ctx: PipelineContext): Promise<Probe> {
+  return timed(ctx, () => ctx.database.sql`select 1`, "postgres select 1");
+}
+
+/** The answer is public (no credentials): it names what is down, the log says why (hosts, codes). */
+async function timed(ctx: PipelineContext, work: () => Promise<unknown>, what: string): Promise<Probe> {
+  const started = performance.now();
+  try {
+    await withinDeadline(work(), READINESS_DEADLINE_MS, what);
+    return { up: true, ms: Math.round(performance.now() - started) };
+  } catch (error) {
+    ctx.log.warn({ probe: what, error: (error as Error).message }, "readiness probe failed");
+    return { up: false, error: error instanceof DeadlineExceededError ? error.message : `${what} failed` };
+  }
+}

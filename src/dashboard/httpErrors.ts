@@ -1,0 +1,62 @@
+// How failures become HTTP answers: typed domain errors to 404/409, outages to 503, malformed
+// requests to 4xx, anything else to a generic 500 and a log line. Never a stack trace on the wire.
+import type { ErrorRequestHandler, RequestHandler } from "express";
+import { isOutage } from "../db/client.js";
+import { DomainError, NotEscalatedError, ObligationNotFoundError } from "../domain/errors.js";
+import type { Logger } from "../log.js";
+
+export class HttpError extends Error {
+  constructor(readonly status: number, message: string, readonly details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = "HttpError";
+  }
+}
+
+export interface ErrorAnswer {
+  status: number;
+  body: { error: string } & Record<string, unknown>;
+}
+
+/** The answer for one error; also used per item by the bulk requeue. */
+export function answerFor(error: unknown): ErrorAnswer | undefined {
+  if (error instanceof HttpError) return { status: error.status, body: { error: error.message, ...error.details } };
+  if (error instanceof ObligationNotFoundError) return { status: 404, body: { error: error.message, code: error.code } };
+  if (error instanceof NotEscalatedError) return { status: 409, body: { error: error.message, code: error.code, status: error.status } };
+  if (error instanceof DomainError) return { status: 409, body: { error: error.message, code: error.code } };
+  if (isOutage(error)) return { status: 503, body: { error: "a backing service (Postgres or Redis) is unavailable; try again shortly" } };
+  const parserStatus = bodyParserStatus(error);
+  if (parserStatus) return { status: parserStatus, body: { error: bodyParserMessage(error, parserStatus) } };
+  return undefined;
+}
+
+/** body-parser marks its client errors (bad JSON, too large, bad charset) with a 4xx status and expose: true. */
+function bodyParserStatus(error: unknown): number | undefined {
+  const e = error as { status?: unknown; expose?: unknown };
+  if (typeof e?.status === "number" && e.status >= 400 && e.status < 500 && e.expose === true) return e.status;
+  return undefined;
+}
+
+function bodyParserMessage(error: unknown, status: number): string {
+  const type = (error as { type?: unknown }).type;
+  if (type === "entity.parse.failed") return "the body is not valid JSON";
+  if (status === 413) return "the body is too large";
+  return (error as Error).message;
+}
+
+export function respondWithErrors(log: Logger): ErrorRequestHandler {
+  return (error, req, res, next) => {
+    if (res.headersSent) return next(error);
+    const answer = answerFor(error);
+    if (answer) {
+      if (answer.status === 503) log.warn({ method: req.method, path: req.path, error: (error as Error).message }, "request failed: backing service unavailable");
+      res.status(answer.status).json(answer.body);
+      return;
+    }
+    log.error({ method: req.method, path: req.path, error: (error as Error)?.stack ?? String(error) }, "request failed");
+    res.status(500).json({ error: "internal error; the details are in the server log" });
+  };
+}
+
+export function notFound(): RequestHandler {
+  return (req, res) => void res.status(404).json({ error: `no route ${req.method} ${req.path}` });
+}

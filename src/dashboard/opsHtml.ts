@@ -1,0 +1,245 @@
+// The HTML of the ops page, rendered on the server: no front-end build, no script, every value
+// escaped. Meant to be read by a tired person at 3 a.m.: big numbers, plain words, one action per row.
+import type { EscalationView } from "../db/healing.js";
+import type { ReconciliationReport } from "../db/reconciliation.js";
+import { formatCents } from "../domain/money.js";
+import type { Operator } from "./auth.js";
+
+export interface Flash {
+  kind: "ok" | "warn" | "error";
+  text: string;
+}
+
+export interface OpsView {
+  operator: Operator;
+  formToken: string;
+  open: EscalationView[];
+  openTruncated: boolean;
+  inProgress: EscalationView[];
+  recentlyResolved: EscalationView[];
+  reconciliation: ReconciliationReport | undefined;
+  flash: Flash | undefined;
+  now: Date;
+  bullBoardPath: string;
+  retriggerQueue: string;
+}
+
+export function escapeHtml(value: unknown): string {
+  return String(value ?? "")
+    .replaceAll("&", "&amp;")
+    .replaceAll("<", "&lt;")
+    .replaceAll(">", "&gt;")
+    .replaceAll('"', "&quot;")
+    .replaceAll("'", "&#39;");
+}
+
+/** Tagged template that escapes every interpolation unless it is already rendered Html. */
+class Html {
+  constructor(readonly value: string) {}
+  toString(): string {
+    return this.value;
+  }
+}
+
+function html(strings: TemplateStringsArray, ...values: unknown[]): Html {
+  let out = strings[0]!;
+  values.forEach((value, i) => {
+    out += render(value) + strings[i + 1]!;
+  });
+  return new Html(out);
+}
+
+function render(value: unknown): string {
+  if (value instanceof Html) return value.value;
+  if (Array.isArray(value)) return value.map(render).join("");
+  if (value === undefined || value === null || value === false) return "";
+  return escapeHtml(value);
+}
+
+export function age(from: string | null, now: Date): string {
+  if (!from) return "–";
+  const seconds = Math.max(0, Math.floor((now.getTime() - new Date(from).getTime()) / 1000));
+  if (seconds < 60) return `${seconds}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes}m`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 48) return `${hours}h ${minutes % 60}m`;
+  return `${Math.floor(hours / 24)}d ${hours % 24}h`;
+}
+
+const STYLE = `
+  :root { color-scheme: light dark; --bg:#f6f7f9; --fg:#1b1f24; --muted:#5b6470; --card:#fff; --line:#d8dde3;
+          --accent:#0b5cad; --ok:#13733a; --okbg:#e3f4e8; --warn:#8a5a00; --warnbg:#fff4d6; --err:#a61b1b; --errbg:#fde8e8; }
+  @media (prefers-color-scheme: dark) {
+    :root { --bg:#121417; --fg:#e6e9ed; --muted:#9aa4b0; --card:#1b1f24; --line:#2d333b; --accent:#6cb0ff;
+            --ok:#6fd08f; --okbg:#16301f; --warn:#f0c060; --warnbg:#33290f; --err:#ff8a8a; --errbg:#3a1717; }
+  }
+  * { box-sizing: border-box; }
+  body { margin:0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; background:var(--bg); color:var(--fg); }
+  header { display:flex; align-items:center; gap:1rem; padding:.8rem 1.5rem; background:var(--card); border-bottom:1px solid var(--line); }
+  header h1 { font-size:1.15rem; margin:0; }
+  header nav { margin-left:auto; display:flex; gap:1rem; align-items:center; }
+  main { padding:1.2rem 1.5rem 3rem; max-width:1400px; }
+  a { color:var(--accent); }
+  h2 { font-size:1.05rem; margin:1.6rem 0 .6rem; }
+  .count { display:inline-block; min-width:1.8em; padding:0 .5em; border-radius:1em; background:var(--errbg); color:var(--err); text-align:center; font-weight:600; }
+  .count.zero { background:var(--okbg); color:var(--ok); } .count.neutral { background:var(--line); color:var(--fg); }
+  .card { background:var(--card); border:1px solid var(--line); border-radius:8px; overflow-x:auto; }
+  table { border-collapse:collapse; width:100%; }
+  th, td { padding:.5rem .7rem; text-align:left; border-bottom:1px solid var(--line); vertical-align:top; }
+  th { font-size:.8rem; text-transform:uppercase; letter-spacing:.03em; color:var(--muted); font-weight:600; }
+  tr:last-child td { border-bottom:none; }
+  td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
+  th.num { text-align:right; }
+  code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size:.85em; }
+  .error { color:var(--err); max-width:38ch; overflow-wrap:anywhere; }
+  .muted { color:var(--muted); }
+  .flash { padding:.7rem 1rem; border-radius:6px; margin-bottom:1rem; font-weight:500; }
+  .flash.ok { background:var(--okbg); color:var(--ok); } .flash.warn { background:var(--warnbg); color:var(--warn); }
+  .flash.error { background:var(--errbg); color:var(--err); }
+  button { font:inherit; padding:.3rem .8rem; border-radius:5px; border:1px solid var(--accent); background:var(--accent); color:#fff; cursor:pointer; }
+  button.secondary { background:transparent; color:var(--accent); }
+  .actions { display:flex; gap:.8rem; align-items:center; padding:.7rem; border-top:1px solid var(--line); }
+  .empty { padding:1rem; color:var(--muted); }
+  .badge { padding:.1rem .5rem; border-radius:4px; font-size:.8rem; background:var(--line); }
+  .status-clean { color:var(--ok); font-weight:600; } .status-defects, .status-failed { color:var(--err); font-weight:600; }
+  input[type=checkbox] { width:1.1rem; height:1.1rem; }
+`;
+
+export function renderOpsPage(view: OpsView): string {
+  const canAct = view.operator.role === "operator";
+  const board = view.bullBoardPath;
+  const failedJobs = `${board}/queue/${encodeURIComponent(view.retriggerQueue)}?status=failed`;
+  return html`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${view.open.length > 0 ? `(${view.open.length}${view.openTruncated ? "+" : ""}) ` : ""}Dispersal healing – ops</title>
+<style>${new Html(STYLE)}</style>
+</head>
+<body>
+<header>
+  <h1>Dispersal healing</h1>
+  <span class="badge">${view.operator.name} · ${view.operator.role}${canAct ? "" : " (read-only)"}</span>
+  <nav>
+    <a href="${board}">Bull Board</a>
+    <a href="${failedJobs}">Failed retrigger jobs</a>
+    <a href="/api/reconciliation/latest">Reconciliation JSON</a>
+    ${canAct ? scanForm(view.formToken) : ""}
+  </nav>
+</header>
+<main>
+${view.flash ? html`<div class="flash ${view.flash.kind}" role="status">${view.flash.text}</div>` : ""}
+<h2 id="open">Open escalations <span class="count ${view.open.length === 0 ? "zero" : ""}">${view.open.length}${view.openTruncated ? "+" : ""}</span></h2>
+<p class="muted">Settled cash that could not be dispersed after every attempt; it sits in SUSPENSE. Fix the cause (positions, data), then requeue.</p>
+<section aria-labelledby="open">${openTable(view, canAct)}</section>
+<h2 id="in-progress">In progress (requeued) <span class="count neutral">${view.inProgress.length}</span></h2>
+<section aria-labelledby="in-progress">${progressTable(view.inProgress, view)}</section>
+<h2 id="resolved">Recently resolved</h2>
+<section aria-labelledby="resolved">${resolvedTable(view.recentlyResolved, view)}</section>
+<h2 id="reconciliation">Latest reconciliation</h2>
+<section aria-labelledby="reconciliation">${reconciliationCard(view.reconciliation, view.now)}</section>
+</main>
+</body>
+</html>`.value;
+}
+
+function scanForm(token: string): Html {
+  return html`<form method="post" action="/ops/scan"><input type="hidden" name="_token" value="${token}"><button class="secondary" type="submit">Scan now</button></form>`;
+}
+
+function jobLink(view: OpsView, jobId: string | null): Html | string {
+  if (!jobId) return "–";
+  return html`<a class="mono" href="${view.bullBoardPath}/queue/${encodeURIComponent(view.retriggerQueue)}/${encodeURIComponent(jobId)}">job</a>`;
+}
+
+function obligationCell(e: EscalationView): Html {
+  return html`<span class="mono" title="${e.obligationId}">${e.obligationId.slice(0, 8)}</span><br><span class="muted">${e.obligationType.replaceAll("_", " ")}</span>`;
+}
+
+function openTable(view: OpsView, canAct: boolean): Html {
+  if (view.open.length === 0) return html`<div class="card"><div class="empty">Nothing escalated. Nothing to do.</div></div>`;
+  const rows = view.open.map(
+    (e) => html`<tr data-obligation="${e.obligationId}">
+      ${canAct ? html`<td><input type="checkbox" name="obligationId" value="${e.obligationId}" aria-label="select ${e.mortgageReference}"></td>` : ""}
+      <td><strong>${e.mortgageReference}</strong></td>
+      <td>${obligationCell(e)}</td>
+      <td class="num">${formatCents(e.amount)}</td>
+      <td class="num">${formatCents(e.suspenseBalance)}</td>
+      <td class="num">${e.attemptCount}${e.requeueCount > 0 ? html`<br><span class="muted">${e.requeueCount} requeue${e.requeueCount === 1 ? "" : "s"}</span>` : ""}</td>
+      <td class="error" title="${e.lastError ?? ""}">${truncate(e.lastError, 160) || html`<span class="muted">–</span>`}</td>
+      <td class="num" title="${e.escalatedAt ?? ""}">${age(e.escalatedAt, view.now)}</td>
+      <td>${jobLink(view, e.lastJobId)}</td>
+      ${canAct ? html`<td><button type="submit" name="only" value="${e.obligationId}">Requeue</button></td>` : ""}
+    </tr>`,
+  );
+  const table = html`<table>
+    <thead><tr>${canAct ? html`<th><span class="muted">✓</span></th>` : ""}<th>Mortgage</th><th>Obligation</th><th class="num">Amount</th><th class="num">In suspense</th>
+      <th class="num">Attempts</th><th>Last error</th><th class="num">Age</th><th>Job</th>${canAct ? html`<th></th>` : ""}</tr></thead>
+    <tbody>${rows}</tbody>
+  </table>`;
+  const more = view.openTruncated ? html`<div class="actions muted">Showing the newest ${view.open.length}; use the API (GET /api/escalations) for the rest.</div>` : "";
+  if (!canAct) return html`<div class="card">${table}${more}</div>`;
+  return html`<form class="card" method="post" action="/ops/requeue">
+    <input type="hidden" name="_token" value="${view.formToken}">
+    ${table}
+    <div class="actions"><button type="submit" name="selected" value="1">Requeue selected</button>
+      <span class="muted">Each requeue starts a new round of attempts and is audited in your name.</span></div>
+    ${more}
+  </form>`;
+}
+
+function progressTable(rows: EscalationView[], view: OpsView): Html {
+  if (rows.length === 0) return html`<div class="card"><div class="empty">None.</div></div>`;
+  return html`<div class="card"><table>
+    <thead><tr><th>Mortgage</th><th>Obligation</th><th class="num">Amount</th><th class="num">Attempts this round</th><th>Last error</th><th class="num">Escalated</th><th>Job</th></tr></thead>
+    <tbody>${rows.map(
+      (e) => html`<tr data-obligation="${e.obligationId}"><td><strong>${e.mortgageReference}</strong></td><td>${obligationCell(e)}</td>
+        <td class="num">${formatCents(e.amount)}</td><td class="num">${e.attemptCount}</td>
+        <td class="error">${truncate(e.lastError, 160)}</td><td class="num">${age(e.escalatedAt, view.now)} ago</td><td>${jobLink(view, e.lastJobId)}</td></tr>`,
+    )}</tbody></table></div>`;
+}
+
+function resolvedTable(rows: EscalationView[], view: OpsView): Html {
+  if (rows.length === 0) return html`<div class="card"><div class="empty">No escalation resolved yet.</div></div>`;
+  return html`<div class="card"><table>
+    <thead><tr><th>Mortgage</th><th>Obligation</th><th class="num">Amount</th><th class="num">In suspense</th><th class="num">Escalated</th><th>Status</th></tr></thead>
+    <tbody>${rows.map(
+      (e) => html`<tr data-obligation="${e.obligationId}"><td><strong>${e.mortgageReference}</strong></td><td>${obligationCell(e)}</td>
+        <td class="num">${formatCents(e.amount)}</td><td class="num">${formatCents(e.suspenseBalance)}</td>
+        <td class="num">${age(e.escalatedAt, view.now)} ago</td><td class="status-clean">resolved</td></tr>`,
+    )}</tbody></table></div>`;
+}
+
+const CHECK_LABELS: Record<string, string> = {
+  staleOrphans: "Orphans older than one scan interval",
+  conservationDefects: "Dispersals that do not add up to the settled amount",
+  escalatedSuspenseMismatch: "Escalations whose SUSPENSE ≠ settled amount",
+  resolvedSuspenseNotCleared: "Resolved escalations with SUSPENSE ≠ 0",
+  accountTotalsMismatch: "Accounts whose totals ≠ their journal lines",
+  duplicateIdempotencyKeys: "Duplicate idempotency keys",
+};
+
+function reconciliationCard(report: ReconciliationReport | undefined, now: Date): Html {
+  if (!report) return html`<div class="card"><div class="empty">No reconciliation has finished yet (it runs daily; <code>dispersal reconcile</code> runs one now).</div></div>`;
+  const checks = Object.entries(report.findings).filter((entry): entry is [string, { count: number; sample: string[] }] => typeof entry[1] === "object");
+  return html`<div class="card">
+    <div class="actions">
+      <span class="status-${report.status}">${report.status === "clean" ? "Clean" : report.status === "defects" ? `${report.defectCount} defect${report.defectCount === 1 ? "" : "s"}` : report.status}</span>
+      <span class="muted">finished ${age(report.finishedAt ?? report.startedAt, now)} ago · ${report.finishedAt ?? report.startedAt}</span>
+    </div>
+    ${report.findings.error ? html`<div class="flash error">The run failed: ${report.findings.error}</div>` : ""}
+    <table><thead><tr><th>Check</th><th class="num">Found</th><th>First ids</th></tr></thead>
+    <tbody>${checks.map(
+      ([name, finding]) => html`<tr><td>${CHECK_LABELS[name] ?? name}</td>
+        <td class="num ${finding.count > 0 ? "status-defects" : "status-clean"}">${finding.count}</td>
+        <td class="mono">${finding.sample.slice(0, 5).join(", ")}${finding.sample.length > 5 ? " …" : ""}</td></tr>`,
+    )}</tbody></table>
+  </div>`;
+}
+
+function truncate(text: string | null, max: number): string {
+  if (!text) return "";
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
