@@ -27,14 +27,23 @@ function print(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? v.toString() : v), 2)}\n`);
 }
 
-/** Runs until SIGTERM/SIGINT, then closes `stop` in order; a second signal exits at once. */
-function untilSignal(stop: Array<() => Promise<void>>): Promise<void> {
+/**
+ * Runs until SIGTERM/SIGINT, then closes `stop` in order; a second signal exits at once. A close that
+ * outlives the timeout (say, Redis unreachable) is abandoned: the process exits and its active jobs
+ * stall and are taken over by the other workers, which is safe because dispersal is idempotent.
+ */
+function untilSignal(stop: Array<() => Promise<void>>, timeoutMs: number): Promise<void> {
   return new Promise((resolve) => {
     let stopping = false;
     const onSignal = async (signal: NodeJS.Signals) => {
       if (stopping) process.exit(130);
       stopping = true;
       log.info({ signal }, "shutting down: finishing active jobs");
+      const timer = setTimeout(() => {
+        log.error({ timeoutMs }, "graceful shutdown timed out: exiting");
+        process.exit(1);
+      }, timeoutMs);
+      timer.unref(); // left running through the connections' close; it never holds the process open
       for (const close of stop) {
         await close().catch((error: Error) => log.error({ error: error.message }, "error during shutdown"));
       }
@@ -74,7 +83,7 @@ program
       const workers = startWorkers(ctx, opts);
       const http = await startHttpServer(ctx, config);
       log.info({ url: http.url }, "dispersal-healing started");
-      await untilSignal([() => http.close(), () => workers.close()]);
+      await untilSignal([() => http.close(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
@@ -86,7 +95,7 @@ program
     await withRuntime({ migrate: true, name: "dispersal-worker" }, async ({ ctx, config }) => {
       await upsertSchedulers(ctx.queues, config);
       const workers = startWorkers(ctx, opts);
-      await untilSignal([() => workers.close()]);
+      await untilSignal([() => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
@@ -98,7 +107,7 @@ program
       await upsertSchedulers(ctx.queues, config);
       const http = await startHttpServer(ctx, config);
       log.info({ url: http.url }, "dispersal-healing server started");
-      await untilSignal([() => http.close()]);
+      await untilSignal([() => http.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 

@@ -54,6 +54,7 @@ export const configSchema = z.object({
   WORKER_CONCURRENCY: positiveInt(16),
   WORKER_LOCK_DURATION_MS: positiveInt(30_000),
   WORKER_STALLED_INTERVAL_MS: positiveInt(30_000),
+  SHUTDOWN_TIMEOUT_MS: positiveInt(30_000),
   HEALING_SCAN_EVERY_MS: positiveInt(15 * 60 * 1000),
   HEALING_BACKOFF_MS: positiveInt(60_000),
   HEALING_ATTEMPTS: positiveInt(3),

@@ -50,8 +50,7 @@ export function apiRoutes(ctx: PipelineContext): Router {
     });
     const page = rows.slice(0, query.limit);
     const last = page[page.length - 1];
-    // Rows never escalated (escalated_at null) sort last and cannot be a keyset position.
-    const nextCursor = rows.length > query.limit && last?.escalatedAt ? encodeCursor(last) : null;
+    const nextCursor = rows.length > query.limit && last ? encodeCursor(last) : null;
     res.json({ escalations: page.map(escalationJson), nextCursor });
   });
 
@@ -122,16 +121,16 @@ function escalationJson(e: EscalationView) {
 
 /** Keyset position, opaque to clients; the timestamp keeps Postgres's microseconds. */
 function encodeCursor(e: EscalationView): string {
-  return Buffer.from(JSON.stringify([e.escalatedAt, e.obligationId])).toString("base64url");
+  return Buffer.from(JSON.stringify([e.listedAt, e.obligationId])).toString("base64url");
 }
 
-function decodeCursor(cursor: string): { escalatedAt: string; obligationId: string } {
+function decodeCursor(cursor: string): { listedAt: string; obligationId: string } {
   let content: unknown;
   try {
     content = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
   } catch {
     throw new HttpError(400, "invalid query: cursor is not one this API returned");
   }
-  const [escalatedAt, id] = parse(cursorContent, content, "cursor");
-  return { escalatedAt, obligationId: id };
+  const [listedAt, id] = parse(cursorContent, content, "cursor");
+  return { listedAt, obligationId: id };
 }

@@ -87,7 +87,8 @@ async function requeueFailedJob(ctx: PipelineContext, job: Job<RetriggerJobData>
 /** The requeue has committed and its new job is queued; a failed removal only leaves history behind. */
 async function removeFailedJob(ctx: PipelineContext, job: Job): Promise<void> {
   try {
-    await job.remove();
+    // requeueEscalation already removes the superseded job it knows of; this one may be older.
+    if (await ctx.queues.retrigger.getJob(job.id!)) await job.remove();
   } catch (error) {
     ctx.log.warn({ jobId: job.id, error: (error as Error).message }, "requeued, but the old failed job could not be removed");
   }

@@ -169,9 +169,14 @@ export async function escalateToSuspense(
  * The database half of a manual requeue: escalated → requeued, a new round (attempt_count 0), an
  * audit row naming the operator. Anything not escalated is refused with NotEscalatedError.
  */
-export async function markRequeued(tx: Tx, obligationId: string, actor: string, channel: string): Promise<{ requeueCount: number }> {
-  const [row] = await tx.execute<{ status: HealingStatus; obligation_exists: boolean }>(sql`
-    select h.status, true as obligation_exists from dispersal_healing_attempts h
+export async function markRequeued(
+  tx: Tx,
+  obligationId: string,
+  actor: string,
+  channel: string,
+): Promise<{ requeueCount: number; previousJobId: string | null }> {
+  const [row] = await tx.execute<{ status: HealingStatus; last_job_id: string | null }>(sql`
+    select h.status, h.last_job_id from dispersal_healing_attempts h
      where h.obligation_id = ${obligationId}::uuid for update`);
   if (!row) {
     const [obligation] = await tx.execute(sql`select 1 from obligations where id = ${obligationId}::uuid`);
@@ -192,7 +197,7 @@ export async function markRequeued(tx: Tx, obligationId: string, actor: string, 
     severity: "warning",
     metadata: { channel, round: updated!.requeue_count + 1 },
   });
-  return { requeueCount: updated!.requeue_count };
+  return { requeueCount: updated!.requeue_count, previousJobId: row.last_job_id };
 }
 
 export async function recordJobId(db: Executor, obligationId: string, jobId: string): Promise<void> {
@@ -209,7 +214,9 @@ export interface EscalationView {
   attemptCount: number;
   requeueCount: number;
   lastError: string | null;
-  escalatedAt: string;
+  escalatedAt: string | null;
+  /** Keyset position: when it was escalated, or for a row never escalated, when its healing began. */
+  listedAt: string;
   status: HealingStatus;
   lastJobId: string | null;
 }
@@ -217,8 +224,8 @@ export interface EscalationView {
 export interface EscalationFilter {
   status?: HealingStatus;
   mortgageId?: string;
-  /** Keyset paging: escalations escalated before this (escalated_at, obligation id). */
-  before?: { escalatedAt: string; obligationId: string };
+  /** Keyset paging: rows listed before this (listedAt, obligation id). */
+  before?: { listedAt: string; obligationId: string };
   limit: number;
 }
 
@@ -235,7 +242,8 @@ export async function listEscalations(db: Executor, filter: EscalationFilter): P
     attempt_count: number;
     requeue_count: number;
     last_error: string | null;
-    escalated_at: string;
+    escalated_at: string | null;
+    listed_at: string;
     status: HealingStatus;
     last_job_id: string | null;
   }>(sql`
@@ -243,14 +251,15 @@ export async function listEscalations(db: Executor, filter: EscalationFilter): P
            (select a.cumulative_debits - a.cumulative_credits from cash_accounts a
              where a.family = 'SUSPENSE' and a.subaccount is null and a.mortgage_id = o.mortgage_id
                and a.obligation_id = o.id and a.lender_id is null) as suspense_balance,
-           h.attempt_count, h.requeue_count, h.last_error, h.escalated_at, h.status, h.last_job_id
+           h.attempt_count, h.requeue_count, h.last_error, h.escalated_at,
+           coalesce(h.escalated_at, h.created_at) as listed_at, h.status, h.last_job_id
       from dispersal_healing_attempts h
       join obligations o on o.id = h.obligation_id
       join mortgages m on m.id = o.mortgage_id
      where h.status = ${status}
        ${filter.mortgageId ? sql`and o.mortgage_id = ${filter.mortgageId}::uuid` : sql``}
-       ${filter.before ? sql`and (h.escalated_at, h.obligation_id) < (${filter.before.escalatedAt}::timestamptz, ${filter.before.obligationId}::uuid)` : sql``}
-     order by h.escalated_at desc nulls last, h.obligation_id desc
+       ${filter.before ? sql`and (coalesce(h.escalated_at, h.created_at), h.obligation_id) < (${filter.before.listedAt}::timestamptz, ${filter.before.obligationId}::uuid)` : sql``}
+     order by coalesce(h.escalated_at, h.created_at) desc, h.obligation_id desc
      limit ${filter.limit}`);
   return rows.map((r) => ({
     obligationId: r.obligation_id,
@@ -263,6 +272,7 @@ export async function listEscalations(db: Executor, filter: EscalationFilter): P
     requeueCount: r.requeue_count,
     lastError: r.last_error,
     escalatedAt: r.escalated_at,
+    listedAt: r.listed_at,
     status: r.status,
     lastJobId: r.last_job_id,
   }));

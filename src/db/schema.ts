@@ -247,6 +247,8 @@ export const auditLog = pgTable(
   (t) => [
     check("audit_log_severity_check", inList("severity", ["info", "warning", "error"])),
     index("audit_log_resource_idx").on(t.resourceType, t.resourceId),
+    // /metrics counts escalations, requeues and resolutions by action at every scrape.
+    index("audit_log_action_idx").on(t.action, t.createdAt),
   ],
 );
 

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Worker } from "bullmq";
 import { randomUUID } from "node:crypto";
 import { sql } from "drizzle-orm";
 import { connectDatabase } from "../../src/db/client.js";
@@ -8,6 +9,7 @@ import { reconcileLedger } from "../../src/jobs/reconcile.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
 import { createRedisConnection } from "../../src/queues/connection.js";
 import { openQueues } from "../../src/queues/queues.js";
+import { JOB } from "../../src/queues/names.js";
 import { givenMortgage, givenSettledObligation } from "../helpers/factories.js";
 import { testPipeline } from "../helpers/pipeline.js";
 import { waitFor } from "../helpers/processes.js";
@@ -178,7 +180,10 @@ describe("POST /api/escalations/:obligationId/requeue", () => {
     const response = await call("POST", `/api/escalations/${obligationId}/requeue`, { as: OLGA });
     expect(response.status).toBe(202);
     expect(response.json).toMatchObject({ obligationId, round: 2 });
-    expect(response.json.jobId).not.toBe(oldJob?.id);
+    expect(oldJob).toBeDefined();
+    expect(response.json.jobId).not.toBe(oldJob!.id);
+    // The superseded round's failed job is removed: retrying it in Bull Board would only be refused.
+    expect(await ctx.queues.retrigger.getJob(oldJob!.id!)).toBeUndefined();
     const job = await ctx.queues.retrigger.getJob(response.json.jobId);
     expect(job?.data).toEqual({ obligationId, requestedBy: "olga" });
     expect(job?.opts.attempts).toBe(3);
@@ -368,10 +373,19 @@ describe("Bull Board", () => {
   });
 
   it("answers 409 with the reason when the failed job's obligation is not escalated", async () => {
-    const failed = (await failedJobOf(escalated[0]!))!; // requeued earlier through the API
+    // A job that failed without escalation: its obligation is not settled (no cash to park).
+    const due = await givenSettledObligation(database, { status: "due" });
+    // Failed by hand (BullMQ's manual processing), so the other queued jobs stay untouched.
+    const job = await ctx.queues.retrigger.add(JOB.retrigger, { obligationId: due.obligationId }, { attempts: 1, lifo: true });
+    const manual = new Worker(retriggerQueue, null, { connection: ctx.queues.connection, prefix: ctx.queues.prefix, autorun: false });
+    const next = await manual.getNextJob("manual-token");
+    expect(next?.id).toBe(job.id);
+    await next!.moveToFailed(new Error("unrecoverable: OBLIGATION_NOT_SETTLED"), "manual-token");
+    await manual.close();
+    const failed = (await ctx.queues.retrigger.getJob(job.id!))!;
     const response = await call("PUT", `/admin/queues/api/queues/${retriggerQueue}/${encodeURIComponent(failed.id!)}/retry`, { as: OLGA });
     expect(response.status).toBe(409);
-    expect(response.json).toMatchObject({ code: "NOT_ESCALATED", obligationId: escalated[0] });
+    expect(response.json).toMatchObject({ code: "NOT_ESCALATED", obligationId: due.obligationId });
     expect(response.json.error).toMatch(/not escalated/);
     expect(await failed.getState()).toBe("failed");
   });
