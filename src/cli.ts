@@ -3,8 +3,10 @@ import { Command, InvalidArgumentError } from "commander";
 import { userInfo } from "node:os";
 import { ConfigError, loadConfig } from "./config.js";
 import { DomainError, InfrastructureError } from "./domain/errors.js";
+import { connectDatabase } from "./db/client.js";
 import { listEscalations } from "./db/healing.js";
 import { migrateDatabase } from "./db/migrate.js";
+import { seedDemo, seedObligations } from "./db/seed.js";
 import { startHttpServer } from "./dashboard/app.js";
 import { reconcileLedger } from "./jobs/reconcile.js";
 import { requeueEscalation } from "./jobs/requeue.js";
@@ -188,6 +190,46 @@ process.on("uncaughtException", (error) => {
   log.fatal({ error: error.stack }, "uncaught exception: exiting");
   process.exit(1);
 });
+
+function share(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError("must be a fraction from 0 to 1");
+  return n;
+}
+
+program
+  .command("seed")
+  .description("write a generated data set: --demo for a realistic small one, or size it with the flags")
+  .option("--demo", "3,000 obligations on 200 mortgages, ~2% of the settled ones orphaned, some unfixable")
+  .option("--mortgages <n>", "mortgages to create", positiveInt)
+  .option("--obligations <n>", "obligations in all", positiveInt)
+  .option("--settled-share <f>", "fraction of obligations settled", share)
+  .option("--orphan-share <f>", "fraction of settled obligations left without dispersal entries", share)
+  .option("--unfixable-share <f>", "fraction of orphans on mortgages whose positions are all zero", share)
+  .option("--seed <n>", "deterministic values for the same seed", positiveInt)
+  .action(async (opts: { demo?: boolean; mortgages?: number; obligations?: number; settledShare?: number; orphanShare?: number; unfixableShare?: number; seed?: number }) => {
+    if (!opts.demo && !opts.mortgages) throw new InvalidArgumentError("say --demo, or size the data set with --mortgages (and --obligations)");
+    const config = loadConfig();
+    log.level = config.LOG_LEVEL;
+    await migrateDatabase(config.DATABASE_URL);
+    const database = connectDatabase(config.DATABASE_URL, { max: 3, applicationName: "dispersal-seed" });
+    try {
+      const sized = {
+        ...(opts.obligations ? { obligations: opts.obligations } : {}),
+        ...(opts.settledShare !== undefined ? { settledShare: opts.settledShare } : {}),
+        ...(opts.orphanShare !== undefined ? { orphanShare: opts.orphanShare } : {}),
+        ...(opts.unfixableShare !== undefined ? { unfixableOrphanShare: opts.unfixableShare } : {}),
+        ...(opts.seed ? { seed: opts.seed } : {}),
+        onProgress: (n: number) => log.info({ obligations: n }, "seeding"),
+      };
+      const summary = opts.demo
+        ? await seedDemo(database, { ...(opts.mortgages ? { mortgages: opts.mortgages } : {}), ...sized })
+        : await seedObligations(database, { mortgages: opts.mortgages!, withHistoricalDispersals: true, ...sized });
+      print(summary);
+    } finally {
+      await database.close();
+    }
+  });
 
 try {
   await program.parseAsync(process.argv);
