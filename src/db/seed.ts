@@ -372,8 +372,7 @@ async function seedChunk(tx: postgres.TransactionSql<{ bigint: bigint }>, plan: 
     select ${id(plan, "dispersalEntry", `g * ${SLOTS} + j`)} as id, g * ${SLOTS} + j as ordinal, m, slot, obligation_id, mortgage_id, lender_id, units, total_units, settled_at::date as dispersal_date,
            base + (place <= leftover)::int as amount
       from ranked
-     where base + (place <= leftover)::int > 0
-     order by g, j`);
+     where base + (place <= leftover)::int > 0`);
   await tx.unsafe(`
     insert into dispersal_entries (id, obligation_id, mortgage_id, lender_id, amount, ownership_units, total_units, dispersal_date)
     select id, obligation_id, mortgage_id, lender_id, amount, units, total_units, dispersal_date from seed_d`);
