@@ -37,8 +37,52 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Dat
     onnotice: () => {},
     connection: { application_name: options.applicationName ?? "dispersal-healing" },
   }) as unknown as postgres.Sql<{ bigint: bigint }>;
-  const db = drizzle(sql, { schema });
+  const db = drizzle(withTransactionsThatSurviveLostConnections(sql), { schema });
   return { db, sql, url, close: () => sql.end({ timeout: 5 }) };
+}
+
+/** Errors after which the connection is gone (and the server has rolled back its transaction). */
+const LOST_CONNECTION_CODES = new Set(["CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "ECONNRESET", "EPIPE", "ETIMEDOUT"]);
+
+function connectionLost(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && (LOST_CONNECTION_CODES.has(code) || code.startsWith("08") || /^57P0[123]$/.test(code))) return true;
+  }
+  return false;
+}
+
+/**
+ * postgres.js (3.4.9) answers a failed transaction with ROLLBACK on the same connection even when
+ * that connection has just closed; the deferred write then dereferences the closed socket inside a
+ * setImmediate, an uncaught TypeError that takes the whole process down (porsager/postgres#1154,
+ * #1208; found by the fault suite: pg_terminate_backend under the workers). So when a transaction
+ * fails because its connection is gone, its callback does not reject (which would send that
+ * ROLLBACK): it stays pending, and begin() rejects on its own with CONNECTION_CLOSED as soon as the
+ * driver reports the close. The server has rolled the transaction back already. If the connection
+ * were somehow still open after a while, the callback rejects after all and the ROLLBACK goes out.
+ */
+function withTransactionsThatSurviveLostConnections(sql: postgres.Sql<{ bigint: bigint }>): postgres.Sql<{ bigint: bigint }> {
+  const driverBegin = sql.begin.bind(sql) as (...args: unknown[]) => Promise<unknown>;
+  async function begin(...args: unknown[]): Promise<unknown> {
+    const at = typeof args[0] === "function" ? 0 : 1;
+    const body = args[at] as (tx: unknown) => unknown;
+    let ended = false;
+    const guarded = async (tx: unknown) => {
+      try {
+        return await body(tx);
+      } catch (error) {
+        if (!connectionLost(error)) throw error;
+        return new Promise((_resolve, reject) => setTimeout(() => ended || reject(error), 10_000).unref());
+      }
+    };
+    try {
+      return await driverBegin(...args.slice(0, at), guarded);
+    } finally {
+      ended = true;
+    }
+  }
+  return new Proxy(sql, { get: (target, property, receiver) => (property === "begin" ? begin : Reflect.get(target, property, receiver)) });
 }
 
 /** SQLSTATE classes and client codes that mean "the database is not there right now", not "this data is wrong". */
