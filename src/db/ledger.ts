@@ -133,17 +133,27 @@ export async function postEntries(tx: Tx, requests: readonly PostingRequest[]): 
 }
 
 async function loadEntries(tx: Tx, keys: string[], ids: string[]): Promise<StoredEntryRow[]> {
+  // One index probe per key or id (LATERAL … LIMIT 1 cannot be turned into a join), whatever the
+  // planner estimates: a plain `key in (…) or id in (…)`, or a join the planner may run as a hash
+  // join, reads the whole journal (and the accounts) on every posting once the tables are big
+  // enough to matter and small enough to look cheap to scan.
   const rows = await tx.execute<StoredEntryRow>(sql`
     select e.id, e.sequence, e.entry_type, e.amount, e.debit_account_id, e.credit_account_id, e.idempotency_key,
            json_build_object('family', d.family, 'subaccount', d.subaccount, 'mortgageId', d.mortgage_id,
                              'obligationId', d.obligation_id, 'lenderId', d.lender_id) as debit,
            json_build_object('family', c.family, 'subaccount', c.subaccount, 'mortgageId', c.mortgage_id,
                              'obligationId', c.obligation_id, 'lenderId', c.lender_id) as credit
-      from cash_journal_entries e
-      join cash_accounts d on d.id = e.debit_account_id
-      join cash_accounts c on c.id = e.credit_account_id
-     where e.idempotency_key in (select jsonb_array_elements_text(${JSON.stringify(keys)}::jsonb))
-        or e.id in (select (jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))::uuid)`);
+      from (select j.id, j.sequence, j.entry_type, j.amount, j.debit_account_id, j.credit_account_id, j.idempotency_key
+              from jsonb_array_elements_text(${JSON.stringify(keys)}::jsonb) as k(key)
+              cross join lateral (select * from cash_journal_entries where idempotency_key = k.key limit 1) j
+            union
+            select j.id, j.sequence, j.entry_type, j.amount, j.debit_account_id, j.credit_account_id, j.idempotency_key
+              from jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb) as r(id)
+              cross join lateral (select * from cash_journal_entries where id = r.id::uuid limit 1) j) e
+      cross join lateral (select family, subaccount, mortgage_id, obligation_id, lender_id
+                            from cash_accounts where id = e.debit_account_id limit 1) d
+      cross join lateral (select family, subaccount, mortgage_id, obligation_id, lender_id
+                            from cash_accounts where id = e.credit_account_id limit 1) c`);
   return rows.map((row) => ({ ...row, amount: BigInt(row.amount), sequence: BigInt(row.sequence) }));
 }
 
