@@ -1,0 +1,72 @@
+// Fault 3: Redis loses everything mid-run, twice — FLUSHALL, then the server killed and restarted
+// empty — on a redis-server of this file's own. Postgres holds the money facts: the next scan
+// re-enqueues what is left, nothing is lost or doubled, and the workers ride it out.
+import { Redis } from "ioredis";
+import { afterAll, describe, expect, it } from "vitest";
+import { scanForOrphans } from "../../src/jobs/scan.js";
+import { ChildGroup, sleep, type Child } from "./children.js";
+import { measureEndState } from "./endState.js";
+import { recordFaults } from "./faultCounts.js";
+import { ephemeralPort, makeTempDir, portIsFree, startRedis } from "./redisServers.js";
+import { note, Scenario } from "./scenario.js";
+
+const redisChildren = new ChildGroup();
+const temp = makeTempDir("redis");
+const port = (await portIsFree(6391)) ? 6391 : await ephemeralPort();
+await startRedis(redisChildren, port, temp.dir);
+const scenario = await Scenario.open({ redisUrl: `redis://127.0.0.1:${port}` });
+afterAll(async () => {
+  await scenario.close();
+  await redisChildren.killAll();
+  temp.remove();
+});
+
+describe("fault: Redis restarted empty mid-run", () => {
+  it("re-enqueues what is left on the next scan, with no duplicate and nothing lost", async () => {
+    const orphans = await scenario.seedOrphans({ fixable: 1100, unfixable: 100 });
+    const env = { WORKER_CONCURRENCY: "4" };
+    const workers: Child[] = [0, 1, 2].map((i) => scenario.spawnWorker(`worker-${i}`, env));
+    expect((await scanForOrphans(scenario.ctx, "fault-suite")).found).toBeGreaterThan(0);
+    let injected = 0;
+
+    await scenario.waitForProgress(0.25);
+    const admin = new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1 });
+    try {
+      await admin.flushall();
+    } finally {
+      admin.disconnect();
+    }
+    injected++;
+    note("FLUSHALL", { progress: await scenario.progress() });
+    await sleep(1000);
+    const afterFlush = await scanForOrphans(scenario.ctx, "fault-suite");
+    note("scan after FLUSHALL", { found: afterFlush.found, enqueued: afterFlush.enqueued, backstop: afterFlush.escalatedByBackstop });
+    expect(afterFlush.enqueued).toBeGreaterThan(0);
+
+    await scenario.waitForProgress(0.6);
+    const server = redisChildren.live().find((c) => c.name === `redis-${port}`)!;
+    expect((await server.kill("SIGKILL")).signal).toBe("SIGKILL");
+    injected++;
+    note("redis-server killed", { progress: await scenario.progress() });
+    await sleep(1000);
+    await startRedis(redisChildren, port, temp.dir);
+    note("redis-server restarted empty");
+    await sleep(1500);
+    const afterRestart = await scanForOrphans(scenario.ctx, "fault-suite");
+    note("scan after restart", { found: afterRestart.found, enqueued: afterRestart.enqueued, backstop: afterRestart.escalatedByBackstop });
+
+    await scenario.settle();
+    const end = await measureEndState(scenario.database, orphans);
+    recordFaults(import.meta.url, "Redis flushed and restarted empty", { injected, ...end });
+    expect(workers.map((w) => w.alive())).toEqual([true, true, true]);
+    expect(end.details).toEqual({});
+    expect({ lost: end.lost, doubled: end.doubled, wrong: end.wrongEscalations, partial: end.partialDispersals, defects: end.reconciliationDefects }).toEqual({
+      lost: 0,
+      doubled: 0,
+      wrong: 0,
+      partial: 0,
+      defects: 0,
+    });
+    expect({ dispersed: end.dispersed, escalated: end.escalated }).toEqual({ dispersed: 1100, escalated: 100 });
+  });
+});
