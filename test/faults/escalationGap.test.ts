@@ -132,5 +132,5 @@ describe("fault: worker killed between the final failure and the escalation", ()
     });
     expect({ dispersed: end.dispersed, escalated: end.escalated }).toEqual({ dispersed: 1000, escalated: 6 });
     expect((await escalationRows(unfixable)).map((r) => [r.parked, r.audits])).toEqual(unfixable.map(() => [1n, 1n]));
-  });
+  }, 180_000);
 });

@@ -99,5 +99,5 @@ describe("hostile configuration at start-up", () => {
     const rejected = results.filter((r) => r.code !== null && r.code !== 0 && r.says && r.leaks.length === 0 && !r.stack).length;
     recordFaults(import.meta.url, "invalid configuration and unreachable services at start-up", { hostileRejected: rejected });
     expect(results).toEqual(cases.map((c) => ({ name: c.name, code: 1, says: true, leaks: [], stack: false, lines: 1 })));
-  });
+  }, 180_000);
 });

@@ -142,5 +142,5 @@ describe("hostile retrigger job payloads", () => {
       defects: 0,
     });
     expect({ dispersed: end.dispersed, escalated: end.escalated }).toEqual({ dispersed: 963, escalated: 40 });
-  });
+  }, 180_000);
 });

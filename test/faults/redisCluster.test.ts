@@ -4,6 +4,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
+import { Redis } from "ioredis";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { ChildGroup } from "./children.js";
 import { measureEndState } from "./endState.js";
@@ -30,7 +31,6 @@ describe("fault: a 3-node Redis Cluster", () => {
     // The keys of the queues all live on the one slot of the hash tag.
     const slotOwners = new Set<number>();
     for (const node of cluster.nodes) {
-      const { Redis } = await import("ioredis");
       const redis = new Redis({ host: "127.0.0.1", port: node.port, maxRetriesPerRequest: 1 });
       try {
         if ((await redis.call("DBSIZE")) as number > 0) slotOwners.add(node.port);
@@ -59,7 +59,7 @@ describe("fault: a 3-node Redis Cluster", () => {
       defects: 0,
     });
     expect({ dispersed: end.dispersed, escalated: end.escalated }).toEqual({ dispersed: 450, escalated: 50 });
-  });
+  }, 180_000);
 
   it("shuts the cluster down and removes its temp dir", async () => {
     const dirs = cluster.nodes.map((n) => n.child.process.spawnargs[n.child.process.spawnargs.indexOf("--dir") + 1]!);
@@ -67,5 +67,5 @@ describe("fault: a 3-node Redis Cluster", () => {
     await cluster.stop();
     expect(cluster.nodes.map((n) => n.child.alive())).toEqual([false, false, false]);
     expect(dirs.map((d) => existsSync(d))).toEqual([false, false, false]);
-  });
+  }, 180_000);
 });

@@ -55,6 +55,21 @@ describe("fault: Redis restarted empty mid-run", () => {
     const afterRestart = await scanForOrphans(scenario.ctx, "fault-suite");
     note("scan after restart", { found: afterRestart.found, enqueued: afterRestart.enqueued, backstop: afterRestart.escalatedByBackstop });
 
+    // Once more while only the unfixable ones are left, in the middle of their rounds: rounds that
+    // used every attempt are escalated by the scan's backstop, the others start a new round.
+    await scenario.waitForProgress(1100 / 1200);
+    const again = new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1 });
+    try {
+      await again.flushall();
+    } finally {
+      again.disconnect();
+    }
+    injected++;
+    note("FLUSHALL during the unfixable rounds", { progress: await scenario.progress() });
+    await sleep(1000);
+    const afterSecondFlush = await scanForOrphans(scenario.ctx, "fault-suite");
+    note("scan after the second FLUSHALL", { found: afterSecondFlush.found, enqueued: afterSecondFlush.enqueued, backstop: afterSecondFlush.escalatedByBackstop });
+
     await scenario.settle();
     const end = await measureEndState(scenario.database, orphans);
     recordFaults(import.meta.url, "Redis flushed and restarted empty", { injected, ...end });
@@ -68,5 +83,5 @@ describe("fault: Redis restarted empty mid-run", () => {
       defects: 0,
     });
     expect({ dispersed: end.dispersed, escalated: end.escalated }).toEqual({ dispersed: 1100, escalated: 100 });
-  });
+  }, 180_000);
 });

@@ -57,5 +57,5 @@ describe("fault: ten worker processes started at once", () => {
       defects: 0,
     });
     expect({ dispersed: end.dispersed, escalated: end.escalated }).toEqual({ dispersed: 1100, escalated: 60 });
-  });
+  }, 180_000);
 });
