@@ -1,6 +1,7 @@
 // The end state of a fault scenario, read with SQL: what was lost, doubled, wrongly escalated or
 // half-dispersed, and the daily reconciliation run over the whole database.
 import { sql } from "drizzle-orm";
+import { expect } from "vitest";
 import type { Database } from "../../src/db/client.js";
 import { runReconciliation, type ReconciliationReport } from "../../src/db/reconciliation.js";
 import type { FaultCounts } from "./faultCounts.js";
@@ -100,4 +101,17 @@ export async function measureEndState(database: Database, orphans: Orphans): Pro
     details,
     reconciliation,
   };
+}
+
+/** The verdict every scenario ends with: nothing lost, doubled, wrongly escalated or half-dispersed, a clean reconciliation, and the expected split. */
+export function expectNothingLostOrDoubled(end: EndState, expected: { dispersed: number; escalated: number }): void {
+  expect(end.details).toEqual({});
+  expect({ lost: end.lost, doubled: end.doubled, wrong: end.wrongEscalations, partial: end.partialDispersals, defects: end.reconciliationDefects }).toEqual({
+    lost: 0,
+    doubled: 0,
+    wrong: 0,
+    partial: 0,
+    defects: 0,
+  });
+  expect({ dispersed: end.dispersed, escalated: end.escalated }).toEqual(expected);
 }

@@ -7,7 +7,7 @@ import { sql } from "drizzle-orm";
 import { afterAll, describe, expect, it } from "vitest";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { waitFor, type Child } from "./children.js";
-import { measureEndState } from "./endState.js";
+import { expectNothingLostOrDoubled, measureEndState } from "./endState.js";
 import { recordFaults } from "./faultCounts.js";
 import { note, Scenario } from "./scenario.js";
 
@@ -122,15 +122,7 @@ describe("fault: worker killed between the final failure and the escalation", ()
     await scenario.settle();
     const end = await measureEndState(scenario.database, orphans);
     recordFaults(import.meta.url, "worker killed between final failure and escalation", { injected: kills, ...end });
-    expect(end.details).toEqual({});
-    expect({ lost: end.lost, doubled: end.doubled, wrong: end.wrongEscalations, partial: end.partialDispersals, defects: end.reconciliationDefects }).toEqual({
-      lost: 0,
-      doubled: 0,
-      wrong: 0,
-      partial: 0,
-      defects: 0,
-    });
-    expect({ dispersed: end.dispersed, escalated: end.escalated }).toEqual({ dispersed: 1000, escalated: 6 });
+    expectNothingLostOrDoubled(end, { dispersed: 1000, escalated: 6 });
     expect((await escalationRows(unfixable)).map((r) => [r.parked, r.audits])).toEqual(unfixable.map(() => [1n, 1n]));
   }, 180_000);
 });
