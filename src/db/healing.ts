@@ -18,13 +18,16 @@ export interface OrphanRow {
 /**
  * One keyset page of orphans: settled, not dispersed, not escalated, ids after `after`.
  * Served by the partial index obligations_healing_scan_idx, which holds only settled obligations
- * not yet dispersed: the cost follows the orphans, not the history.
+ * not yet dispersed: the cost follows the orphans, not the history. The healing row is looked up
+ * per orphan (LATERAL … LIMIT 1): as a plain left join the planner hashes or merges the whole
+ * dispersal_healing_attempts table, which keeps a row for every obligation ever healed.
  */
 export async function findOrphanedObligations(db: Executor, options: { after?: string | null; limit: number }): Promise<OrphanRow[]> {
   const rows = await db.execute<{ id: string; status: HealingStatus | null; attempt_count: number | null }>(sql`
     select o.id, h.status, h.attempt_count
       from obligations o
-      left join dispersal_healing_attempts h on h.obligation_id = o.id
+      left join lateral (select status, attempt_count from dispersal_healing_attempts
+                          where obligation_id = o.id limit 1) h on true
      where o.status = 'settled' and not o.dispersed
        and o.id > ${options.after ?? "00000000-0000-0000-0000-000000000000"}::uuid
        and (h.status is null or h.status <> 'escalated')
