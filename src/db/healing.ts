@@ -1,6 +1,6 @@
 // The healing state in Postgres (DESIGN.md §4): the orphan scan query, attempt rows, escalation to
 // SUSPENSE, resolution of an escalated obligation, and the database half of a manual requeue.
-import { sql } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
 import { NotEscalatedError, ObligationNotFoundError } from "../domain/errors.js";
 import { idempotencyKeys } from "../domain/ledgerRules.js";
 import type { Executor, Tx } from "./client.js";
@@ -23,7 +23,13 @@ export interface OrphanRow {
  * dispersal_healing_attempts table, which keeps a row for every obligation ever healed.
  */
 export async function findOrphanedObligations(db: Executor, options: { after?: string | null; limit: number }): Promise<OrphanRow[]> {
-  const rows = await db.execute<{ id: string; status: HealingStatus | null; attempt_count: number | null }>(sql`
+  const rows = await db.execute<{ id: string; status: HealingStatus | null; attempt_count: number | null }>(orphanPageQuery(options));
+  return rows.map((r) => ({ obligationId: r.id, healingStatus: r.status, attemptCount: r.attempt_count ?? 0 }));
+}
+
+/** The page query itself, exported so that its plan can be checked (EXPLAIN in tests and the benchmark). */
+export function orphanPageQuery(options: { after?: string | null; limit: number }): SQL {
+  return sql`
     select o.id, h.status, h.attempt_count
       from obligations o
       left join lateral (select status, attempt_count from dispersal_healing_attempts
@@ -32,8 +38,7 @@ export async function findOrphanedObligations(db: Executor, options: { after?: s
        and o.id > ${options.after ?? "00000000-0000-0000-0000-000000000000"}::uuid
        and (h.status is null or h.status <> 'escalated')
      order by o.id
-     limit ${options.limit}`);
-  return rows.map((r) => ({ obligationId: r.id, healingStatus: r.status, attemptCount: r.attempt_count ?? 0 }));
+     limit ${options.limit}`;
 }
 
 /** Records a failed attempt of the current round (its own transaction: the dispersal's was rolled back). */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { sql } from "drizzle-orm";
-import { findOrphanedObligations } from "../../src/db/healing.js";
+import { findOrphanedObligations, orphanPageQuery } from "../../src/db/healing.js";
 import { givenOrphans } from "../helpers/orphans.js";
 import { testDb } from "../helpers/testDb.js";
 
@@ -33,15 +33,9 @@ describe("the orphan scan query", () => {
     expect(page.map((o) => o.obligationId).sort()).toEqual([...orphans.obligationIds].sort());
     expect(history.obligationIds).toHaveLength(60_000);
 
-    const [explained] = await db.execute<{ "QUERY PLAN": [{ Plan: PlanNode }] }>(sql`
-      explain (analyze, format json)
-      select o.id, h.status, h.attempt_count
-        from obligations o
-        left join dispersal_healing_attempts h on h.obligation_id = o.id
-       where o.status = 'settled' and not o.dispersed
-         and o.id > '00000000-0000-0000-0000-000000000000'::uuid
-         and (h.status is null or h.status <> 'escalated')
-       order by o.id limit 1000`);
+    const [explained] = await db.execute<{ "QUERY PLAN": [{ Plan: PlanNode }] }>(
+      sql`explain (analyze, format json) ${orphanPageQuery({ limit: 1000 })}`,
+    );
     const plan = nodes(explained!["QUERY PLAN"][0].Plan);
     const obligationScan = plan.find((n) => n["Index Name"] === "obligations_healing_scan_idx");
     expect(obligationScan, JSON.stringify(plan.map((n) => [n["Node Type"], n["Index Name"]]))).toBeDefined();
