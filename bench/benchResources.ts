@@ -2,9 +2,9 @@
 // child processes) is registered here and removed at the end, on error and on Ctrl-C.
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
-import { Redis } from "ioredis";
 import { connectDatabase, type Database } from "../src/db/client.js";
 import { migrateDatabase } from "../src/db/migrate.js";
+import { deleteKeysWithPrefix } from "../test/helpers/redisKeys.js";
 
 export const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 export const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -76,17 +76,7 @@ export function benchQueuePrefix(label: string): string {
 }
 
 export async function deleteRedisKeys(prefix: string): Promise<void> {
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 3 });
-  try {
-    let cursor = "0";
-    do {
-      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.unlink(...keys);
-    } while (cursor !== "0");
-  } finally {
-    redis.disconnect();
-  }
+  await deleteKeysWithPrefix(REDIS_URL, prefix);
 }
 
 let hooked = false;

@@ -13,7 +13,7 @@ import { openQueues } from "../../src/queues/queues.js";
 import { TEST_REDIS_URL } from "../helpers/env.js";
 import { givenOrphans } from "../helpers/orphans.js";
 import { createTestDatabase } from "../helpers/testDb.js";
-import { deleteKeysWithPrefix } from "../helpers/testQueues.js";
+import { deleteKeysWithPrefix } from "../helpers/redisKeys.js";
 import { ChildGroup, sleep, waitFor, type Child } from "./children.js";
 
 /** Timings of every worker process of the suite: fast retries, fast stall detection, no scheduled scans. */
