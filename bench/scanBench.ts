@@ -85,11 +85,12 @@ export async function runScanSection(options: ScanSectionOptions): Promise<ScanS
         `  seeded ${label}: ${seeded.orphans.toLocaleString("en")} orphans, ${seeded.journalEntries.toLocaleString("en")} journal lines in ${(seedMs / 1000).toFixed(1)} s; ledger defects: ${JSON.stringify(defects)}`,
       );
 
+      // Most orphans first: each point heals the previous one's surplus (healing cannot make orphans).
       const series: Array<{ series: ScanSeries; orphans: number }> = [
-        { series: "1%", orphans: seeded.orphans },
-        { series: "100 orphans", orphans: 100 },
-        { series: "0.01%", orphans: Math.max(1, Math.round(settled / 10_000)) },
-      ];
+        { series: "1%" as const, orphans: seeded.orphans },
+        { series: "100 orphans" as const, orphans: 100 },
+        { series: "0.01%" as const, orphans: Math.max(1, Math.round(settled / 10_000)) },
+      ].sort((a, b) => b.orphans - a.orphans);
       for (const { series: name, orphans } of series) {
         if (orphans > seeded.orphans || (name === "100 orphans" && (orphans === seeded.orphans || orphans === settled / 10_000))) continue;
         const healed = await healOrphansDownTo(database, orphans);
