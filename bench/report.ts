@@ -105,11 +105,12 @@ export function checkTargets(s: Sections, ratios: Ratios): Record<string, Target
     value: value ?? null,
     met: value === null || value === undefined ? null : ok(value),
   });
+  const largest = s.scan ? size(Math.max(...s.scan.points.map((p) => p.settled).filter((n) => n <= 1_000_000))) : "1M";
   const targets: Record<string, Target> = {
     heal_vs_ceiling: at(ratios.heal_vs_ceiling, ">= 0.8", (v) => v >= 0.8),
     heal_vs_pgboss: at(ratios.heal_vs_pgboss, ">= 1.0", (v) => v >= 1.0),
-    scan_vs_original: at(ratios.scan_vs_original, ">= 300 (1M, 1% orphans)", (v) => v >= 300),
-    scan_vs_original_0_01pct: at(ratios.scan_vs_original_0_01pct, ">= 300 (1M, 0.01% orphans)", (v) => v >= 300),
+    scan_vs_original: at(ratios.scan_vs_original, `>= 300 (at ${largest}, 1% orphans)`, (v) => v >= 300),
+    scan_vs_original_0_01pct: at(ratios.scan_vs_original_0_01pct, `>= 300 (at ${largest}, 0.01% orphans)`, (v) => v >= 300),
     scan_growth_100k_to_1m: at(ratios.scan_growth_100k_to_1m, "<= 2", (v) => v <= 2),
   };
   if (s.heal) {
