@@ -291,12 +291,12 @@ async function seedChunk(tx: postgres.TransactionSql<{ bigint: bigint }>, plan: 
     create temp table seed_p on commit drop as
     with slots as (
       select s.m, s.id as mortgage_id, s.zero_units, j, (s.lender_offset + j) % ${plan.lenderPool} as lender_index,
-             case when j > 0 and ${draw(plan, `s.m * ${SLOTS} + j`, "soldOut")} < 0.05 then 0
-                  else 1 + floor(${draw(plan, `s.m * ${SLOTS} + j`, "weight")} * 99)::int8 end as weight
+             case when j > 0 and ${draw(plan, `s.m * ${SLOTS}::int8 + j`, "soldOut")} < 0.05 then 0
+                  else 1 + floor(${draw(plan, `s.m * ${SLOTS}::int8 + j`, "weight")} * 99)::int8 end as weight
         from seed_m s cross join lateral generate_series(0, s.lender_count - 1) j),
     floored as (
       select *, (10000 * weight) / (sum(weight) over (partition by m))::int8 as floor_units from slots)
-    select m, j, m * ${SLOTS} + j as slot, mortgage_id, ${id(plan, "lender", "lender_index")} as lender_id,
+    select m, j, m * ${SLOTS}::int8 + j as slot, mortgage_id, ${id(plan, "lender", "lender_index")} as lender_id,
            case when zero_units then 0
                 when j = 0 then floor_units + 10000 - (sum(floor_units) over (partition by m))::int8
                 else floor_units end::int8 as units
@@ -369,7 +369,7 @@ async function seedChunk(tx: postgres.TransactionSql<{ bigint: bigint }>, plan: 
       select *, distributable - (sum(base) over (partition by obligation_id))::int8 as leftover,
              row_number() over (partition by obligation_id order by remainder desc, lender_id) as place
         from floored)
-    select ${id(plan, "dispersalEntry", `g * ${SLOTS} + j`)} as id, g * ${SLOTS} + j as ordinal, m, slot, obligation_id, mortgage_id, lender_id, units, total_units, settled_at::date as dispersal_date,
+    select ${id(plan, "dispersalEntry", `g * ${SLOTS}::int8 + j`)} as id, g * ${SLOTS}::int8 + j as ordinal, m, slot, obligation_id, mortgage_id, lender_id, units, total_units, settled_at::date as dispersal_date,
            base + (place <= leftover)::int as amount
       from ranked
      where base + (place <= leftover)::int > 0`);
