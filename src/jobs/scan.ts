@@ -2,7 +2,7 @@
 // addBulk, and escalate rounds whose final failure was never escalated (the backstop).
 import type { Job } from "bullmq";
 import { escalateToSuspense, findOrphanedObligations } from "../db/healing.js";
-import { JOB, retriggerJobOptions, type RetriggerJobData } from "../queues/names.js";
+import { enqueueRetriggers } from "../queues/retriggerJobs.js";
 import type { PipelineContext } from "./context.js";
 
 export interface ScanSummary {
@@ -22,7 +22,6 @@ export async function scanForOrphans(ctx: PipelineContext, requestedBy = "scan")
   const started = performance.now();
   const summary: ScanSummary = { found: 0, enqueued: 0, alreadyQueued: 0, escalatedByBackstop: 0, awaitingFinalFailure: 0, jobIds: [], durationMs: 0 };
   const { retrigger } = ctx.queues;
-  const jobOptions = { attempts: ctx.settings.HEALING_ATTEMPTS, backoffMs: ctx.settings.HEALING_BACKOFF_MS };
   let after: string | null = null;
 
   for (;;) {
@@ -47,19 +46,10 @@ export async function scanForOrphans(ctx: PipelineContext, requestedBy = "scan")
       );
       if (outcome === "escalated") summary.escalatedByBackstop++;
     }
-    if (fresh.length > 0) {
-      const requests = fresh.map((o) => ({
-        name: JOB.retrigger,
-        data: { obligationId: o.obligationId, requestedBy } satisfies RetriggerJobData,
-        opts: retriggerJobOptions(o.obligationId, jobOptions),
-      }));
-      const jobs = await retrigger.addBulk(requests);
-      jobs.forEach((job, i) => {
-        if (!job.id) return;
-        summary.jobIds.push(job.id);
-        if (job.id === requests[i]!.opts.jobId) summary.enqueued++;
-        else summary.alreadyQueued++;
-      });
+    for (const job of await enqueueRetriggers(ctx.queues, ctx.settings, fresh.map((o) => o.obligationId))) {
+      summary.jobIds.push(job.jobId);
+      if (job.added) summary.enqueued++;
+      else summary.alreadyQueued++;
     }
     if (page.length < ctx.settings.HEALING_SCAN_PAGE_SIZE) break;
   }
