@@ -2,8 +2,46 @@
 // process die or throw ("a crash at every step"). Inert unless armed: by DISPERSAL_FAILPOINTS in a
 // child process's environment (test-only, see README), or by armFailpoint() inside a test process.
 //   DISPERSAL_FAILPOINTS="retrigger.after-commit=kill,escalate.before-commit=throw"
+// `pause` stops the process (SIGSTOP) once, until a test continues it: a worker frozen mid-job whose
+// lock runs out, so that a second worker runs the same job at the same time.
 
-export type FailpointAction = "kill" | "throw";
+export type FailpointAction = "kill" | "throw" | "pause";
+
+/**
+ * Every failpoint in the code, so that the crash test can arm each one and fail when one never
+ * fires. A new failpoint() call site must add its name here.
+ */
+export const FAILPOINTS = [
+  // jobs/retrigger.ts: the dispersal transaction, and a failed attempt's record
+  "retrigger.before-commit",
+  "retrigger.after-commit",
+  "retrigger.before-record-failure",
+  "retrigger.after-record-failure",
+  // db/dispersals.ts and db/healing.ts: inside the dispersal transaction
+  "dispersal.after-entries",
+  "dispersal.after-postings",
+  "resolve.after-reversal",
+  // jobs/escalate.ts and db/healing.ts: escalation of a round's final failure
+  "escalate.before-transaction",
+  "escalate.after-posting",
+  "escalate.before-commit",
+  "escalate.after-commit",
+  // jobs/scan.ts: the page loop and its backstop
+  "scan.before-enqueue",
+  "scan.after-enqueue",
+  "backstop.before-commit",
+  "backstop.after-commit",
+  // jobs/requeue.ts
+  "requeue.before-commit",
+  "requeue.after-commit",
+  "requeue.after-enqueue",
+  "requeue.after-record-job",
+  // db/reconciliation.ts and jobs/reconcile.ts
+  "reconcile.after-start",
+  "reconcile.after-run",
+] as const;
+
+export type FailpointName = (typeof FAILPOINTS)[number];
 
 export class FailpointError extends Error {
   readonly code = "FAILPOINT";
@@ -22,7 +60,7 @@ function parseSpec(spec: string): [string, FailpointAction][] {
     .filter(Boolean)
     .map((entry) => {
       const [name, action = "kill"] = entry.split("=");
-      if (action !== "kill" && action !== "throw") throw new Error(`DISPERSAL_FAILPOINTS: unknown action "${action}" for ${name}`);
+      if (action !== "kill" && action !== "throw" && action !== "pause") throw new Error(`DISPERSAL_FAILPOINTS: unknown action "${action}" for ${name}`);
       return [name!, action];
     });
 }
@@ -33,13 +71,26 @@ export function armFailpoint(name: string, action: FailpointAction | undefined):
   else armed.delete(name);
 }
 
-/** A named step. Does nothing unless a test armed it; then kills this process or throws. */
-export function failpoint(name: string): void {
+/** A named step. Does nothing unless a test armed it; then kills this process, throws, or pauses it once. */
+export function failpoint(name: FailpointName | (string & {})): void {
   if (armed.size === 0) return;
   const action = armed.get(name);
   if (!action) return;
+  if (action === "pause") {
+    armed.delete(name);
+    process.kill(process.pid, "SIGSTOP");
+    return;
+  }
   if (action === "kill") {
     process.kill(process.pid, "SIGKILL");
   }
   throw new FailpointError(name);
+}
+
+/** For a promise chain: `work(tx).then(passFailpoint("x.before-commit"))` hits the failpoint, then passes the value on. */
+export function passFailpoint<T>(name: FailpointName | (string & {})): (value: T) => T {
+  return (value) => {
+    failpoint(name);
+    return value;
+  };
 }

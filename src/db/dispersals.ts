@@ -8,6 +8,7 @@ import { servicingFeeForPeriod, type ObligationType, type PaymentFrequency } fro
 import { splitProRata } from "../domain/shares.js";
 import { sumCents } from "../domain/money.js";
 import type { Tx } from "./client.js";
+import { failpoint } from "../failpoint.js";
 import { postEntries, today, type PostingRequest } from "./ledger.js";
 import type { ObligationStatus } from "./schema.js";
 
@@ -93,6 +94,7 @@ export async function disperseObligation(tx: Tx, obligationId: string): Promise<
       )}::jsonb) as t(lender_id uuid, amount bigint, ownership_units bigint, total_units bigint)
     returning id, lender_id::text`);
   const entryIdByLender = new Map(entries.map((e) => [e.lender_id, e.id]));
+  failpoint("dispersal.after-entries");
 
   const allocation = { family: "CONTROL", subaccount: "ALLOCATION", mortgageId: row.mortgage_id } as const;
   const postings: PostingRequest[] = shares.map((s) => ({
@@ -122,6 +124,7 @@ export async function disperseObligation(tx: Tx, obligationId: string): Promise<
     });
   }
   await postEntries(tx, postings);
+  failpoint("dispersal.after-postings");
   if (shares.length === 0) {
     // The fee took the whole settled amount: no entry can exist, so mark the dispersal done here.
     await tx.execute(sql`update obligations set dispersed = true where id = ${row.id}::uuid`);

@@ -5,6 +5,7 @@ import { NotEscalatedError, ObligationNotFoundError } from "../domain/errors.js"
 import { idempotencyKeys } from "../domain/ledgerRules.js";
 import type { Executor, Tx } from "./client.js";
 import { writeAudit } from "./audit.js";
+import { failpoint } from "../failpoint.js";
 import { settledAmountOf } from "./dispersals.js";
 import { postEntry, type PostedEntry } from "./ledger.js";
 import type { HealingStatus } from "./schema.js";
@@ -80,6 +81,7 @@ export async function resolveHealing(
   if (previousStatus !== "escalated" && previousStatus !== "requeued") return { previousStatus };
 
   const reversal = await reverseSuspense(tx, obligationId, context.actor);
+  failpoint("resolve.after-reversal");
   await writeAudit(tx, {
     action: "dispersal.self_healing_resolved",
     actor: context.actor,
@@ -162,6 +164,7 @@ export async function escalateToSuspense(
     actor: context.actor,
     channel: "dispersal-healing",
   });
+  failpoint("escalate.after-posting");
   await writeAudit(tx, {
     action: "dispersal.self_healing_escalated",
     actor: context.actor,

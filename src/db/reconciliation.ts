@@ -2,6 +2,7 @@
 // stored in reconciliation_runs.
 import { sql, type SQL } from "drizzle-orm";
 import type { Executor } from "./client.js";
+import { failpoint } from "../failpoint.js";
 
 export interface CheckFinding {
   count: number;
@@ -63,6 +64,7 @@ function checks(scanIntervalMs: number): Record<ReconciliationCheck, SQL> {
 
 export async function runReconciliation(db: Executor, options: { scanIntervalMs: number }): Promise<ReconciliationReport> {
   const [run] = await db.execute<{ id: string }>(sql`insert into reconciliation_runs (status) values ('running') returning id`);
+  failpoint("reconcile.after-start");
   const findings: ReconciliationReport["findings"] = {};
   try {
     for (const [name, query] of Object.entries(checks(options.scanIntervalMs)) as [ReconciliationCheck, SQL][]) {

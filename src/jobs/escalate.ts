@@ -4,6 +4,7 @@
 import type { Job } from "bullmq";
 import { escalateToSuspense, type EscalationOutcome } from "../db/healing.js";
 import { isOutage } from "../db/client.js";
+import { failpoint, passFailpoint } from "../failpoint.js";
 import type { RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
 import { UNRECOVERABLE_PREFIX } from "./retrigger.js";
@@ -19,6 +20,7 @@ function isEscalatable(job: Job<RetriggerJobData>, error: Error | undefined): bo
 export async function escalateFailedJob(ctx: PipelineContext, job: Job<RetriggerJobData> | undefined, error: Error): Promise<EscalationOutcome | "not-final"> {
   if (!job || !isEscalatable(job, error)) return "not-final";
   const obligationId = job.data.obligationId;
+  failpoint("escalate.before-transaction");
   for (let attempt = 1; ; attempt++) {
     try {
       const outcome = await ctx.database.db.transaction((tx) =>
@@ -27,8 +29,9 @@ export async function escalateFailedJob(ctx: PipelineContext, job: Job<Retrigger
           reason: error.message,
           attemptCount: job.attemptsMade,
           ...(job.id ? { jobId: job.id } : {}),
-        }),
+        }).then(passFailpoint("escalate.before-commit")),
       );
+      failpoint("escalate.after-commit");
       const fields = { obligationId, jobId: job.id, attempts: job.attemptsMade, outcome, error: error.message };
       if (outcome === "escalated") ctx.log.error(fields, "dispersal escalated to suspense");
       else ctx.log.info(fields, "escalation not needed");

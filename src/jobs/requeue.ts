@@ -3,6 +3,7 @@
 // the job is added, the obligation is `requeued` with a fresh round and the next scan enqueues it.
 import { markRequeued, recordJobId } from "../db/healing.js";
 import { JOB, retriggerJobOptions } from "../queues/names.js";
+import { failpoint, passFailpoint } from "../failpoint.js";
 import type { PipelineContext } from "./context.js";
 
 export interface RequeueResult {
@@ -12,10 +13,13 @@ export interface RequeueResult {
 }
 
 export async function requeueEscalation(ctx: PipelineContext, obligationId: string, actor: string, channel: "api" | "cli" | "bull-board" | "ops-page"): Promise<RequeueResult> {
-  const { requeueCount, previousJobId } = await ctx.database.db.transaction((tx) => markRequeued(tx, obligationId, actor, channel));
+  const { requeueCount, previousJobId } = await ctx.database.db.transaction((tx) => markRequeued(tx, obligationId, actor, channel).then(passFailpoint("requeue.before-commit")));
+  failpoint("requeue.after-commit");
   const options = retriggerJobOptions(obligationId, { attempts: ctx.settings.HEALING_ATTEMPTS, backoffMs: ctx.settings.HEALING_BACKOFF_MS });
   const job = await ctx.queues.retrigger.add(JOB.retrigger, { obligationId, requestedBy: actor }, options);
+  failpoint("requeue.after-enqueue");
   await recordJobId(ctx.database.db, obligationId, job.id!);
+  failpoint("requeue.after-record-job");
   await removeSupersededJob(ctx, previousJobId, job.id!);
   ctx.log.warn({ obligationId, actor, channel, jobId: job.id, round: requeueCount + 1 }, "escalation requeued");
   return { obligationId, jobId: job.id!, round: requeueCount + 1 };

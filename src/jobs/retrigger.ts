@@ -6,6 +6,7 @@ import { DomainError, InvalidJobDataError } from "../domain/errors.js";
 import { classifyDatabaseError, isOutage } from "../db/client.js";
 import { disperseObligation, type DispersalResult } from "../db/dispersals.js";
 import { recordFailedAttempt, resolveHealing } from "../db/healing.js";
+import { failpoint } from "../failpoint.js";
 import type { RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
 
@@ -50,8 +51,10 @@ export function retriggerProcessor(ctx: PipelineContext) {
       const { dispersal, resolution } = await ctx.database.db.transaction(async (tx) => {
         const dispersal: DispersalResult = await disperseObligation(tx, obligationId);
         const resolution = await resolveHealing(tx, obligationId, attempt, { actor, ...(job.id ? { jobId: job.id } : {}) });
+        failpoint("retrigger.before-commit");
         return { dispersal, resolution };
       });
+      failpoint("retrigger.after-commit");
       const resolvedEscalation = resolution.reversal !== undefined;
       ctx.log.info(
         { obligationId, jobId: job.id, attempt, entries: dispersal.entries.length, replayed: dispersal.replayed, resolvedEscalation, ms: Math.round(performance.now() - started) },
@@ -78,11 +81,13 @@ async function handleFailure(ctx: PipelineContext, job: Job<RetriggerJobData>, t
     throw new UnrecoverableError(`${UNRECOVERABLE_PREFIX} ${error.code}: ${message}`);
   }
   try {
+    failpoint("retrigger.before-record-failure");
     await recordFailedAttempt(ctx.database.db, obligationId, attempt, message, job.id);
   } catch (recordError) {
     if (isOutage(recordError)) return putBackForOutage(ctx, job, token, obligationId, recordError);
     throw recordError;
   }
+  failpoint("retrigger.after-record-failure");
   ctx.log.warn({ obligationId, jobId: job.id, attempt, of: job.opts.attempts, error: message }, "dispersal attempt failed");
   throw error;
 }

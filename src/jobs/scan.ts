@@ -3,6 +3,7 @@
 import type { Job } from "bullmq";
 import { escalateToSuspense, findOrphanedObligations } from "../db/healing.js";
 import { enqueueRetriggers } from "../queues/retriggerJobs.js";
+import { failpoint, passFailpoint } from "../failpoint.js";
 import type { PipelineContext } from "./context.js";
 
 export interface ScanSummary {
@@ -42,15 +43,18 @@ export async function scanForOrphans(ctx: PipelineContext, requestedBy = "scan")
           actor: "dispersal-healing-backstop",
           reason: `round used all ${orphan.attemptCount} attempts and its final failure was never escalated`,
           attemptCount: orphan.attemptCount,
-        }),
+        }).then(passFailpoint("backstop.before-commit")),
       );
+      failpoint("backstop.after-commit");
       if (outcome === "escalated") summary.escalatedByBackstop++;
     }
+    failpoint("scan.before-enqueue");
     for (const job of await enqueueRetriggers(ctx.queues, ctx.settings, fresh.map((o) => o.obligationId))) {
       summary.jobIds.push(job.jobId);
       if (job.added) summary.enqueued++;
       else summary.alreadyQueued++;
     }
+    failpoint("scan.after-enqueue");
     if (page.length < ctx.settings.HEALING_SCAN_PAGE_SIZE) break;
   }
   summary.jobIds = [...new Set(summary.jobIds)];
