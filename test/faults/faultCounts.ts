@@ -16,6 +16,10 @@ export interface FaultCounts {
   partialDispersals: number;
   /** Findings of runReconciliation at the end of the scenario. */
   reconciliationDefects: number;
+  /** Failpoints (and stalled-job redeliveries) at which a process was killed or frozen, then recovered from. */
+  crashPoints: number;
+  /** Random command sequences the lifecycle model ran against the real services. */
+  modelRuns: number;
 }
 
 export interface FaultRecord extends FaultCounts {
@@ -24,7 +28,17 @@ export interface FaultRecord extends FaultCounts {
   at: string;
 }
 
-export const ZERO: FaultCounts = { injected: 0, lost: 0, doubled: 0, wrongEscalations: 0, hostileRejected: 0, partialDispersals: 0, reconciliationDefects: 0 };
+export const ZERO: FaultCounts = {
+  injected: 0,
+  lost: 0,
+  doubled: 0,
+  wrongEscalations: 0,
+  hostileRejected: 0,
+  partialDispersals: 0,
+  reconciliationDefects: 0,
+  crashPoints: 0,
+  modelRuns: 0,
+};
 
 /** Appends one scenario's counts to the JSON file of the test file that ran it. */
 export function recordFaults(testFileUrl: string, scenario: string, counts: Partial<FaultCounts>): void {
@@ -51,5 +65,5 @@ export function total(records: readonly FaultCounts[]): FaultCounts {
 }
 
 export function summaryLine(t: FaultCounts): string {
-  return `faults: ${t.injected} injected, ${t.lost} lost, ${t.doubled} doubled, ${t.wrongEscalations} wrong escalations, ${t.hostileRejected} hostile inputs rejected`;
+  return `faults: ${t.injected} injected, ${t.lost} lost, ${t.doubled} doubled, ${t.wrongEscalations} wrong escalations, ${t.hostileRejected} hostile inputs rejected, ${t.crashPoints} crash points, ${t.modelRuns} model runs`;
 }

@@ -1,0 +1,166 @@
+// The crash test's one data set, with fixed ids so that every run (each in its own database) holds
+// the same obligations, and the money fingerprint that two runs of it are compared by.
+import { sql } from "drizzle-orm";
+import type { Database } from "../../src/db/client.js";
+import { escalateToSuspense } from "../../src/db/healing.js";
+import { postEntries } from "../../src/db/ledger.js";
+import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
+
+/** A fixed v4-shaped id: `group` names the kind of row, `n` numbers it. */
+const id = (group: number, n: number) => `${group.toString(16).padStart(8, "0")}-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
+
+export interface CrashData {
+  /** Orphans that disperse (some on a mortgage with a servicing fee, one settled with partial cash). */
+  fixable: string[];
+  /** Orphans on a mortgage without positions: three failed attempts, then escalation. */
+  unfixable: string[];
+  /** Rounds that used their attempts whose escalation was lost: the scan's backstop escalates them. */
+  exhausted: string[];
+  /** Escalated earlier, the positions since repaired: an operator requeues them and they resolve. */
+  escalated: string[];
+}
+
+interface MortgageSpec {
+  id: string;
+  units: number[];
+  feeBps: number;
+}
+
+export async function seedCrashData(database: Database): Promise<CrashData> {
+  const mortgages: Record<"plain" | "fee" | "empty" | "emptyExhausted" | "repaired", MortgageSpec> = {
+    plain: { id: id(0xa1, 1), units: [5000, 3000, 2000], feeBps: 0 },
+    fee: { id: id(0xa1, 2), units: [3333, 3333, 3334], feeBps: 75 },
+    empty: { id: id(0xa1, 3), units: [0, 0], feeBps: 0 },
+    emptyExhausted: { id: id(0xa1, 4), units: [0], feeBps: 0 },
+    repaired: { id: id(0xa1, 5), units: [0, 0], feeBps: 0 },
+  };
+  const data: CrashData = {
+    fixable: [1, 2, 3, 4, 5, 6, 7, 8, 9].map((n) => id(0xb1, n)),
+    unfixable: [1, 2, 3].map((n) => id(0xb2, n)),
+    exhausted: [1, 2].map((n) => id(0xb3, n)),
+    escalated: [1, 2].map((n) => id(0xb4, n)),
+  };
+  const obligations: { id: string; mortgage: MortgageSpec; type: string; amount: bigint; cash: bigint[] }[] = [
+    ...data.fixable.map((o, i) => ({
+      id: o,
+      mortgage: i < 6 ? mortgages.plain : mortgages.fee,
+      type: i < 6 ? "principal_repayment" : "regular_interest",
+      amount: 100_000n + BigInt(i * 7919),
+      // One settled with less cash than its amount (another system's SQL settled it): the cash is what is split.
+      cash: i === 1 ? [60_000n, 30_001n] : i === 2 ? [] : [100_000n + BigInt(i * 7919)],
+    })),
+    ...data.unfixable.map((o, i) => ({ id: o, mortgage: mortgages.empty, type: "principal_repayment", amount: 50_000n + BigInt(i), cash: [50_000n + BigInt(i)] })),
+    ...data.exhausted.map((o, i) => ({ id: o, mortgage: mortgages.emptyExhausted, type: "late_fee", amount: 7_500n + BigInt(i), cash: [] })),
+    ...data.escalated.map((o, i) => ({ id: o, mortgage: mortgages.repaired, type: "arrears_cure", amount: 20_000n + BigInt(i), cash: [20_000n + BigInt(i)] })),
+  ];
+
+  await database.db.transaction(async (tx) => {
+    for (const [m, spec] of Object.values(mortgages).entries()) {
+      await tx.execute(sql`insert into mortgages (id, reference, principal, servicing_fee_bps, payment_frequency)
+        values (${spec.id}::uuid, ${`CRASH-${m}`}, 40000000, ${spec.feeBps}, 'monthly')`);
+      for (const [l, units] of spec.units.entries()) {
+        const lender = id(0xc0 + m, l + 1);
+        await tx.execute(sql`insert into lenders (id, name) values (${lender}::uuid, ${`Crash lender ${m}.${l}`})`);
+        await tx.execute(sql`insert into mortgage_positions (mortgage_id, lender_id, units) values (${spec.id}::uuid, ${lender}::uuid, ${units})`);
+      }
+    }
+    for (const o of obligations) {
+      await tx.execute(sql`insert into obligations (id, mortgage_id, type, amount, status, due_date, settled_at)
+        values (${o.id}::uuid, ${o.mortgage.id}::uuid, ${o.type}, ${o.amount.toString()}::bigint, 'settled', '2026-11-01', now())`);
+      await postEntries(tx, [
+        {
+          entryType: "OBLIGATION_ACCRUED",
+          amount: o.amount,
+          debit: { family: "BORROWER_RECEIVABLE", obligationId: o.id },
+          credit: { family: "CONTROL", subaccount: "ACCRUAL", mortgageId: o.mortgage.id },
+          idempotencyKey: idempotencyKeys.obligationAccrued(o.id),
+          mortgageId: o.mortgage.id,
+          obligationId: o.id,
+        },
+        ...o.cash.map((amount, i) => ({
+          entryType: "CASH_RECEIVED" as const,
+          amount,
+          debit: { family: "TRUST_CASH" as const, mortgageId: o.mortgage.id },
+          credit: { family: "BORROWER_RECEIVABLE" as const, obligationId: o.id },
+          idempotencyKey: idempotencyKeys.cashReceived(`crash-${o.id}-${i}`),
+          mortgageId: o.mortgage.id,
+          obligationId: o.id,
+        })),
+      ]);
+    }
+    // A round that used its three attempts and whose final failure was never escalated (a lost event).
+    for (const o of data.exhausted) {
+      await tx.execute(sql`insert into dispersal_healing_attempts (obligation_id, attempt_count, status, last_error, last_attempt_at)
+        values (${o}::uuid, 3, 'retrying', 'no active positions', now())`);
+    }
+    for (const o of data.escalated) {
+      await escalateToSuspense(tx, o, { actor: "crash-test", reason: "no active positions", attemptCount: 3 });
+    }
+    // The positions were repaired after the escalation: a requeue now succeeds.
+    await tx.execute(sql`update mortgage_positions set units = 5000 where mortgage_id = ${mortgages.repaired.id}::uuid`);
+  });
+  return data;
+}
+
+export function allObligations(data: CrashData): string[] {
+  return [...data.fixable, ...data.unfixable, ...data.exhausted, ...data.escalated];
+}
+
+/**
+ * Everything money-bearing of a run, free of generated ids: dispersal and fee entries, every posting
+ * (keys that name a dispersal entry or a reversed entry are rewritten to what those name), account
+ * balances, healing statuses and how many escalations and resolutions the audit log holds.
+ */
+export async function moneyFingerprint(database: Database): Promise<Record<string, string[]>> {
+  const rows = async (query: ReturnType<typeof sql>) => (await database.db.execute<{ line: string }>(query)).map((r) => r.line);
+  const accountName = (alias: string) => sql.raw(`concat_ws('/', ${alias}.family, ${alias}.subaccount, ${alias}.mortgage_id, ${alias}.obligation_id, ${alias}.lender_id)`);
+  return {
+    dispersalEntries: await rows(sql`
+      select concat_ws(' ', obligation_id, lender_id, amount, ownership_units, total_units) as line from dispersal_entries order by 1`),
+    feeEntries: await rows(sql`select concat_ws(' ', obligation_id, amount, annual_rate_bps) as line from servicing_fee_entries order by 1`),
+    postings: await rows(sql`
+      select concat_ws(' ', j.entry_type, j.amount,
+               case when j.entry_type = 'LENDER_PAYABLE_CREATED' then 'payable:' || d.obligation_id || '/' || d.lender_id
+                    when j.entry_type = 'REVERSAL' then 'reversal:' || r.idempotency_key
+                    else j.idempotency_key end,
+               ${accountName("da")}, ${accountName("ca")}) as line
+        from cash_journal_entries j
+        join cash_accounts da on da.id = j.debit_account_id
+        join cash_accounts ca on ca.id = j.credit_account_id
+        left join dispersal_entries d on j.entry_type = 'LENDER_PAYABLE_CREATED' and j.idempotency_key = 'cash-ledger:lender-payable-created:' || d.id
+        left join cash_journal_entries r on r.id = j.reverses_entry_id
+       order by 1`),
+    balances: await rows(sql`
+      select ${accountName("a")} || ' ' || a.cumulative_debits || ' ' || a.cumulative_credits as line from cash_accounts a order by 1`),
+    healing: await rows(sql`
+      select concat_ws(' ', o.id, o.dispersed, h.status,
+               (select count(*) from audit_log l where l.resource_id = o.id::text and l.action = 'dispersal.self_healing_escalated'),
+               (select count(*) from audit_log l where l.resource_id = o.id::text and l.action = 'dispersal.self_healing_resolved'),
+               (select count(*) from audit_log l where l.resource_id = o.id::text and l.action = 'dispersal.self_healing_requeued')) as line
+        from obligations o left join dispersal_healing_attempts h on h.obligation_id = o.id order by 1`),
+  };
+}
+
+/** Invariants every end state must hold on its own, whatever the baseline: by name, the offending rows. */
+export async function crashInvariantViolations(database: Database): Promise<Record<string, string[]>> {
+  const found: Record<string, string[]> = {};
+  const check = async (name: string, query: ReturnType<typeof sql>) => {
+    const ids = (await database.db.execute<{ id: string }>(query)).map((r) => r.id);
+    if (ids.length > 0) found[name] = ids;
+  };
+  // At most one escalation per round: rounds = requeues + 1.
+  await check("escalatedMoreThanOncePerRound", sql`
+    select o.id::text as id from obligations o
+     where (select count(*) from audit_log l where l.resource_id = o.id::text and l.action = 'dispersal.self_healing_escalated')
+         > 1 + (select count(*) from audit_log l where l.resource_id = o.id::text and l.action = 'dispersal.self_healing_requeued')`);
+  await check("reversalWithoutDispersal", sql`
+    select j.obligation_id::text as id from cash_journal_entries j join obligations o on o.id = j.obligation_id
+     where j.entry_type = 'REVERSAL' and not o.dispersed`);
+  await check("dispersedAndStillInSuspense", sql`
+    select o.id::text as id from obligations o join cash_accounts a on a.family = 'SUSPENSE' and a.obligation_id = o.id
+     where o.dispersed and a.cumulative_debits <> a.cumulative_credits`);
+  await check("neitherDispersedNorEscalated", sql`
+    select o.id::text as id from obligations o left join dispersal_healing_attempts h on h.obligation_id = o.id
+     where o.status = 'settled' and not o.dispersed and h.status is distinct from 'escalated'`);
+  return found;
+}

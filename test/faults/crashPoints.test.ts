@@ -1,0 +1,246 @@
+// A crash at every step: for each failpoint of src/failpoint.ts (FAILPOINTS), the same small data set
+// goes through an operator's requeue, a scan, the workers and the reconciliation with that failpoint
+// armed in the process that reaches it (a CLI child: it is SIGKILLed there). Then fresh workers and
+// the next scans recover, and the end state must equal a crash-free run's: the same dispersal
+// entries, the same postings (by key and amount), balances and healing outcomes; at most one
+// escalation per round, no REVERSAL without its dispersal, reconciliation clean. Two more scenarios
+// freeze a worker mid-job (before and after its commit) until its lock runs out, so that a second
+// worker runs the same job at the same time.
+import { readFileSync } from "node:fs";
+import { sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FAILPOINTS } from "../../src/failpoint.js";
+import { reconcileLedger } from "../../src/jobs/reconcile.js";
+import { requeueEscalation } from "../../src/jobs/requeue.js";
+import { scanForOrphans } from "../../src/jobs/scan.js";
+import { startWorkers, type Workers } from "../../src/jobs/worker.js";
+import { runReconciliation } from "../../src/db/reconciliation.js";
+import { crashInvariantViolations, moneyFingerprint, seedCrashData, type CrashData } from "./crashData.js";
+import { measureEndState } from "./endState.js";
+import { recordFaults } from "./faultCounts.js";
+import { sleep, waitFor, type Child } from "./children.js";
+import { note, Scenario } from "./scenario.js";
+
+type Phase = "requeue" | "scan" | "worker" | "reconcile";
+
+/** Which step of the scenario reaches a failpoint (so that it is armed in that step's process). */
+function phaseOf(failpoint: string): Phase {
+  if (failpoint.startsWith("requeue.")) return "requeue";
+  if (failpoint.startsWith("scan.") || failpoint.startsWith("backstop.")) return "scan";
+  if (failpoint.startsWith("reconcile.")) return "reconcile";
+  return "worker";
+}
+
+interface Outcome {
+  fired: boolean;
+  fingerprint: Record<string, string[]>;
+  violations: Record<string, string[]>;
+  reconciliationDefects: number;
+  end: Awaited<ReturnType<typeof measureEndState>>;
+}
+
+const CHILD_TIMEOUT_MS = 60_000;
+
+async function runArmedChild(scenario: Scenario, label: string, args: string[], failpoint: string): Promise<boolean> {
+  const child = scenario.children.cli(label, args, scenario.workerEnv({ DISPERSAL_FAILPOINTS: `${failpoint}=kill` }));
+  const exit = await Promise.race([child.exited, sleep(CHILD_TIMEOUT_MS).then(() => undefined)]);
+  if (!exit) throw new Error(`${label} with ${failpoint} armed did not end within ${CHILD_TIMEOUT_MS} ms:\n${child.output().slice(-2000)}`);
+  if (exit.signal === "SIGKILL") return true;
+  if (exit.code !== 0) throw new Error(`${label} failed (${JSON.stringify(exit)}):\n${child.output().slice(-2000)}`);
+  return false;
+}
+
+/** A worker child with the failpoint armed, until it is killed there or the queue is drained without it firing. */
+async function runArmedWorker(scenario: Scenario, failpoint: string): Promise<boolean> {
+  const child = scenario.spawnWorker("armed-worker", { DISPERSAL_FAILPOINTS: `${failpoint}=kill` });
+  const drained = scenario.waitQuiescent({ timeoutMs: CHILD_TIMEOUT_MS }).then(() => "drained" as const);
+  const result = await Promise.race([child.exited, drained]);
+  if (result === "drained") {
+    await child.kill("SIGKILL");
+    return false;
+  }
+  void drained.catch(() => {});
+  if (result.signal !== "SIGKILL") throw new Error(`armed worker exited (${JSON.stringify(result)}):\n${child.output().slice(-2000)}`);
+  return true;
+}
+
+async function endOf(scenario: Scenario, data: CrashData, fired: boolean): Promise<Outcome> {
+  const end = await measureEndState(scenario.database, { fixable: data.fixable, unfixable: [...data.unfixable, ...data.exhausted] });
+  const report = await runReconciliation(scenario.database.db, { scanIntervalMs: 0 });
+  return {
+    fired,
+    fingerprint: await moneyFingerprint(scenario.database),
+    violations: await crashInvariantViolations(scenario.database),
+    reconciliationDefects: report.defectCount,
+    end,
+  };
+}
+
+/** Recovery the way production does it: fresh workers, scans until one finds nothing. */
+async function recover(scenario: Scenario, workers: Workers): Promise<void> {
+  const scans = await scenario.settle({ timeoutMs: 90_000 });
+  expect(scans.at(-1)!.found).toBe(0);
+  await workers.settled();
+}
+
+async function runCrashScenario(failpoint: string | undefined): Promise<Outcome> {
+  const scenario = await Scenario.open();
+  let workers: Workers | undefined;
+  try {
+    const data = await seedCrashData(scenario.database);
+    const phase = failpoint ? phaseOf(failpoint) : undefined;
+    let fired = false;
+
+    if (phase === "requeue") {
+      fired = await runArmedChild(scenario, "requeue", ["requeue", ...data.escalated, "--actor", "crash-test"], failpoint!);
+      // The operator saw the command die and runs it again for what is still escalated (a requeue
+      // that committed is refused as not escalated: the next scan enqueues it).
+      for (const o of await stillEscalated(scenario, data.escalated)) await requeueEscalation(scenario.ctx, o, "crash-test", "cli");
+    } else {
+      for (const o of data.escalated) await requeueEscalation(scenario.ctx, o, "crash-test", "cli");
+    }
+
+    if (phase === "scan") fired = await runArmedChild(scenario, "scan", ["scan"], failpoint!);
+    else await scanForOrphans(scenario.ctx, "crash-test");
+
+    if (phase === "worker") fired = await runArmedWorker(scenario, failpoint!);
+    // Fresh workers: they take over what the killed one held (once its lock runs out) and finish the rest.
+    workers = startWorkers(scenario.ctx);
+    await recover(scenario, workers);
+
+    if (phase === "reconcile") fired = await runArmedChild(scenario, "reconcile", ["reconcile"], failpoint!);
+    else await reconcileLedger(scenario.ctx);
+    await recover(scenario, workers);
+    await workers.close();
+    workers = undefined;
+    return await endOf(scenario, data, fired);
+  } finally {
+    await workers?.close().catch(() => {});
+    await scenario.close();
+  }
+}
+
+async function stillEscalated(scenario: Scenario, ids: string[]): Promise<string[]> {
+  const rows = await scenario.database.db.execute<{ id: string }>(sql`
+    select obligation_id::text as id from dispersal_healing_attempts
+     where status = 'escalated' and obligation_id in (select (jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))::uuid)`);
+  return rows.map((r) => r.id);
+}
+
+function processState(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A worker frozen (SIGSTOP, by the failpoint's `pause`) at `failpoint` while it runs a job: its lock
+ * runs out, a second worker takes the job over and runs it, and only then is the first one continued.
+ */
+async function runStallScenario(failpoint: "retrigger.before-commit" | "retrigger.after-commit"): Promise<Outcome & { redelivered: boolean }> {
+  const scenario = await Scenario.open();
+  let workers: Workers | undefined;
+  let frozen: Child | undefined;
+  try {
+    const data = await seedCrashData(scenario.database);
+    for (const o of data.escalated) await requeueEscalation(scenario.ctx, o, "crash-test", "cli");
+    await scanForOrphans(scenario.ctx, "crash-test");
+
+    frozen = scenario.spawnWorker("frozen-worker", { DISPERSAL_FAILPOINTS: `${failpoint}=pause`, WORKER_CONCURRENCY: "1" });
+    await waitFor(async () => processState(frozen!.pid) === "T" || !frozen!.alive(), { timeoutMs: CHILD_TIMEOUT_MS, what: "the worker to freeze at the failpoint", everyMs: 20 });
+    expect(frozen.alive()).toBe(true);
+    const [held] = (await scenario.ctx.queues.retrigger.getJobs(["active"])).filter((j) => j.processedBy?.endsWith(`:${frozen!.pid}`));
+    expect(held).toBeDefined();
+    note("worker frozen mid-job", { failpoint, jobId: held!.id, obligationId: held!.data.obligationId });
+
+    // The second worker (this process) takes the job over once the frozen one's lock has run out.
+    workers = startWorkers(scenario.ctx);
+    const me = `:${process.pid}`;
+    const takenOver = await waitFor(
+      async () => {
+        const job = await scenario.ctx.queues.retrigger.getJob(held!.id!);
+        return job && job.stalledCounter >= 1 && job.processedBy?.endsWith(me) ? job : undefined;
+      },
+      { timeoutMs: 30_000, what: "the second worker to take over the frozen worker's job", everyMs: 50 },
+    );
+    note("job taken over while the first worker is frozen", { state: await takenOver.getState() });
+    process.kill(frozen.pid, "SIGCONT");
+    await recover(scenario, workers);
+    await workers.close();
+    workers = undefined;
+    return { ...(await endOf(scenario, data, true)), redelivered: true };
+  } finally {
+    if (frozen?.alive()) process.kill(frozen.pid, "SIGCONT");
+    await workers?.close().catch(() => {});
+    await scenario.close();
+  }
+}
+
+let baseline: Outcome;
+let crashPoints = 0;
+
+beforeAll(async () => {
+  baseline = await runCrashScenario(undefined);
+}, 180_000);
+
+afterAll(() => {
+  note("crash points recovered from", { crashPoints });
+});
+
+function expectSameAsBaseline(outcome: Outcome): void {
+  expect(outcome.violations).toEqual({});
+  expect(outcome.end.details).toEqual({});
+  expect(outcome.reconciliationDefects).toBe(0);
+  expect(outcome.fingerprint).toEqual(baseline.fingerprint);
+}
+
+describe("a crash at every failpoint", () => {
+  it("the crash-free run ends with every obligation dispersed or escalated once, and a clean reconciliation", () => {
+    expect(baseline.violations).toEqual({});
+    expect(baseline.end.details).toEqual({});
+    expect(baseline.reconciliationDefects).toBe(0);
+    // 9 fixable + 2 requeued and resolved dispersed; 3 unfixable + 2 exhausted escalated.
+    const healing = baseline.fingerprint.healing!;
+    expect(healing.filter((l) => / t resolved 0 1 0$| t resolved 1 1 1$/.test(l))).toHaveLength(11);
+    expect(healing.filter((l) => / f escalated 1 0 0$/.test(l))).toHaveLength(5);
+    expect(baseline.fingerprint.postings!.filter((l) => l.startsWith("REVERSAL "))).toHaveLength(2);
+    expect(FAILPOINTS.length).toBeGreaterThanOrEqual(20);
+  });
+
+  for (const failpoint of FAILPOINTS) {
+    it(`recovers from a kill at ${failpoint} to the crash-free end state`, async () => {
+      const outcome = await runCrashScenario(failpoint);
+      recordFaults(import.meta.url, `kill at ${failpoint}`, {
+        injected: outcome.fired ? 1 : 0,
+        crashPoints: outcome.fired ? 1 : 0,
+        lost: outcome.end.lost,
+        doubled: outcome.end.doubled,
+        wrongEscalations: outcome.end.wrongEscalations,
+        partialDispersals: outcome.end.partialDispersals,
+        reconciliationDefects: outcome.reconciliationDefects,
+      });
+      expect(outcome.fired, `failpoint ${failpoint} never fired in its scenario`).toBe(true);
+      crashPoints++;
+      expectSameAsBaseline(outcome);
+    }, 180_000);
+  }
+
+  for (const failpoint of ["retrigger.before-commit", "retrigger.after-commit"] as const) {
+    it(`runs one job in two workers at once (the first frozen at ${failpoint} until its lock ran out) with the crash-free end state`, async () => {
+      const outcome = await runStallScenario(failpoint);
+      recordFaults(import.meta.url, `stalled redelivery, first worker frozen at ${failpoint}`, {
+        injected: 1,
+        crashPoints: 1,
+        lost: outcome.end.lost,
+        doubled: outcome.end.doubled,
+        wrongEscalations: outcome.end.wrongEscalations,
+        partialDispersals: outcome.end.partialDispersals,
+        reconciliationDefects: outcome.reconciliationDefects,
+      });
+      crashPoints++;
+      expectSameAsBaseline(outcome);
+    }, 180_000);
+  }
+});

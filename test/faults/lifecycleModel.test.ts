@@ -1,0 +1,498 @@
+// A model of the whole lifecycle: fast-check drives random command sequences (settle obligations with
+// or without cash, break and repair a mortgage's positions, scan, let the workers run, kill a worker
+// at a failpoint, flush Redis, terminate Postgres connections under the workers, requeue, reconcile)
+// against the real services, and a small pure model predicts each obligation's outcome. After every
+// command the ledger invariants hold; after the final recovery every obligation is dispersed or
+// escalated exactly once per round, as the model says.
+//   MODEL_RUNS (default 100) runs; a failure prints its seed and path: MODEL_SEED=… MODEL_PATH=… replays it.
+import { randomUUID } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { sql } from "drizzle-orm";
+import fc from "fast-check";
+import { Redis } from "ioredis";
+import { afterAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config.js";
+import { connectDatabase, type Database } from "../../src/db/client.js";
+import { postEntries } from "../../src/db/ledger.js";
+import { runReconciliation } from "../../src/db/reconciliation.js";
+import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
+import type { PipelineContext } from "../../src/jobs/context.js";
+import { requeueEscalation } from "../../src/jobs/requeue.js";
+import { scanForOrphans } from "../../src/jobs/scan.js";
+import { startWorkers } from "../../src/jobs/worker.js";
+import { log } from "../../src/log.js";
+import { createRedisConnection } from "../../src/queues/connection.js";
+import { openQueues } from "../../src/queues/queues.js";
+import { createTestDatabase } from "../helpers/testDb.js";
+import { ChildGroup, sleep, waitFor } from "./children.js";
+import { recordFaults } from "./faultCounts.js";
+import { ephemeralPort, makeTempDir, startRedis } from "./redisServers.js";
+import { note } from "./scenario.js";
+
+const RUNS = Number(process.env.MODEL_RUNS ?? 100);
+const SEED = process.env.MODEL_SEED ? Number(process.env.MODEL_SEED) : Math.floor(Math.random() * 2 ** 31);
+const PATH = process.env.MODEL_PATH;
+const WORKER_APP = "dispersal-model-worker";
+
+// ---------------------------------------------------------------------------------------------
+// The services: a Redis of this file's own (flushed at will), one database, in-process workers.
+const children = new ChildGroup();
+const redisDir = makeTempDir("model");
+const redisPort = await ephemeralPort();
+await startRedis(children, redisPort, redisDir.dir);
+const redisUrl = `redis://127.0.0.1:${redisPort}`;
+const created = await createTestDatabase();
+const check = connectDatabase(created.url, { max: 2, applicationName: "model-check" });
+const settingsEnv = {
+  DATABASE_URL: created.url,
+  REDIS_URL: redisUrl,
+  QUEUE_PREFIX: "{model}",
+  HEALING_BACKOFF_MS: "10",
+  WORKER_LOCK_DURATION_MS: "1000",
+  WORKER_STALLED_INTERVAL_MS: "500",
+  INFRA_RETRY_DELAY_MS: "50",
+  HEALING_SCAN_EVERY_MS: "3600000",
+  WORKER_CONCURRENCY: "8",
+  LOG_LEVEL: "silent",
+};
+const config = loadConfig(settingsEnv);
+const workerDb = connectDatabase(created.url, { max: 6, applicationName: WORKER_APP });
+const connection = createRedisConnection(config, "model");
+connection.on("error", () => {});
+const ctx: PipelineContext = { database: workerDb, queues: openQueues(connection, config.QUEUE_PREFIX), settings: config, log };
+const admin = new Redis({ host: "127.0.0.1", port: redisPort, maxRetriesPerRequest: 2 });
+
+afterAll(async () => {
+  await children.killAll();
+  await ctx.queues.close().catch(() => {});
+  connection.disconnect();
+  admin.disconnect();
+  await workerDb.close();
+  await check.close();
+  await created.drop();
+  redisDir.remove();
+});
+
+// ---------------------------------------------------------------------------------------------
+// The model.
+type State = "orphan" | "queued" | "dispersed" | "escalated" | "uncertain";
+
+interface ModelObligation {
+  id: string;
+  mortgage: number;
+  amount: bigint;
+  cash: bigint;
+  state: State;
+  requeues: number;
+}
+
+interface Model {
+  mortgages: { id: string; fixable: boolean; units: number[] }[];
+  obligations: ModelObligation[];
+  kills: number;
+  /** The journal as it was after the previous command (highest sequence, and a hash of every row up to it). */
+  journal: { maxSequence: bigint; hash: string };
+}
+
+const settledAmount = (o: ModelObligation) => (o.cash > 0n ? o.cash : o.amount);
+const isFinal = (s: State) => s === "dispersed" || s === "escalated";
+
+/** What the healing pipeline does to one obligation once the workers have run its live job. */
+function afterDrain(model: Model, o: ModelObligation): void {
+  if (o.state === "queued") o.state = model.mortgages[o.mortgage]!.fixable ? "dispersed" : "escalated";
+}
+
+/** Recovery (scans and workers until a scan finds nothing) ends every obligation by its mortgage's positions. */
+function afterRecovery(model: Model, o: ModelObligation): void {
+  if (!isFinal(o.state)) o.state = model.mortgages[o.mortgage]!.fixable ? "dispersed" : "escalated";
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real side of the commands.
+async function drain(options: { terminatePostgres?: boolean } = {}): Promise<void> {
+  const workers = startWorkers(ctx);
+  try {
+    if (options.terminatePostgres) {
+      await sleep(5 + Math.floor(Math.random() * 30));
+      await terminateWorkerConnections();
+    }
+    await waitFor(async () => (await liveJobs()) === 0, { timeoutMs: 30_000, what: "the retrigger queue to drain", everyMs: 20 });
+  } finally {
+    await workers.close();
+  }
+  // An escalation that lost its connection three times is left to the backstop: it is not in the queue any more.
+  expect(await liveJobs()).toBe(0);
+}
+
+async function liveJobs(): Promise<number> {
+  const counts = await ctx.queues.retrigger.getJobCounts("waiting", "active", "delayed", "prioritized", "waiting-children");
+  return Object.values(counts).reduce((a, b) => a + b, 0);
+}
+
+/** Ends the workers' backends of this test's database (never another database's, never the checker's). */
+async function terminateWorkerConnections(): Promise<number> {
+  faultsInjected++;
+  const rows = await check.db.execute<{ pid: number }>(sql`
+    select pg_terminate_backend(pid) as pid from pg_stat_activity
+     where datname = ${created.name} and application_name in (${WORKER_APP}, 'dispersal-model-child')`);
+  return rows.length;
+}
+
+/** Production's recovery: scan, let the workers run, until a scan finds nothing. */
+async function recover(): Promise<void> {
+  for (let round = 0; round < 8; round++) {
+    const scan = await scanForOrphans(ctx, "model");
+    if (scan.found === 0 && (await liveJobs()) === 0) return;
+    await drain();
+  }
+  throw new Error("recovery: the scan still finds orphans after 8 rounds");
+}
+
+const KILL_POINTS = [
+  "retrigger.before-commit",
+  "retrigger.after-commit",
+  "retrigger.after-record-failure",
+  "dispersal.after-entries",
+  "resolve.after-reversal",
+  "escalate.before-transaction",
+  "escalate.after-commit",
+] as const;
+
+const WORKER_CHILD = fileURLToPath(new URL("./modelWorker.ts", import.meta.url));
+
+/** A worker process with a failpoint armed: it runs the queue until it is killed there (or SIGKILLed once the queue is empty). */
+async function killAWorker(failpoint: string): Promise<boolean> {
+  const child = children.spawn("model-worker", process.execPath, ["--import", "tsx", WORKER_CHILD], {
+    PATH: process.env.PATH ?? "",
+    HOME: process.env.HOME ?? "/root",
+    ...settingsEnv,
+    DISPERSAL_FAILPOINTS: `${failpoint}=kill`,
+  });
+  const idle = waitFor(async () => ((await liveJobs()) === 0 ? true : undefined), { timeoutMs: 30_000, what: "the worker to finish or die", everyMs: 25 });
+  const result = await Promise.race([child.exited, idle.then(() => "idle" as const)]);
+  void idle.catch(() => {});
+  const exit = result === "idle" ? await child.kill("SIGKILL") : result;
+  if (exit.signal !== "SIGKILL") throw new Error(`model worker exited by itself (${JSON.stringify(exit)}):\n${child.output().slice(-2000)}`);
+  return result !== "idle";
+}
+
+async function journalSnapshot(upTo?: bigint): Promise<{ maxSequence: bigint; hash: string }> {
+  const [row] = await check.db.execute<{ max: bigint | null; hash: string | null }>(sql`
+    select max(sequence) as max,
+           md5(string_agg(concat_ws('|', id, sequence, entry_type, effective_date, amount, debit_account_id, credit_account_id,
+                                    idempotency_key, mortgage_id, obligation_id, lender_id, reverses_entry_id, reason, metadata::text,
+                                    actor, channel, created_at), ',' order by sequence)) as hash
+      from cash_journal_entries ${upTo === undefined ? sql`` : sql`where sequence <= ${upTo}`}`);
+  return { maxSequence: BigInt(row!.max ?? 0n), hash: row!.hash ?? "" };
+}
+
+interface RealObligation {
+  id: string;
+  dispersed: boolean;
+  healing: string | null;
+  suspense: bigint;
+  settled: bigint;
+  escalations: number;
+  requeues: number;
+}
+
+async function readObligations(ids: string[]): Promise<Map<string, RealObligation>> {
+  const rows = await check.db.execute<{ id: string; dispersed: boolean; healing: string | null; suspense: bigint; settled: bigint; escalations: bigint; requeues: bigint }>(sql`
+    select o.id::text, o.dispersed, h.status as healing,
+           coalesce((select a.cumulative_debits - a.cumulative_credits from cash_accounts a
+                      where a.family = 'SUSPENSE' and a.obligation_id = o.id), 0) as suspense,
+           coalesce(nullif((select sum(j.amount) from cash_journal_entries j where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount) as settled,
+           (select count(*) from audit_log l where l.resource_id = o.id::text and l.action = 'dispersal.self_healing_escalated') as escalations,
+           (select count(*) from audit_log l where l.resource_id = o.id::text and l.action = 'dispersal.self_healing_requeued') as requeues
+      from obligations o left join dispersal_healing_attempts h on h.obligation_id = o.id
+     where o.id in (select (jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))::uuid)`);
+  return new Map(rows.map((r) => [r.id, { ...r, suspense: BigInt(r.suspense), settled: BigInt(r.settled), escalations: Number(r.escalations), requeues: Number(r.requeues) }]));
+}
+
+/** The invariants that hold after every command, and the model's prediction for every obligation whose state it knows. */
+async function checkInvariants(model: Model, after: string): Promise<void> {
+  const kind = after.split("(")[0]!.replace(/ at .*/, "");
+  commandsRun.set(kind, (commandsRun.get(kind) ?? 0) + 1);
+  const [ledger] = await check.db.execute<{ totals_off: bigint; conservation_off: bigint; suspense_off: bigint }>(sql`
+    select (select count(*) from cash_accounts a
+              left join (select debit_account_id as id, sum(amount) as total from cash_journal_entries group by 1) d on d.id = a.id
+              left join (select credit_account_id as id, sum(amount) as total from cash_journal_entries group by 1) c on c.id = a.id
+             where a.cumulative_debits <> coalesce(d.total, 0) or a.cumulative_credits <> coalesce(c.total, 0)) as totals_off,
+           (select count(*) from obligations o where o.dispersed
+               and coalesce((select sum(d.amount) from dispersal_entries d where d.obligation_id = o.id), 0)
+                 + coalesce((select f.amount from servicing_fee_entries f where f.obligation_id = o.id), 0)
+                 <> coalesce(nullif((select sum(j.amount) from cash_journal_entries j where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount)) as conservation_off,
+           (select count(*) from obligations o join cash_accounts a on a.family = 'SUSPENSE' and a.obligation_id = o.id
+             where a.cumulative_debits - a.cumulative_credits not in (0, coalesce(nullif((select sum(j.amount) from cash_journal_entries j
+                     where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount))) as suspense_off`);
+  expect({ after, totalsOff: Number(ledger!.totals_off), conservationOff: Number(ledger!.conservation_off), suspenseOff: Number(ledger!.suspense_off) }).toEqual({
+    after,
+    totalsOff: 0,
+    conservationOff: 0,
+    suspenseOff: 0,
+  });
+
+  const before = await journalSnapshot(model.journal.maxSequence);
+  expect({ after, journalRowsUnchanged: before.hash === model.journal.hash }).toEqual({ after, journalRowsUnchanged: true });
+  model.journal = await journalSnapshot();
+
+  const real = await readObligations(model.obligations.map((o) => o.id));
+  const seen: unknown[] = [];
+  const expected: unknown[] = [];
+  for (const o of model.obligations) {
+    if (o.state === "uncertain") continue;
+    const r = real.get(o.id)!;
+    const escalated = o.state === "escalated";
+    expected.push({
+      id: o.id,
+      dispersed: o.state === "dispersed",
+      escalated,
+      // While escalated (or requeued, not yet dispersed) SUSPENSE holds the settled amount; dispersed, it is cleared.
+      suspense: escalated || (o.requeues > 0 && o.state !== "dispersed") ? settledAmount(o) : 0n,
+      escalations: o.requeues + (escalated ? 1 : 0),
+      requeues: o.requeues,
+    });
+    seen.push({ id: o.id, dispersed: r.dispersed, escalated: !r.dispersed && r.healing === "escalated", suspense: r.suspense, escalations: r.escalations, requeues: r.requeues });
+  }
+  expect({ after, obligations: seen }).toEqual({ after, obligations: expected });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The commands.
+type Real = { run: number };
+type Cmd = fc.AsyncCommand<Model, Real>;
+
+class SettleCommand implements Cmd {
+  constructor(readonly mortgage: number, readonly cash: "none" | "full" | "partial", readonly amount: bigint) {}
+  check = () => true;
+  async run(model: Model): Promise<void> {
+    const m = model.mortgages[this.mortgage % model.mortgages.length]!;
+    const id = randomUUID();
+    const cash = this.cash === "none" ? 0n : this.cash === "full" ? this.amount : this.amount / 3n;
+    await check.db.transaction(async (tx) => {
+      await tx.execute(sql`insert into obligations (id, mortgage_id, type, amount, status, due_date, settled_at)
+        values (${id}::uuid, ${m.id}::uuid, ${this.amount % 2n === 0n ? "regular_interest" : "principal_repayment"}, ${this.amount.toString()}::bigint, 'settled', current_date, now())`);
+      await postEntries(tx, [
+        {
+          entryType: "OBLIGATION_ACCRUED",
+          amount: this.amount,
+          debit: { family: "BORROWER_RECEIVABLE", obligationId: id },
+          credit: { family: "CONTROL", subaccount: "ACCRUAL", mortgageId: m.id },
+          idempotencyKey: idempotencyKeys.obligationAccrued(id),
+          mortgageId: m.id,
+          obligationId: id,
+        },
+        ...(cash > 0n
+          ? [{
+              entryType: "CASH_RECEIVED" as const,
+              amount: cash,
+              debit: { family: "TRUST_CASH" as const, mortgageId: m.id },
+              credit: { family: "BORROWER_RECEIVABLE" as const, obligationId: id },
+              idempotencyKey: idempotencyKeys.cashReceived(`model-${id}`),
+              mortgageId: m.id,
+              obligationId: id,
+            }]
+          : []),
+      ]);
+    });
+    model.obligations.push({ id, mortgage: this.mortgage % model.mortgages.length, amount: this.amount, cash, state: "orphan", requeues: 0 });
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => `settle(mortgage ${this.mortgage}, cash ${this.cash}, ${this.amount})`;
+}
+
+class PositionsCommand implements Cmd {
+  constructor(readonly mortgage: number, readonly fixable: boolean) {}
+  check = (model: Readonly<Model>) =>
+    !model.obligations.some((o) => o.mortgage === this.mortgage % model.mortgages.length && o.state === "uncertain");
+  async run(model: Model): Promise<void> {
+    const m = model.mortgages[this.mortgage % model.mortgages.length]!;
+    await check.db.execute(sql`
+      update mortgage_positions p set units = case when ${this.fixable} then u.units else 0 end
+        from (select lender_id, units from jsonb_to_recordset(${JSON.stringify(m.units.map((units, i) => ({ lender_id: lenderId(m.id, i), units })))}::jsonb)
+              as t(lender_id uuid, units bigint)) u
+       where p.mortgage_id = ${m.id}::uuid and p.lender_id = u.lender_id`);
+    m.fixable = this.fixable;
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => `positions(mortgage ${this.mortgage}, ${this.fixable ? "fixable" : "unfixable"})`;
+}
+
+class ScanCommand implements Cmd {
+  check = () => true;
+  async run(model: Model): Promise<void> {
+    await scanForOrphans(ctx, "model");
+    for (const o of model.obligations) if (o.state === "orphan") o.state = "queued";
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => "scan";
+}
+
+class DrainCommand implements Cmd {
+  constructor(readonly terminatePostgres: boolean) {}
+  check = () => true;
+  async run(model: Model): Promise<void> {
+    await drain({ terminatePostgres: this.terminatePostgres });
+    for (const o of model.obligations) {
+      // An escalation whose connection was cut may be left to the next scan's backstop.
+      if (this.terminatePostgres && o.state === "queued" && !model.mortgages[o.mortgage]!.fixable) o.state = "uncertain";
+      else afterDrain(model, o);
+    }
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => (this.terminatePostgres ? "run workers, Postgres connections terminated" : "run workers");
+}
+
+class KillWorkerCommand implements Cmd {
+  constructor(readonly failpoint: (typeof KILL_POINTS)[number]) {}
+  check = (model: Readonly<Model>) => model.kills === 0 && model.obligations.some((o) => o.state === "queued");
+  async run(model: Model): Promise<void> {
+    model.kills++;
+    faultsInjected++;
+    await killAWorker(this.failpoint);
+    for (const o of model.obligations) if (o.state === "queued") o.state = "uncertain";
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => `kill a worker at ${this.failpoint}`;
+}
+
+class FlushRedisCommand implements Cmd {
+  check = () => true;
+  async run(model: Model): Promise<void> {
+    faultsInjected++;
+    await admin.flushall();
+    // Jobs are gone; the database still knows every obligation: the next scan finds them again.
+    for (const o of model.obligations) if (o.state === "queued") o.state = "orphan";
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => "flush redis";
+}
+
+class TerminatePostgresCommand implements Cmd {
+  check = () => true;
+  async run(model: Model): Promise<void> {
+    await terminateWorkerConnections();
+    // Idle pooled connections: once the server has ended them, the pool notices and opens new ones.
+    await waitFor(
+      async () => {
+        const [row] = await check.db.execute<{ n: bigint }>(sql`
+          select count(*) as n from pg_stat_activity where datname = ${created.name} and application_name = ${WORKER_APP}`);
+        return row!.n === 0n;
+      },
+      { timeoutMs: 10_000, what: "the terminated backends to end", everyMs: 10 },
+    );
+    await sleep(50);
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => "terminate the workers' Postgres connections";
+}
+
+class RequeueCommand implements Cmd {
+  constructor(readonly pick: number) {}
+  check = (model: Readonly<Model>) => model.obligations.some((o) => o.state === "escalated");
+  async run(model: Model): Promise<void> {
+    const escalated = model.obligations.filter((o) => o.state === "escalated");
+    const o = escalated[this.pick % escalated.length]!;
+    await requeueEscalation(ctx, o.id, "model-operator", "cli");
+    o.state = "queued";
+    o.requeues++;
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => `requeue(escalated #${this.pick})`;
+}
+
+class ReconcileCommand implements Cmd {
+  check = () => true;
+  async run(model: Model): Promise<void> {
+    // A long scan interval: orphans waiting for the next scan are not late here.
+    const report = await runReconciliation(workerDb.db, { scanIntervalMs: 3_600_000 });
+    expect({ reconciliation: report.findings }).toEqual({ reconciliation: cleanFindings(report.findings) });
+    expect(report.defectCount).toBe(0);
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => "reconcile";
+}
+
+function cleanFindings(findings: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(findings).map(([k, v]) => [k, typeof v === "object" && v ? { count: 0, sample: [] } : v]));
+}
+
+const lenderId = (mortgageId: string, i: number) => `${mortgageId.slice(0, 24)}${(0xa0 + i).toString(16).padStart(12, "0")}`;
+
+const commands = [
+  fc.tuple(fc.nat(2), fc.constantFrom("none" as const, "full" as const, "partial" as const), fc.bigInt(1_000n, 5_000_000n)).map(([m, cash, amount]) => new SettleCommand(m, cash, amount)),
+  fc.tuple(fc.nat(2), fc.constantFrom("none" as const, "full" as const, "partial" as const), fc.bigInt(1_000n, 5_000_000n)).map(([m, cash, amount]) => new SettleCommand(m, cash, amount)),
+  fc.tuple(fc.nat(2), fc.boolean()).map(([m, fixable]) => new PositionsCommand(m, fixable)),
+  fc.constant(new ScanCommand()),
+  fc.constant(new ScanCommand()),
+  fc.boolean().map((t) => new DrainCommand(t)),
+  fc.constant(new DrainCommand(false)),
+  fc.constantFrom(...KILL_POINTS).map((f) => new KillWorkerCommand(f)),
+  fc.constant(new FlushRedisCommand()),
+  fc.constant(new TerminatePostgresCommand()),
+  fc.nat(5).map((n) => new RequeueCommand(n)),
+  fc.constant(new ReconcileCommand()),
+];
+
+// ---------------------------------------------------------------------------------------------
+let runs = 0;
+let faultsInjected = 0;
+const commandsRun = new Map<string, number>();
+
+async function newRun(): Promise<{ model: Model; real: Real }> {
+  await admin.flushall();
+  const mortgages: Model["mortgages"] = [];
+  for (let m = 0; m < 3; m++) {
+    const id = randomUUID();
+    const units = m === 2 ? [10_000] : [5000, 3000, 2000];
+    await check.db.transaction(async (tx) => {
+      await tx.execute(sql`insert into mortgages (id, reference, principal, servicing_fee_bps, payment_frequency)
+        values (${id}::uuid, ${`MODEL-${id}`}, 30000000, ${m === 1 ? 75 : 0}, 'monthly')`);
+      for (const [i, u] of units.entries()) {
+        await tx.execute(sql`insert into lenders (id, name) values (${lenderId(id, i)}::uuid, 'model lender')`);
+        await tx.execute(sql`insert into mortgage_positions (mortgage_id, lender_id, units) values (${id}::uuid, ${lenderId(id, i)}::uuid, ${u})`);
+      }
+    });
+    mortgages.push({ id, fixable: true, units });
+  }
+  return { model: { mortgages, obligations: [], kills: 0, journal: await journalSnapshot() }, real: { run: ++runs } };
+}
+
+/** The end of every run: recover, then every obligation is dispersed or escalated once per round, as the model says. */
+async function finish(model: Model): Promise<void> {
+  await recover();
+  for (const o of model.obligations) afterRecovery(model, o);
+  await checkInvariants(model, "final recovery");
+  const report = await runReconciliation(workerDb.db, { scanIntervalMs: 0 });
+  expect({ reconciliation: report.findings }).toEqual({ reconciliation: cleanFindings(report.findings) });
+}
+
+describe("the lifecycle model", () => {
+  it(`agrees with the real services over ${RUNS} random command sequences, the ledger invariants holding after every command`, async () => {
+    note("lifecycle model", { runs: RUNS, seed: SEED, ...(PATH ? { path: PATH } : {}) });
+    const started = Date.now();
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.commands(commands, { maxCommands: 30, size: "large" }), async (cmds) => {
+          const setup = await newRun();
+          await fc.asyncModelRun(() => setup, cmds);
+          await finish(setup.model);
+        }),
+        {
+          numRuns: RUNS,
+          seed: SEED,
+          ...(PATH ? { path: PATH } : {}),
+          // Shrinking replays against real services: opt in with MODEL_SHRINK=1.
+          endOnFailure: !process.env.MODEL_SHRINK,
+          verbose: 1,
+        },
+      );
+    } catch (error) {
+      process.stderr.write(`\nlifecycle model failed: replay with MODEL_SEED=${SEED}${PATH ? ` MODEL_PATH=${PATH}` : ""} (fast-check's path is in the message)\n`);
+      throw error;
+    }
+    note("lifecycle model finished", { runs, faultsInjected, commands: Object.fromEntries(commandsRun), seconds: Math.round((Date.now() - started) / 1000) });
+    recordFaults(import.meta.url, `lifecycle model, seed ${SEED}`, { modelRuns: runs, injected: faultsInjected });
+    expect(runs).toBeGreaterThanOrEqual(RUNS);
+  }, 1_200_000);
+});
