@@ -12,7 +12,7 @@ import fc from "fast-check";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
-import { connectDatabase, type Database } from "../../src/db/client.js";
+import { connectDatabase, isOutage } from "../../src/db/client.js";
 import { postEntries } from "../../src/db/ledger.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
 import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
@@ -138,11 +138,28 @@ async function terminateWorkerConnections(): Promise<number> {
   return rows.length;
 }
 
+/**
+ * A scan or reconciliation that meets a connection the Postgres fault cut fails as a scheduled one
+ * would; the next one runs. Here the next one is run at once.
+ */
+async function retryingOutages<T>(work: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      if (!isOutage(error) || attempt >= 10) throw error;
+      await sleep(20);
+    }
+  }
+}
+
+const scan = () => retryingOutages(() => scanForOrphans(ctx, "model"));
+
 /** Production's recovery: scan, let the workers run, until a scan finds nothing. */
 async function recover(): Promise<void> {
   for (let round = 0; round < 8; round++) {
-    const scan = await scanForOrphans(ctx, "model");
-    if (scan.found === 0 && (await liveJobs()) === 0) return;
+    const summary = await scan();
+    if (summary.found === 0 && (await liveJobs()) === 0) return;
     await drain();
   }
   throw new Error("recovery: the scan still finds orphans after 8 rounds");
@@ -321,7 +338,7 @@ class PositionsCommand implements Cmd {
 class ScanCommand implements Cmd {
   check = () => true;
   async run(model: Model): Promise<void> {
-    await scanForOrphans(ctx, "model");
+    await scan();
     for (const o of model.obligations) if (o.state === "orphan") o.state = "queued";
     await checkInvariants(model, this.toString());
   }
@@ -393,8 +410,20 @@ class RequeueCommand implements Cmd {
   async run(model: Model): Promise<void> {
     const escalated = model.obligations.filter((o) => o.state === "escalated");
     const o = escalated[this.pick % escalated.length]!;
-    await requeueEscalation(ctx, o.id, "model-operator", "cli");
-    o.state = "queued";
+    try {
+      await requeueEscalation(ctx, o.id, "model-operator", "cli");
+      o.state = "queued";
+    } catch (error) {
+      if (!isOutage(error)) throw error;
+      // Cut by the Postgres fault: not requeued, or requeued with or without its job (the scan enqueues it then).
+      const [row] = await check.db.execute<{ status: string }>(sql`select status from dispersal_healing_attempts where obligation_id = ${o.id}::uuid`);
+      if (row!.status === "escalated") {
+        await checkInvariants(model, this.toString());
+        return;
+      }
+      o.requeues++;
+      o.state = "uncertain";
+    }
     o.requeues++;
     await checkInvariants(model, this.toString());
   }
@@ -405,7 +434,7 @@ class ReconcileCommand implements Cmd {
   check = () => true;
   async run(model: Model): Promise<void> {
     // A long scan interval: orphans waiting for the next scan are not late here.
-    const report = await runReconciliation(workerDb.db, { scanIntervalMs: 3_600_000 });
+    const report = await retryingOutages(() => runReconciliation(workerDb.db, { scanIntervalMs: 3_600_000 }));
     expect({ reconciliation: report.findings }).toEqual({ reconciliation: cleanFindings(report.findings) });
     expect(report.defectCount).toBe(0);
     await checkInvariants(model, this.toString());

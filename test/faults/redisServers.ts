@@ -65,11 +65,11 @@ export function makeTempDir(label: string): { dir: string; remove(): void } {
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Three free ports whose cluster bus ports (port + 10000) are free too. */
-export async function clusterPorts(): Promise<number[]> {
+/** `count` (default 3) free ports whose cluster bus ports (port + 10000) are free too. */
+export async function clusterPorts(count = 3): Promise<number[]> {
   for (let tries = 0; tries < 50; tries++) {
     const base = 21000 + Math.floor(Math.random() * 9000);
-    const ports = [base, base + 1, base + 2];
+    const ports = Array.from({ length: count }, (_, i) => base + i);
     const free = await Promise.all([...ports, ...ports.map((p) => p + 10000)].map(portIsFree));
     if (free.every(Boolean)) return ports;
   }
@@ -83,8 +83,13 @@ export interface RedisCluster {
   stop(): Promise<void>;
 }
 
-/** A 3-master Redis Cluster on loopback, created with redis-cli --cluster create, waited on until cluster_state:ok. */
-export async function startCluster(children: ChildGroup): Promise<RedisCluster> {
+/**
+ * A 3-master Redis Cluster on loopback, created with redis-cli --cluster create, waited on until
+ * cluster_state:ok. With `replicas: 1`, six nodes: each master has a replica that takes over when
+ * the master is gone for `nodeTimeoutMs`.
+ */
+export async function startCluster(children: ChildGroup, options: { replicas?: 0 | 1; nodeTimeoutMs?: number } = {}): Promise<RedisCluster> {
+  const replicas = options.replicas ?? 0;
   const temp = makeTempDir("cluster");
   const nodes: RedisNode[] = [];
   const stop = async () => {
@@ -92,16 +97,16 @@ export async function startCluster(children: ChildGroup): Promise<RedisCluster> 
     temp.remove();
   };
   try {
-    const ports = await clusterPorts();
+    const ports = await clusterPorts(3 * (1 + replicas));
     for (const port of ports) {
       nodes.push(
         await startRedis(children, port, temp.dir, [
-          "--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "2000",
+          "--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", String(options.nodeTimeoutMs ?? 2000),
         ]),
       );
     }
     const create = children.spawn("redis-cli-cluster-create", "redis-cli", [
-      "--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes",
+      "--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", String(replicas), "--cluster-yes",
     ]);
     const exit = await Promise.race([create.exited, sleep(30_000).then(() => ({ code: -1, signal: null }))]);
     if (exit.code !== 0) throw new Error(`redis-cli --cluster create failed (${JSON.stringify(exit)}): ${create.output()}`);
