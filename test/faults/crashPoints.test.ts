@@ -41,8 +41,16 @@ interface Outcome {
 
 const CHILD_TIMEOUT_MS = 60_000;
 
+/**
+ * The armed process's settings: the batch path's failpoints need batches (HEALING_BATCH_SIZE > 1);
+ * the others are on the one-obligation path, which a batch size of 1 takes for every job.
+ */
+function armedEnv(failpoint: string, action: "kill" | "pause"): Record<string, string> {
+  return { DISPERSAL_FAILPOINTS: `${failpoint}=${action}`, HEALING_BATCH_SIZE: failpoint.startsWith("batch.") ? "8" : "1" };
+}
+
 async function runArmedChild(scenario: Scenario, label: string, args: string[], failpoint: string): Promise<boolean> {
-  const child = scenario.children.cli(label, args, scenario.workerEnv({ DISPERSAL_FAILPOINTS: `${failpoint}=kill` }));
+  const child = scenario.children.cli(label, args, scenario.workerEnv(armedEnv(failpoint, "kill")));
   const exit = await Promise.race([child.exited, sleep(CHILD_TIMEOUT_MS).then(() => undefined)]);
   if (!exit) throw new Error(`${label} with ${failpoint} armed did not end within ${CHILD_TIMEOUT_MS} ms:\n${child.output().slice(-2000)}`);
   if (exit.signal === "SIGKILL") return true;
@@ -52,7 +60,7 @@ async function runArmedChild(scenario: Scenario, label: string, args: string[], 
 
 /** A worker child with the failpoint armed, until it is killed there or the queue is drained without it firing. */
 async function runArmedWorker(scenario: Scenario, failpoint: string): Promise<boolean> {
-  const child = scenario.spawnWorker("armed-worker", { DISPERSAL_FAILPOINTS: `${failpoint}=kill` });
+  const child = scenario.spawnWorker("armed-worker", armedEnv(failpoint, "kill"));
   const drained = scenario.waitQuiescent({ timeoutMs: CHILD_TIMEOUT_MS }).then(() => "drained" as const);
   const result = await Promise.race([child.exited, drained]);
   if (result === "drained") {
@@ -149,7 +157,7 @@ async function runStallScenario(failpoint: "retrigger.before-commit" | "retrigge
     for (const o of data.escalated) await requeueEscalation(scenario.ctx, o, "crash-test", "cli");
     await scanForOrphans(scenario.ctx, "crash-test");
 
-    frozen = scenario.spawnWorker("frozen-worker", { DISPERSAL_FAILPOINTS: `${failpoint}=pause`, WORKER_CONCURRENCY: "1" });
+    frozen = scenario.spawnWorker("frozen-worker", { ...armedEnv(failpoint, "pause"), WORKER_CONCURRENCY: "1" });
     await waitFor(async () => processState(frozen!.pid) === "T" || !frozen!.alive(), { timeoutMs: CHILD_TIMEOUT_MS, what: "the worker to freeze at the failpoint", everyMs: 20 });
     expect(frozen.alive()).toBe(true);
     const [held] = (await scenario.ctx.queues.retrigger.getJobs(["active"])).filter((j) => j.processedBy?.endsWith(`:${frozen!.pid}`));
