@@ -2,9 +2,16 @@
 // the same obligations, and the money fingerprint that two runs of it are compared by.
 import { sql } from "drizzle-orm";
 import type { Database } from "../../src/db/client.js";
-import { escalateToSuspense } from "../../src/db/healing.js";
+import * as healing from "../../src/db/healing.js";
 import { postEntries } from "../../src/db/ledger.js";
 import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
+
+/**
+ * Whether the service tops SUSPENSE up when cash arrives after an escalation (DESIGN.md §4; the
+ * scan's backstop does it for cash posted by other systems). Until it does, the crash data has no
+ * late cash.
+ */
+export const SUSPENSE_TOP_UPS = "topUpSuspense" in healing;
 
 /** A fixed v4-shaped id: `group` names the kind of row, `n` numbers it. */
 const id = (group: number, n: number) => `${group.toString(16).padStart(8, "0")}-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
@@ -18,6 +25,8 @@ export interface CrashData {
   exhausted: string[];
   /** Escalated earlier, the positions since repaired: an operator requeues them and they resolve. */
   escalated: string[];
+  /** Escalated with part of their cash; the rest was posted since by another system: the backstop tops SUSPENSE up. */
+  lateCash: string[];
 }
 
 interface MortgageSpec {
@@ -27,18 +36,20 @@ interface MortgageSpec {
 }
 
 export async function seedCrashData(database: Database): Promise<CrashData> {
-  const mortgages: Record<"plain" | "fee" | "empty" | "emptyExhausted" | "repaired", MortgageSpec> = {
+  const mortgages: Record<"plain" | "fee" | "empty" | "emptyExhausted" | "repaired" | "stillEmpty", MortgageSpec> = {
     plain: { id: id(0xa1, 1), units: [5000, 3000, 2000], feeBps: 0 },
     fee: { id: id(0xa1, 2), units: [3333, 3333, 3334], feeBps: 75 },
     empty: { id: id(0xa1, 3), units: [0, 0], feeBps: 0 },
     emptyExhausted: { id: id(0xa1, 4), units: [0], feeBps: 0 },
     repaired: { id: id(0xa1, 5), units: [0, 0], feeBps: 0 },
+    stillEmpty: { id: id(0xa1, 6), units: [0], feeBps: 0 },
   };
   const data: CrashData = {
     fixable: [1, 2, 3, 4, 5, 6, 7, 8, 9].map((n) => id(0xb1, n)),
     unfixable: [1, 2, 3].map((n) => id(0xb2, n)),
     exhausted: [1, 2].map((n) => id(0xb3, n)),
     escalated: [1, 2].map((n) => id(0xb4, n)),
+    lateCash: SUSPENSE_TOP_UPS ? [1, 2].map((n) => id(0xb5, n)) : [],
   };
   const obligations: { id: string; mortgage: MortgageSpec; type: string; amount: bigint; cash: bigint[] }[] = [
     ...data.fixable.map((o, i) => ({
@@ -52,6 +63,7 @@ export async function seedCrashData(database: Database): Promise<CrashData> {
     ...data.unfixable.map((o, i) => ({ id: o, mortgage: mortgages.empty, type: "principal_repayment", amount: 50_000n + BigInt(i), cash: [50_000n + BigInt(i)] })),
     ...data.exhausted.map((o, i) => ({ id: o, mortgage: mortgages.emptyExhausted, type: "late_fee", amount: 7_500n + BigInt(i), cash: [] })),
     ...data.escalated.map((o, i) => ({ id: o, mortgage: mortgages.repaired, type: "arrears_cure", amount: 20_000n + BigInt(i), cash: [20_000n + BigInt(i)] })),
+    ...data.lateCash.map((o, i) => ({ id: o, mortgage: mortgages.stillEmpty, type: "principal_repayment", amount: 40_000n + BigInt(i), cash: [30_000n] })),
   ];
 
   await database.db.transaction(async (tx) => {
@@ -93,8 +105,20 @@ export async function seedCrashData(database: Database): Promise<CrashData> {
       await tx.execute(sql`insert into dispersal_healing_attempts (obligation_id, attempt_count, status, last_error, last_attempt_at)
         values (${o}::uuid, 3, 'retrying', 'no active positions', now())`);
     }
-    for (const o of data.escalated) {
-      await escalateToSuspense(tx, o, { actor: "crash-test", reason: "no active positions", attemptCount: 3 });
+    for (const o of [...data.escalated, ...data.lateCash]) {
+      await healing.escalateToSuspense(tx, o, { actor: "crash-test", reason: "no active positions", attemptCount: 3 });
+    }
+    // The rest of the cash, posted by another system after the escalation.
+    for (const [i, o] of data.lateCash.entries()) {
+      await postEntries(tx, [{
+        entryType: "CASH_RECEIVED",
+        amount: 10_000n + BigInt(i),
+        debit: { family: "TRUST_CASH", mortgageId: mortgages.stillEmpty.id },
+        credit: { family: "BORROWER_RECEIVABLE", obligationId: o },
+        idempotencyKey: idempotencyKeys.cashReceived(`crash-late-${o}`),
+        mortgageId: mortgages.stillEmpty.id,
+        obligationId: o,
+      }]);
     }
     // The positions were repaired after the escalation: a requeue now succeeds.
     await tx.execute(sql`update mortgage_positions set units = 5000 where mortgage_id = ${mortgages.repaired.id}::uuid`);
@@ -103,7 +127,7 @@ export async function seedCrashData(database: Database): Promise<CrashData> {
 }
 
 export function allObligations(data: CrashData): string[] {
-  return [...data.fixable, ...data.unfixable, ...data.exhausted, ...data.escalated];
+  return [...data.fixable, ...data.unfixable, ...data.exhausted, ...data.escalated, ...data.lateCash];
 }
 
 /**
@@ -162,5 +186,11 @@ export async function crashInvariantViolations(database: Database): Promise<Reco
   await check("neitherDispersedNorEscalated", sql`
     select o.id::text as id from obligations o left join dispersal_healing_attempts h on h.obligation_id = o.id
      where o.status = 'settled' and not o.dispersed and h.status is distinct from 'escalated'`);
+  // While escalated, SUSPENSE holds the settled amount (DESIGN.md §4), late cash included.
+  await check("escalatedSuspenseNotSettledAmount", sql`
+    select o.id::text as id from obligations o join dispersal_healing_attempts h on h.obligation_id = o.id
+     where h.status = 'escalated'
+       and coalesce((select a.cumulative_debits - a.cumulative_credits from cash_accounts a where a.family = 'SUSPENSE' and a.obligation_id = o.id), 0)
+        <> coalesce(nullif((select sum(j.amount) from cash_journal_entries j where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount)`);
   return found;
 }

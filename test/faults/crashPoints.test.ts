@@ -15,7 +15,7 @@ import { requeueEscalation } from "../../src/jobs/requeue.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { startWorkers, type Workers } from "../../src/jobs/worker.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
-import { crashInvariantViolations, moneyFingerprint, seedCrashData, type CrashData } from "./crashData.js";
+import { crashInvariantViolations, moneyFingerprint, seedCrashData, SUSPENSE_TOP_UPS, type CrashData } from "./crashData.js";
 import { measureEndState } from "./endState.js";
 import { recordFaults } from "./faultCounts.js";
 import { sleep, waitFor, type Child } from "./children.js";
@@ -26,7 +26,7 @@ type Phase = "requeue" | "scan" | "worker" | "reconcile";
 /** Which step of the scenario reaches a failpoint (so that it is armed in that step's process). */
 function phaseOf(failpoint: string): Phase {
   if (failpoint.startsWith("requeue.")) return "requeue";
-  if (failpoint.startsWith("scan.") || failpoint.startsWith("backstop.")) return "scan";
+  if (failpoint.startsWith("scan.") || failpoint.startsWith("backstop.") || failpoint.startsWith("topup.")) return "scan";
   if (failpoint.startsWith("reconcile.")) return "reconcile";
   return "worker";
 }
@@ -73,7 +73,7 @@ async function runArmedWorker(scenario: Scenario, failpoint: string): Promise<bo
 }
 
 async function endOf(scenario: Scenario, data: CrashData, fired: boolean): Promise<Outcome> {
-  const end = await measureEndState(scenario.database, { fixable: data.fixable, unfixable: [...data.unfixable, ...data.exhausted] });
+  const end = await measureEndState(scenario.database, { fixable: data.fixable, unfixable: [...data.unfixable, ...data.exhausted, ...data.lateCash] });
   const report = await runReconciliation(scenario.database.db, { scanIntervalMs: 0 });
   return {
     fired,
@@ -210,10 +210,10 @@ describe("a crash at every failpoint", () => {
     expect(baseline.violations).toEqual({});
     expect(baseline.end.details).toEqual({});
     expect(baseline.reconciliationDefects).toBe(0);
-    // 9 fixable + 2 requeued and resolved dispersed; 3 unfixable + 2 exhausted escalated.
+    // 9 fixable + 2 requeued and resolved dispersed; 3 unfixable + 2 exhausted (+ 2 topped up) escalated.
     const healing = baseline.fingerprint.healing!;
     expect(healing.filter((l) => / t resolved (0 0 0|1 1 1)$/.test(l))).toHaveLength(11);
-    expect(healing.filter((l) => / f escalated 1 0 0$/.test(l))).toHaveLength(5);
+    expect(healing.filter((l) => / f escalated 1 0 0$/.test(l))).toHaveLength(SUSPENSE_TOP_UPS ? 7 : 5);
     expect(baseline.fingerprint.postings!.filter((l) => l.startsWith("REVERSAL "))).toHaveLength(2);
     expect(FAILPOINTS.length).toBeGreaterThanOrEqual(20);
   });

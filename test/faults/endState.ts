@@ -27,6 +27,8 @@ export async function measureEndState(database: Database, orphans: Orphans): Pro
              (select count(*) from dispersal_entries d where d.obligation_id = x.id) as entries,
              (select count(*) from mortgage_positions p where p.mortgage_id = o.mortgage_id and p.units > 0) as positions,
              (select count(*) from cash_journal_entries j where j.obligation_id = x.id and j.entry_type = 'SUSPENSE_ESCALATED') as parked,
+             -- The first parking (top-ups of late cash carry the new settled amount in their key).
+             (select count(*) from cash_journal_entries j where j.idempotency_key = 'suspense-escalation:' || x.id::text) as first_parked,
              (select count(*) from cash_journal_entries j where j.obligation_id = x.id and j.entry_type = 'REVERSAL') as reversed,
              (select count(*) from audit_log a where a.resource_type = 'obligation' and a.resource_id = x.id::text
                 and a.action = 'dispersal.self_healing_escalated') as escalation_audits
@@ -37,11 +39,11 @@ export async function measureEndState(database: Database, orphans: Orphans): Pro
     select count(*) filter (where not present or (not dispersed and healing is distinct from 'escalated')) as lost,
            count(*) filter (where dispersed) as dispersed,
            count(*) filter (where not dispersed and healing = 'escalated') as escalated,
-           count(*) filter (where parked > 1) as parked_twice,
+           count(*) filter (where first_parked > 1) as parked_twice,
            count(*) filter (where dispersed and parked > reversed) as dispersed_and_parked,
            count(*) filter (where fixable and (healing = 'escalated' or parked > 0 or escalation_audits > 0)) as fixable_escalated,
-           count(*) filter (where escalation_audits > 1 or parked > 1) as escalated_twice,
-           count(*) filter (where healing = 'escalated' and (parked <> 1 or escalation_audits <> 1)) as escalation_incomplete,
+           count(*) filter (where escalation_audits > 1 or first_parked > 1) as escalated_twice,
+           count(*) filter (where healing = 'escalated' and (first_parked <> 1 or escalation_audits <> 1)) as escalation_incomplete,
            count(*) filter (where not fixable and dispersed) as unfixable_dispersed,
            count(*) filter (where dispersed and entries <> positions) as entry_count_mismatch,
            count(*) filter (where not dispersed and entries > 0) as entries_without_flag
