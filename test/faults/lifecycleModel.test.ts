@@ -13,6 +13,7 @@ import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { connectDatabase, isOutage } from "../../src/db/client.js";
+import * as healing from "../../src/db/healing.js";
 import { postEntries } from "../../src/db/ledger.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
 import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
@@ -28,6 +29,9 @@ import { ChildGroup, sleep, waitFor } from "./children.js";
 import { recordFaults } from "./faultCounts.js";
 import { ephemeralPort, makeTempDir, startRedis } from "./redisServers.js";
 import { note } from "./scenario.js";
+import { SUSPENSE_TOP_UPS } from "./crashData.js";
+
+const topUpSuspense = (healing as unknown as { topUpSuspense?: (tx: unknown, obligationId: string, context: { actor: string; reason: string }) => Promise<unknown> }).topUpSuspense;
 
 const RUNS = Number(process.env.MODEL_RUNS ?? 100);
 const SEED = process.env.MODEL_SEED ? Number(process.env.MODEL_SEED) : Math.floor(Math.random() * 2 ** 31);
@@ -84,6 +88,8 @@ interface ModelObligation {
   cash: bigint;
   state: State;
   requeues: number;
+  /** What its SUSPENSE account holds: the settled amount while escalated or requeued, 0 once dispersed. */
+  parked: bigint;
 }
 
 interface Model {
@@ -97,15 +103,29 @@ interface Model {
 const settledAmount = (o: ModelObligation) => (o.cash > 0n ? o.cash : o.amount);
 const isFinal = (s: State) => s === "dispersed" || s === "escalated";
 
+function end(model: Model, o: ModelObligation): void {
+  o.state = model.mortgages[o.mortgage]!.fixable ? "dispersed" : "escalated";
+  o.parked = o.state === "dispersed" ? 0n : settledAmount(o);
+}
+
 /** What the healing pipeline does to one obligation once the workers have run its live job. */
 function afterDrain(model: Model, o: ModelObligation): void {
-  if (o.state === "queued") o.state = model.mortgages[o.mortgage]!.fixable ? "dispersed" : "escalated";
+  if (o.state === "queued") end(model, o);
 }
 
 /** Recovery (scans and workers until a scan finds nothing) ends every obligation by its mortgage's positions. */
 function afterRecovery(model: Model, o: ModelObligation): void {
-  if (!isFinal(o.state)) o.state = model.mortgages[o.mortgage]!.fixable ? "dispersed" : "escalated";
+  if (!isFinal(o.state)) end(model, o);
 }
+
+/** The scan's backstop tops up what SUSPENSE lacks after cash posted by another system. */
+function afterScan(o: ModelObligation): void {
+  if (o.state === "orphan") o.state = "queued";
+  if (SUSPENSE_TOP_UPS && o.state !== "uncertain" && o.state !== "dispersed" && o.parked > 0n) o.parked = settledAmount(o);
+}
+
+/** Obligations whose SUSPENSE waits for the next scan's top-up (cash posted by another system after the escalation). */
+const awaitingTopUp = (model: Readonly<Model>) => model.obligations.filter((o) => o.state !== "uncertain" && o.parked > 0n && o.parked !== settledAmount(o));
 
 // ---------------------------------------------------------------------------------------------
 // The real side of the commands.
@@ -228,6 +248,7 @@ async function readObligations(ids: string[]): Promise<Map<string, RealObligatio
 
 /** The invariants that hold after every command, and the model's prediction for every obligation whose state it knows. */
 async function checkInvariants(model: Model, after: string): Promise<void> {
+  const waiting = JSON.stringify(awaitingTopUp(model).map((o) => o.id));
   const kind = after.split("(")[0]!.replace(/ at .*/, "");
   commandsRun.set(kind, (commandsRun.get(kind) ?? 0) + 1);
   const [ledger] = await check.db.execute<{ totals_off: bigint; conservation_off: bigint; suspense_off: bigint }>(sql`
@@ -240,7 +261,8 @@ async function checkInvariants(model: Model, after: string): Promise<void> {
                  + coalesce((select f.amount from servicing_fee_entries f where f.obligation_id = o.id), 0)
                  <> coalesce(nullif((select sum(j.amount) from cash_journal_entries j where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount)) as conservation_off,
            (select count(*) from obligations o join cash_accounts a on a.family = 'SUSPENSE' and a.obligation_id = o.id
-             where a.cumulative_debits - a.cumulative_credits not in (0, coalesce(nullif((select sum(j.amount) from cash_journal_entries j
+             where o.id not in (select (jsonb_array_elements_text(${waiting}::jsonb))::uuid)
+               and a.cumulative_debits - a.cumulative_credits not in (0, coalesce(nullif((select sum(j.amount) from cash_journal_entries j
                      where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount))) as suspense_off`);
   expect({ after, totalsOff: Number(ledger!.totals_off), conservationOff: Number(ledger!.conservation_off), suspenseOff: Number(ledger!.suspense_off) }).toEqual({
     after,
@@ -264,8 +286,7 @@ async function checkInvariants(model: Model, after: string): Promise<void> {
       id: o.id,
       dispersed: o.state === "dispersed",
       escalated,
-      // While escalated (or requeued, not yet dispersed) SUSPENSE holds the settled amount; dispersed, it is cleared.
-      suspense: escalated || (o.requeues > 0 && o.state !== "dispersed") ? settledAmount(o) : 0n,
+      suspense: o.parked,
       escalations: o.requeues + (escalated ? 1 : 0),
       requeues: o.requeues,
     });
@@ -312,7 +333,7 @@ class SettleCommand implements Cmd {
           : []),
       ]);
     });
-    model.obligations.push({ id, mortgage: this.mortgage % model.mortgages.length, amount: this.amount, cash, state: "orphan", requeues: 0 });
+    model.obligations.push({ id, mortgage: this.mortgage % model.mortgages.length, amount: this.amount, cash, state: "orphan", requeues: 0, parked: 0n });
     await checkInvariants(model, this.toString());
   }
   toString = () => `settle(mortgage ${this.mortgage}, cash ${this.cash}, ${this.amount})`;
@@ -339,7 +360,7 @@ class ScanCommand implements Cmd {
   check = () => true;
   async run(model: Model): Promise<void> {
     await scan();
-    for (const o of model.obligations) if (o.state === "orphan") o.state = "queued";
+    for (const o of model.obligations) afterScan(o);
     await checkInvariants(model, this.toString());
   }
   toString = () => "scan";
@@ -430,8 +451,38 @@ class RequeueCommand implements Cmd {
   toString = () => `requeue(escalated #${this.pick})`;
 }
 
+class LateCashCommand implements Cmd {
+  constructor(readonly pick: number, readonly viaIntake: boolean) {}
+  check = (model: Readonly<Model>) => SUSPENSE_TOP_UPS && model.obligations.some((o) => o.state === "escalated" && o.cash < o.amount);
+  async run(model: Model): Promise<void> {
+    const candidates = model.obligations.filter((o) => o.state === "escalated" && o.cash < o.amount);
+    const o = candidates[this.pick % candidates.length]!;
+    const mortgageId = model.mortgages[o.mortgage]!.id;
+    // The rest of what is owed; for one settled without any cash received, all of it (its settled amount stays).
+    const late = o.amount - o.cash;
+    await check.db.transaction(async (tx) => {
+      await postEntries(tx, [{
+        entryType: "CASH_RECEIVED",
+        amount: late,
+        debit: { family: "TRUST_CASH", mortgageId },
+        credit: { family: "BORROWER_RECEIVABLE", obligationId: o.id },
+        idempotencyKey: idempotencyKeys.cashReceived(`model-late-${o.id}`),
+        mortgageId,
+        obligationId: o.id,
+      }]);
+      // The payments intake tops SUSPENSE up in the same transaction; another system's SQL does not (the scan's backstop will).
+      if (this.viaIntake) await topUpSuspense!(tx, o.id, { actor: "model-intake", reason: "late cash" });
+    });
+    o.cash += late;
+    if (this.viaIntake) o.parked = settledAmount(o);
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => `late cash(escalated #${this.pick}, ${this.viaIntake ? "payments intake" : "another system"})`;
+}
+
 class ReconcileCommand implements Cmd {
-  check = () => true;
+  // Reconciliation rightly reports a SUSPENSE short of its settled amount until the scan tops it up.
+  check = (model: Readonly<Model>) => awaitingTopUp(model).length === 0;
   async run(model: Model): Promise<void> {
     // A long scan interval: orphans waiting for the next scan are not late here.
     const report = await retryingOutages(() => runReconciliation(workerDb.db, { scanIntervalMs: 3_600_000 }));
@@ -448,19 +499,33 @@ function cleanFindings(findings: Record<string, unknown>): Record<string, unknow
 
 const lenderId = (mortgageId: string, i: number) => `${mortgageId.slice(0, 24)}${(0xa0 + i).toString(16).padStart(12, "0")}`;
 
+const settle = fc
+  .tuple(fc.nat(2), fc.constantFrom("none" as const, "full" as const, "partial" as const), fc.bigInt(1_000n, 5_000_000n))
+  .map(([m, cash, amount]) => new SettleCommand(m, cash, amount));
+const requeue = fc.nat(5).map((n) => new RequeueCommand(n));
+const lateCash = fc.tuple(fc.nat(5), fc.boolean()).map(([n, viaIntake]) => new LateCashCommand(n, viaIntake));
+const kill = fc.constantFrom(...KILL_POINTS).map((f) => new KillWorkerCommand(f));
+// fast-check picks among these uniformly (skipping those whose check fails): repeats are weights.
 const commands = [
-  fc.tuple(fc.nat(2), fc.constantFrom("none" as const, "full" as const, "partial" as const), fc.bigInt(1_000n, 5_000_000n)).map(([m, cash, amount]) => new SettleCommand(m, cash, amount)),
-  fc.tuple(fc.nat(2), fc.constantFrom("none" as const, "full" as const, "partial" as const), fc.bigInt(1_000n, 5_000_000n)).map(([m, cash, amount]) => new SettleCommand(m, cash, amount)),
+  settle,
+  settle,
+  settle,
   fc.tuple(fc.nat(2), fc.boolean()).map(([m, fixable]) => new PositionsCommand(m, fixable)),
   fc.constant(new ScanCommand()),
   fc.constant(new ScanCommand()),
   fc.boolean().map((t) => new DrainCommand(t)),
   fc.constant(new DrainCommand(false)),
-  fc.constantFrom(...KILL_POINTS).map((f) => new KillWorkerCommand(f)),
+  fc.constant(new DrainCommand(false)),
+  kill,
+  kill,
   fc.constant(new FlushRedisCommand()),
   fc.constant(new TerminatePostgresCommand()),
-  fc.nat(5).map((n) => new RequeueCommand(n)),
+  requeue,
+  requeue,
+  requeue,
   fc.constant(new ReconcileCommand()),
+  lateCash,
+  lateCash,
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -482,9 +547,16 @@ async function newRun(): Promise<{ model: Model; real: Real }> {
         await tx.execute(sql`insert into mortgage_positions (mortgage_id, lender_id, units) values (${id}::uuid, ${lenderId(id, i)}::uuid, ${u})`);
       }
     });
-    mortgages.push({ id, fixable: true, units });
+    // The third mortgage starts without positions: its obligations escalate until it is repaired.
+    if (m === 2) await check.db.execute(sql`update mortgage_positions set units = 0 where mortgage_id = ${id}::uuid`);
+    mortgages.push({ id, fixable: m !== 2, units });
   }
-  return { model: { mortgages, obligations: [], kills: 0, journal: await journalSnapshot() }, real: { run: ++runs } };
+  const model: Model = { mortgages, obligations: [], kills: 0, journal: await journalSnapshot() };
+  // A few orphans to start from, one on each mortgage and a second without cash received.
+  for (const [m, cash] of [[0, "full"], [1, "partial"], [2, "full"], [0, "none"]] as const) {
+    await new SettleCommand(m, cash, 100_000n + BigInt(m) * 7_777n).run(model);
+  }
+  return { model, real: { run: ++runs } };
 }
 
 /** The end of every run: recover, then every obligation is dispersed or escalated once per round, as the model says. */
