@@ -552,8 +552,8 @@ async function newRun(): Promise<{ model: Model; real: Real }> {
     mortgages.push({ id, fixable: m !== 2, units });
   }
   const model: Model = { mortgages, obligations: [], kills: 0, journal: await journalSnapshot() };
-  // A few orphans to start from, one on each mortgage and a second without cash received.
-  for (const [m, cash] of [[0, "full"], [1, "partial"], [2, "full"], [0, "none"]] as const) {
+  // A few orphans to start from, on each mortgage, two of them escalating until their mortgage is repaired.
+  for (const [m, cash] of [[0, "full"], [1, "partial"], [2, "partial"], [2, "none"]] as const) {
     await new SettleCommand(m, cash, 100_000n + BigInt(m) * 7_777n).run(model);
   }
   return { model, real: { run: ++runs } };
