@@ -562,7 +562,10 @@ async function newRun(): Promise<{ model: Model; real: Real }> {
 /** The end of every run: recover, then every obligation is dispersed or escalated once per round, as the model says. */
 async function finish(model: Model): Promise<void> {
   await recover();
-  for (const o of model.obligations) afterRecovery(model, o);
+  for (const o of model.obligations) {
+    afterScan(o);
+    afterRecovery(model, o);
+  }
   await checkInvariants(model, "final recovery");
   const report = await runReconciliation(workerDb.db, { scanIntervalMs: 0 });
   expect({ reconciliation: report.findings }).toEqual({ reconciliation: cleanFindings(report.findings) });
