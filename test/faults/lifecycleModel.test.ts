@@ -121,11 +121,14 @@ function afterRecovery(model: Model, o: ModelObligation): void {
 /** The scan's backstop tops up what SUSPENSE lacks after cash posted by another system. */
 function afterScan(o: ModelObligation): void {
   if (o.state === "orphan") o.state = "queued";
-  if (SUSPENSE_TOP_UPS && o.state !== "uncertain" && o.state !== "dispersed" && o.parked > 0n) o.parked = settledAmount(o);
+  if (SUSPENSE_TOP_UPS && o.state !== "dispersed" && o.parked > 0n) o.parked = settledAmount(o);
 }
 
-/** Obligations whose SUSPENSE waits for the next scan's top-up (cash posted by another system after the escalation). */
-const awaitingTopUp = (model: Readonly<Model>) => model.obligations.filter((o) => o.state !== "uncertain" && o.parked > 0n && o.parked !== settledAmount(o));
+/**
+ * Obligations whose SUSPENSE may wait for the next scan's top-up (cash posted by another system after
+ * the escalation; an uncertain one may have been escalated again since, which tops it up too).
+ */
+const awaitingTopUp = (model: Readonly<Model>) => model.obligations.filter((o) => o.parked > 0n && o.parked !== settledAmount(o));
 
 // ---------------------------------------------------------------------------------------------
 // The real side of the commands.
