@@ -63,6 +63,8 @@ export function createMetrics(ctx: PipelineContext): OperationsMetrics {
     jobsFailed.inc({ queue }, 0);
   }
   jobsUnrecoverable.inc({ queue: ctx.queues.retrigger.name, reason: "malformed_job_data" }, 0);
+  // Jobs for an escalation nobody requeued (added or edited by hand, stale): refused, never dispersed.
+  jobsUnrecoverable.inc({ queue: ctx.queues.retrigger.name, reason: "escalated_without_requeue" }, 0);
 
   new Gauge({
     name: "dispersal_queue_jobs",

@@ -3,16 +3,15 @@
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import { z } from "zod";
 import { DomainError, InvalidJobDataError } from "../domain/errors.js";
+import { idSchema } from "../domain/ids.js";
 import { classifyDatabaseError, isOutage } from "../db/client.js";
 import { disperseObligation, type DispersalResult } from "../db/dispersals.js";
-import { recordFailedAttempt, resolveHealing } from "../db/healing.js";
+import { authorizeDispersalRound, recordFailedAttempt, resolveHealing } from "../db/healing.js";
 import type { RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
 
-const jobData = z.object({
-  obligationId: z.uuid(),
-  requestedBy: z.string().max(200).optional(),
-});
+/** Only the id is read; anything else a job carries (older jobs' requestedBy, hand-made fields) is ignored. */
+const jobData = z.object({ obligationId: idSchema });
 
 export interface RetriggerResult {
   obligationId: string;
@@ -25,7 +24,7 @@ export interface RetriggerResult {
 /** Prefix of failedReason for jobs that fail without retry and without escalation. */
 export const UNRECOVERABLE_PREFIX = "unrecoverable:";
 
-export function parseRetriggerData(data: unknown): { obligationId: string; requestedBy?: string | undefined } {
+export function parseRetriggerData(data: unknown): RetriggerJobData {
   const parsed = jobData.safeParse(data);
   if (!parsed.success) {
     const detail = parsed.error.issues.map((i) => `${i.path.join(".") || "data"}: ${i.message}`).join("; ");
@@ -44,12 +43,18 @@ export function retriggerProcessor(ctx: PipelineContext) {
       throw new UnrecoverableError(`${UNRECOVERABLE_PREFIX} ${(error as Error).message}`);
     }
     const attempt = job.attemptsMade + 1;
-    const actor = job.data.requestedBy && job.data.requestedBy !== "scan" ? job.data.requestedBy : "dispersal-healing";
     const started = performance.now();
     try {
       const { dispersal, resolution } = await ctx.database.db.transaction(async (tx) => {
+        // Refuses (EscalatedWithoutRequeueError, not retried) a job nobody asked for since the escalation.
+        const round = await authorizeDispersalRound(tx, obligationId);
         const dispersal: DispersalResult = await disperseObligation(tx, obligationId);
-        const resolution = await resolveHealing(tx, obligationId, attempt, { actor, ...(job.id ? { jobId: job.id } : {}) });
+        const resolution = await resolveHealing(tx, obligationId, attempt, {
+          actor: round.actor,
+          requeueRequestId: round.requeueRequestId,
+          approvedBy: round.approvedBy,
+          ...(job.id ? { jobId: job.id } : {}),
+        });
         return { dispersal, resolution };
       });
       const resolvedEscalation = resolution.reversal !== undefined;
