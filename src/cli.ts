@@ -16,7 +16,7 @@ import { scanAndWait } from "./jobs/scanAndWait.js";
 import { scanForOrphans } from "./jobs/scan.js";
 import { startWorkers } from "./jobs/worker.js";
 import { log } from "./log.js";
-import { upsertSchedulers } from "./queues/schedulers.js";
+import { keepSchedules } from "./queues/schedulers.js";
 import { openRuntime, type Runtime } from "./runtime.js";
 
 const program = new Command("dispersal").description("Self-healing dispersal of settled mortgage obligations").showHelpAfterError();
@@ -83,11 +83,11 @@ program
   .option("--concurrency <n>", "retrigger jobs processed at once (default WORKER_CONCURRENCY)", positiveInt)
   .action(async (opts: { concurrency?: number }) => {
     await withRuntime({ migrate: true, name: "dispersal-start" }, async ({ ctx, config }) => {
-      await upsertSchedulers(ctx.queues, config);
+      const schedules = await keepSchedules(ctx.queues, config, log);
       const workers = startWorkers(ctx, opts);
       const http = await startHttpServer(ctx, config);
       log.info({ url: http.url }, "dispersal-healing started");
-      await untilSignal([() => http.close(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
+      await untilSignal([() => schedules.stop(), () => http.close(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
@@ -97,9 +97,9 @@ program
   .option("--concurrency <n>", "retrigger jobs processed at once (default WORKER_CONCURRENCY)", positiveInt)
   .action(async (opts: { concurrency?: number }) => {
     await withRuntime({ migrate: true, name: "dispersal-worker" }, async ({ ctx, config }) => {
-      await upsertSchedulers(ctx.queues, config);
+      const schedules = await keepSchedules(ctx.queues, config, log);
       const workers = startWorkers(ctx, opts);
-      await untilSignal([() => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
+      await untilSignal([() => schedules.stop(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
@@ -108,10 +108,10 @@ program
   .description("the HTTP server: Bull Board, ops API and page, health, metrics")
   .action(async () => {
     await withRuntime({ migrate: true, name: "dispersal-server" }, async ({ ctx, config }) => {
-      await upsertSchedulers(ctx.queues, config);
+      const schedules = await keepSchedules(ctx.queues, config, log);
       const http = await startHttpServer(ctx, config);
       log.info({ url: http.url }, "dispersal-healing server started");
-      await untilSignal([() => http.close()], config.SHUTDOWN_TIMEOUT_MS);
+      await untilSignal([() => schedules.stop(), () => http.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
