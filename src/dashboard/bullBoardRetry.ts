@@ -10,7 +10,7 @@ import { DomainError } from "../domain/errors.js";
 import { BULL_BOARD_REASON } from "../domain/requeueReason.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { requestRequeue, type PendingRequeueResult, type RequeueResult } from "../jobs/requeue.js";
-import { parseRetriggerData } from "../jobs/retrigger.js";
+import { obligationOfJob } from "../jobs/retrigger.js";
 import type { RetriggerJobData } from "../queues/names.js";
 import { operatorOf, requireOperatorRole } from "./auth.js";
 
@@ -94,12 +94,8 @@ function refuse(res: Response, refusal: Extract<JobRequeue, { outcome: "refused"
  */
 async function requeueJob(ctx: PipelineContext, job: Job<RetriggerJobData>, state: RetriableState, actor: string, requeuedInBatch: Set<string>): Promise<JobRequeue> {
   const jobId = job.id!;
-  let obligationId: string;
-  try {
-    obligationId = parseRetriggerData(job.data).obligationId;
-  } catch (error) {
-    return { outcome: "refused", jobId, code: (error as DomainError).code ?? "INVALID_JOB_DATA", error: `${(error as Error).message}: nothing to requeue` };
-  }
+  const obligationId = obligationOfJob(job.data);
+  if (!obligationId) return { outcome: "refused", jobId, code: "INVALID_JOB_DATA", error: "the job names no obligation: nothing to requeue" };
   if (requeuedInBatch.has(obligationId)) {
     if (state === "failed") await removeOldJob(ctx, job);
     return { outcome: "superseded", jobId, obligationId };

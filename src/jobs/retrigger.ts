@@ -10,8 +10,16 @@ import { authorizeDispersalRound, recordFailedAttempt, resolveHealing } from "..
 import type { RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
 
-/** Only the id is read; anything else a job carries (older jobs' requestedBy, hand-made fields) is ignored. */
-const jobData = z.object({ obligationId: idSchema });
+/**
+ * Exactly the obligation id: a job carrying more (an actor, a hand-made field) was not made by
+ * enqueueRetriggers and is refused whole, so no field of job data can ever be mistaken for who acts.
+ * (A job of an older version with `requestedBy` fails without retry; its obligation, `requeued` and
+ * not escalated, is enqueued again by the next scan.)
+ */
+const jobData = z.strictObject({ obligationId: idSchema });
+
+/** Bull Board's retry only needs to know which obligation a job was for; the requeue checks the rest. */
+const jobObligation = z.object({ obligationId: idSchema });
 
 export interface RetriggerResult {
   obligationId: string;
@@ -31,6 +39,11 @@ export function parseRetriggerData(data: unknown): RetriggerJobData {
     throw new InvalidJobDataError(`malformed retrigger job data (${detail.slice(0, 300)})`);
   }
   return parsed.data;
+}
+
+export function obligationOfJob(data: unknown): string | undefined {
+  const parsed = jobObligation.safeParse(data);
+  return parsed.success ? parsed.data.obligationId : undefined;
 }
 
 export function retriggerProcessor(ctx: PipelineContext) {

@@ -186,9 +186,14 @@ describe("the retrigger guard and the round's actor", () => {
       expect(await healingStatus(fresh.obligationId)).toBe("escalated");
       // Positions fixed: a job would now succeed, so only the guard keeps it from moving money.
       await db.execute(sql`update mortgage_positions set units = 10000 where mortgage_id = ${fresh.mortgageId}::uuid`);
-      const job = await ctx.queues.retrigger.add(JOB.retrigger, { obligationId: fresh.obligationId, requestedBy: "vic" } as never, { attempts: 3 });
-      await waitFor(async () => (await job.isFailed()) || undefined, { timeoutMs: 15_000, what: "the hand-made job to be refused" });
-      expect((await ctx.queues.retrigger.getJob(job.id!))!.failedReason).toMatch(/ESCALATED_WITHOUT_REQUEUE/);
+      // A job carrying an actor is refused whole (malformed); one shaped like ours meets the guard.
+      const withActor = await ctx.queues.retrigger.add(JOB.retrigger, { obligationId: fresh.obligationId, requestedBy: "vic" } as never, { attempts: 3 });
+      const job = await ctx.queues.retrigger.add(JOB.retrigger, { obligationId: fresh.obligationId }, { attempts: 3 });
+      await waitFor(async () => ((await withActor.isFailed()) && (await job.isFailed())) || undefined, { timeoutMs: 15_000, what: "the hand-made jobs to be refused" });
+      expect((await ctx.queues.retrigger.getJob(withActor.id!))!.failedReason).toMatch(/^unrecoverable: .*malformed/);
+      const refused = (await ctx.queues.retrigger.getJob(job.id!))!;
+      expect(refused.failedReason).toMatch(/ESCALATED_WITHOUT_REQUEUE/);
+      expect(refused.attemptsMade).toBe(1);
       expect(await healingStatus(fresh.obligationId)).toBe("escalated");
       const [entries] = await db.execute<{ n: bigint }>(sql`select count(*) as n from dispersal_entries where obligation_id = ${fresh.obligationId}::uuid`);
       expect(entries!.n).toBe(0n);
