@@ -5,6 +5,7 @@
 import { beforeAll, afterAll, describe, expect, it } from "vitest";
 import { randomUUID } from "node:crypto";
 import { sql } from "drizzle-orm";
+import { ConfigError, loadConfig } from "../../src/config.js";
 import { startHttpServer, type HttpServer } from "../../src/dashboard/app.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
 import { givenSettledObligation } from "../helpers/factories.js";
@@ -180,5 +181,18 @@ describe("the ops page", () => {
     const approved = await call("POST", "/ops/requeue/approve", { as: OSCAR, ...form({ _token: tokenIn(seenByOscar.text), obligationId: id }) });
     expect(approved.status).toBe(303);
     expect(await healingStatus(id)).toBe("requeued");
+  });
+});
+
+describe("configuration", () => {
+  it("refuses REQUEUE_APPROVALS other than 1 or 2, and a TRUST_PROXY that would believe anyone", () => {
+    expect(() => loadConfig({ REQUEUE_APPROVALS: "3" })).toThrow(ConfigError);
+    expect(() => loadConfig({ REQUEUE_APPROVALS: "0" })).toThrow(/REQUEUE_APPROVALS/);
+    expect(() => loadConfig({ TRUST_PROXY: "true" })).toThrow(/TRUST_PROXY/);
+    expect(() => loadConfig({ TRUST_PROXY: "10.0.0.0/33" })).toThrow(/TRUST_PROXY/);
+    expect(loadConfig({}).REQUEUE_APPROVALS).toBe(1);
+    expect(loadConfig({}).TRUST_PROXY).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: "loopback, 10.0.0.0/8" }).TRUST_PROXY).toEqual(["loopback", "10.0.0.0/8"]);
+    expect(loadConfig({ TRUST_PROXY: "1" }).TRUST_PROXY).toBe(1);
   });
 });
