@@ -131,11 +131,12 @@ describe("the ops page in a browser", () => {
 
       const story = await database.db.execute<{ action: string; actor: string; reason: string | null }>(sql`
         select action, actor, metadata->>'reason' as reason from audit_log
-         where resource_id = ${second.obligationId} and action <> 'dispersal.self_healing_escalated' order by created_at, id`);
+         where resource_id = ${second.obligationId} and action <> 'dispersal.self_healing_escalated' order by created_at, action`);
       expect(story).toEqual([
         { action: "dispersal.self_healing_requeue_requested", actor: "olga", reason: "positions corrected by the servicing desk" },
-        { action: "dispersal.self_healing_requeued", actor: "olga", reason: "positions corrected by the servicing desk" },
+        // approved and requeued share one transaction (one created_at)
         { action: "dispersal.self_healing_requeue_approved", actor: "oscar", reason: "positions corrected by the servicing desk" },
+        { action: "dispersal.self_healing_requeued", actor: "olga", reason: "positions corrected by the servicing desk" },
         { action: "dispersal.self_healing_resolved", actor: "olga", reason: null },
       ]);
       const [reversal] = await database.db.execute<{ actor: string }>(sql`select actor from cash_journal_entries where entry_type = 'REVERSAL' and obligation_id = ${second.obligationId}::uuid`);

@@ -39,7 +39,7 @@ async function healingStatus(obligationId: string) {
 
 async function requeueAuditsOf(obligationId: string) {
   return db.execute<{ action: string; actor: string; metadata: Record<string, unknown> }>(sql`
-    select action, actor, metadata from audit_log where resource_id = ${obligationId} and action like 'dispersal.self_healing_requeue%' order by created_at, id`);
+    select action, actor, metadata from audit_log where resource_id = ${obligationId} and action like 'dispersal.self_healing_requeue%' order by created_at, action`);
 }
 
 async function liveJobs() {
@@ -105,8 +105,9 @@ describe("four eyes (REQUEUE_APPROVALS=2)", () => {
     expect((await ctx.queues.retrigger.getJob(approved.json.jobId))!.data).toEqual({ obligationId: id });
     expect(await requeueAuditsOf(id)).toMatchObject([
       { action: "dispersal.self_healing_requeue_requested", actor: "olga" },
-      { action: "dispersal.self_healing_requeued", actor: "olga", metadata: { approvedBy: "oscar", reason: "lender positions corrected", round: 2 } },
+      // approved and requeued share one transaction (one created_at)
       { action: "dispersal.self_healing_requeue_approved", actor: "oscar", metadata: { requestedBy: "olga", reason: "lender positions corrected" } },
+      { action: "dispersal.self_healing_requeued", actor: "olga", metadata: { approvedBy: "oscar", reason: "lender positions corrected", round: 2 } },
     ]);
     expect(await approve(id, OSCAR)).toMatchObject({ status: 404, json: { code: "NO_PENDING_REQUEUE" } });
   });
