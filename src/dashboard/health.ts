@@ -18,7 +18,9 @@ export function healthRoutes(ctx: PipelineContext): Router {
     // Reported, not a reason to take this process out of service: every process puts a missing schedule back.
     const schedules = redis.up ? await readSchedules(ctx) : undefined;
     const missingSchedules = schedules ? Object.entries(schedules).flatMap(([id, present]) => (present ? [] : [id])) : [];
-    res.status(down.length === 0 ? 200 : 503).json({ status: down.length === 0 ? "ready" : "unavailable", down, redis, postgres, schedules, missingSchedules });
+    // Bull Board cannot pause a queue any more, but redis-cli can: say so rather than stall silently.
+    const pausedQueues = redis.up ? await readPausedQueues(ctx) : undefined;
+    res.status(down.length === 0 ? 200 : 503).json({ status: down.length === 0 ? "ready" : "unavailable", down, redis, postgres, schedules, missingSchedules, pausedQueues });
   });
   return router;
 }
@@ -28,6 +30,16 @@ async function readSchedules(ctx: PipelineContext): Promise<Record<string, boole
     return await withinDeadline(schedulesPresent(ctx.queues), READINESS_DEADLINE_MS, "schedules");
   } catch (error) {
     ctx.log.warn({ error: (error as Error).message }, "readiness: schedules unreadable");
+    return undefined;
+  }
+}
+
+async function readPausedQueues(ctx: PipelineContext): Promise<string[] | undefined> {
+  try {
+    const paused = await withinDeadline(Promise.all(ctx.queues.all.map((q) => q.isPaused())), READINESS_DEADLINE_MS, "paused queues");
+    return ctx.queues.all.filter((_q, i) => paused[i]).map((q) => q.name);
+  } catch (error) {
+    ctx.log.warn({ error: (error as Error).message }, "readiness: paused queues unreadable");
     return undefined;
   }
 }

@@ -116,6 +116,11 @@ describe("Bull Board, as an operator", () => {
     expect(await failed.getState()).toBe("failed");
     expect((await ctx.queues.retrigger.getJob(failed.id!))!.data).toEqual(failed.data);
     expect(await ctx.queues.retrigger.isPaused()).toBe(false);
+    expect((await call("GET", "/readyz")).json.pausedQueues).toEqual([]);
+    // Paused from outside (redis-cli): reported, not silent.
+    await ctx.queues.reconciliation.pause();
+    expect((await call("GET", "/readyz")).json.pausedQueues).toEqual(["dispersal-reconciliation"]);
+    await ctx.queues.reconciliation.resume();
     expect(await ctx.queues.reconciliation.getJobScheduler(SCHEDULER.reconciliation)).toBeDefined();
     expect(await ctx.queues.healing.getJobScheduler(SCHEDULER.scan)).toMatchObject({ every: config.HEALING_SCAN_EVERY_MS });
     expect(await healingStatus(escalated[0]!)).toBe("escalated");
