@@ -50,7 +50,7 @@ export async function givenMortgage(
   const lenderIds = units.map((_, i) => (options.ids?.lenders?.[i] ?? randomUUID()).toLowerCase());
   await db.transaction(async (tx) => {
     await tx.execute(sql`insert into mortgages (id, reference, principal, servicing_fee_bps, payment_frequency)
-      values (${mortgageId}::uuid, ${`M-${mortgageId.slice(0, 8)}`}, ${(options.principal ?? 50_000_000n).toString()}::bigint,
+      values (${mortgageId}::uuid, ${`M-${mortgageId}`}, ${(options.principal ?? 50_000_000n).toString()}::bigint,
               ${options.servicingFeeBps ?? 0}, ${options.paymentFrequency ?? "monthly"})`);
     for (const [i, lenderId] of lenderIds.entries()) {
       await tx.execute(sql`insert into lenders (id, name) values (${lenderId}::uuid, ${`Lender ${i + 1}`})`);
