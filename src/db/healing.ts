@@ -277,8 +277,9 @@ export async function topUpSuspense(tx: Tx, obligationId: string, context: { act
 
 /**
  * Obligations whose SUSPENSE holds an escalation's amount that is no longer their settled amount
- * (cash posted by another system since): the backstop tops them up. Reads the open healing rows
- * only (partial index dispersal_healing_attempts_open_idx), not the history.
+ * (cash posted by another system since): the backstop tops them up. Reads only the open healing
+ * rows that were ever escalated (partial index dispersal_healing_attempts_open_idx on status,
+ * escalated_at): its cost follows the escalations, neither the history nor the orphans in flight.
  */
 export async function findSuspenseShortfalls(db: Executor, options: { limit: number }): Promise<string[]> {
   const rows = await db.execute<{ id: string }>(sql`
@@ -288,6 +289,7 @@ export async function findSuspenseShortfalls(db: Executor, options: { limit: num
                             where a.family = 'SUSPENSE' and a.subaccount is null and a.mortgage_id = o.mortgage_id
                               and a.obligation_id = o.id and a.lender_id is null), 0) as balance) s
      where h.status in ('escalated', 'requeued', 'retrying')
+       and h.escalated_at is not null -- only a row escalated at some time can have anything parked
        and o.status = 'settled' and not o.dispersed
        and (h.status = 'escalated' or s.balance <> 0)
        and s.balance <> coalesce(nullif((select sum(j.amount) from cash_journal_entries j
