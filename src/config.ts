@@ -60,8 +60,6 @@ export const configSchema = z.object({
   HEALING_ATTEMPTS: positiveInt(3),
   HEALING_SCAN_PAGE_SIZE: positiveInt(1000),
   INFRA_RETRY_DELAY_MS: positiveInt(5_000),
-  /** Added to scan interval + round backoff: an orphan older than that is a reconciliation finding. (Default: 15 min) */
-  ORPHAN_DEADLINE_MARGIN_MS: z.coerce.number().int().min(0).default(15 * 60 * 1000),
   RECONCILIATION_CRON: z.string().min(9).default("0 7 * * *"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });

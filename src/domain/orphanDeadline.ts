@@ -1,27 +1,22 @@
-// How long an orphan may stay undispersed before reconciliation reports it (DESIGN.md §6): the scan
-// must have seen it, its round must have had every retry, plus a margin for a backlog. Escalated
-// obligations are not orphans for this purpose: a human has them.
+// How old an orphan may get before something is wrong: the next scan finds it, its round uses every
+// attempt (the exponential backoff between them), plus a margin for the work itself. Older than
+// this and neither dispersed nor escalated means the healing is stuck (alert, reconciliation).
 
-/** Total delay BullMQ's exponential backoff puts between a round's attempts: delay × (1 + 2 + … + 2^(attempts−2)). */
-export function roundBackoffMs(attempts: number, backoffMs: number): number {
-  if (!Number.isInteger(attempts) || attempts < 1) throw new RangeError(`attempts must be a positive integer, got ${attempts}`);
-  if (!(backoffMs >= 0)) throw new RangeError(`backoff must be >= 0 ms, got ${backoffMs}`);
-  return backoffMs * (2 ** (attempts - 1) - 1);
-}
+/** Slack for queueing and the dispersal itself on top of the scan interval and the round's backoff. (Default: 5 min) */
+export const ORPHAN_DEADLINE_MARGIN_MS = 5 * 60 * 1000;
 
-export interface OrphanDeadlineSettings {
-  /** HEALING_SCAN_EVERY_MS */
+export interface HealingTimings {
   scanEveryMs: number;
-  /** HEALING_ATTEMPTS */
-  attempts: number;
-  /** HEALING_BACKOFF_MS */
   backoffMs: number;
-  /** ORPHAN_DEADLINE_MARGIN_MS */
-  marginMs: number;
+  attempts: number;
 }
 
-/** Scan interval + the round's total backoff + margin. With the defaults: 15 min + 3 min + 15 min = 33 min. */
-export function orphanDeadlineMs(settings: OrphanDeadlineSettings): number {
-  if (!(settings.scanEveryMs >= 0) || !(settings.marginMs >= 0)) throw new RangeError("scan interval and margin must be >= 0 ms");
-  return settings.scanEveryMs + roundBackoffMs(settings.attempts, settings.backoffMs) + settings.marginMs;
+/** BullMQ's exponential backoff waits backoff × 2^(n−1) after attempt n: a round waits backoff × (2^(attempts−1) − 1). */
+export function roundBackoffMs(timings: Pick<HealingTimings, "backoffMs" | "attempts">): number {
+  return timings.backoffMs * (2 ** Math.max(0, timings.attempts - 1) - 1);
+}
+
+/** Defaults (15 min scan, 60 s backoff, 3 attempts): 900 + 180 + 300 s = 1,380 s. */
+export function orphanDeadlineMs(timings: HealingTimings): number {
+  return timings.scanEveryMs + roundBackoffMs(timings) + ORPHAN_DEADLINE_MARGIN_MS;
 }

@@ -10,13 +10,9 @@ import { UNRECOVERABLE_PREFIX } from "./retrigger.js";
 
 const FAILED_PAGE = 500;
 
-export function orphanDeadlineOf(settings: Pick<PipelineSettings, "HEALING_SCAN_EVERY_MS" | "HEALING_ATTEMPTS" | "HEALING_BACKOFF_MS" | "ORPHAN_DEADLINE_MARGIN_MS">): number {
-  return orphanDeadlineMs({
-    scanEveryMs: settings.HEALING_SCAN_EVERY_MS,
-    attempts: settings.HEALING_ATTEMPTS,
-    backoffMs: settings.HEALING_BACKOFF_MS,
-    marginMs: settings.ORPHAN_DEADLINE_MARGIN_MS,
-  });
+/** The same deadline the metrics export for the stuck-orphan alert (domain/orphanDeadline.ts). */
+export function orphanDeadlineOf(settings: Pick<PipelineSettings, "HEALING_SCAN_EVERY_MS" | "HEALING_ATTEMPTS" | "HEALING_BACKOFF_MS">): number {
+  return orphanDeadlineMs({ scanEveryMs: settings.HEALING_SCAN_EVERY_MS, attempts: settings.HEALING_ATTEMPTS, backoffMs: settings.HEALING_BACKOFF_MS });
 }
 
 /** Failed retrigger jobs whose failedReason marks them unrecoverable and whose data names an obligation. */

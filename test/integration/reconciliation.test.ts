@@ -16,7 +16,7 @@ import { testDb } from "../helpers/testDb.js";
 
 const database = await testDb();
 // No workers unless a test starts them: orphans stay orphans.
-const pipeline = testPipeline(database, { HEALING_SCAN_EVERY_MS: String(15 * 60_000), HEALING_BACKOFF_MS: "60000", ORPHAN_DEADLINE_MARGIN_MS: String(15 * 60_000) });
+const pipeline = testPipeline(database, { HEALING_SCAN_EVERY_MS: String(15 * 60_000), HEALING_BACKOFF_MS: "60000" });
 const { ctx } = pipeline;
 const db = database.db;
 const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000);
@@ -26,10 +26,10 @@ async function escalate(obligationId: string) {
 }
 
 describe("stale orphans", () => {
-  it("are the orphans older than scan interval + round backoff + margin (33 min by default), not escalated ones nor a fresh requeue", async () => {
-    expect(orphanDeadlineOf(ctx.settings)).toBe(33 * 60_000);
+  it("are the orphans older than scan interval + round backoff + margin (23 min by default), not escalated ones nor a fresh requeue", async () => {
+    expect(orphanDeadlineOf(ctx.settings)).toBe(23 * 60_000);
     const old = await givenSettledObligation(database, { settledAt: minutesAgo(40) });
-    const fresh = await givenSettledObligation(database, { settledAt: minutesAgo(10) });
+    const fresh = await givenSettledObligation(database, { settledAt: minutesAgo(20) });
     const retrying = await givenSettledObligation(database, { settledAt: minutesAgo(50) });
     await db.execute(sql`insert into dispersal_healing_attempts (obligation_id, attempt_count, status, last_error)
                          values (${retrying.obligationId}::uuid, 1, 'retrying', 'no active positions')`);
