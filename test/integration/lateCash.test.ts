@@ -3,12 +3,13 @@
 // reverses every suspense posting; one escalation of a round is one posting and one audit row.
 import { beforeAll, describe, expect, it } from "vitest";
 import { sql } from "drizzle-orm";
-import { escalateToSuspense, markRequeued } from "../../src/db/healing.js";
+import { escalateToSuspense } from "../../src/db/healing.js";
 import { findAccount } from "../../src/db/ledger.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
 import { requeueEscalation } from "../../src/jobs/requeue.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
+import { givenRequeued } from "../helpers/healingRows.js";
 import { givenSettledObligation, type GivenObligationResult } from "../helpers/factories.js";
 import { postCashReceivedBySql } from "../helpers/otherSystems.js";
 import { testPipeline } from "../helpers/pipeline.js";
@@ -176,7 +177,7 @@ describe("one escalation of a round", () => {
   it("a late escalation of an earlier round leaves a requeued obligation requeued", async () => {
     const o = await exhaustedRound(8_000n);
     expect(await db.transaction((tx) => escalateToSuspense(tx, o.obligationId, { actor: "handler", reason: "final failure", attemptCount: 3 }))).toBe("escalated");
-    await db.transaction((tx) => markRequeued(tx, o.obligationId, "alice", "cli"));
+    await givenRequeued(database, o.obligationId);
     // The first round's final failure, handled again late (another process, a redelivered event).
     expect(await db.transaction((tx) => escalateToSuspense(tx, o.obligationId, { actor: "late-handler", reason: "final failure", attemptCount: 3 }))).toBe("stale-round");
     expect(await healing(o.obligationId)).toMatchObject({ status: "requeued", attempt_count: 0 });

@@ -3,11 +3,12 @@
 // refused as unrecoverable whose obligation is still an orphan, and SUSPENSE of open healing rows.
 import { describe, expect, it } from "vitest";
 import { sql } from "drizzle-orm";
-import { escalateToSuspense, markRequeued } from "../../src/db/healing.js";
+import { escalateToSuspense } from "../../src/db/healing.js";
 import { orphanAges } from "../../src/db/orphanAges.js";
 import { orphanDeadlineOf, reconcileLedger } from "../../src/jobs/reconcile.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { JOB } from "../../src/queues/names.js";
+import { givenRequeued } from "../helpers/healingRows.js";
 import { givenSettledObligation } from "../helpers/factories.js";
 import { postCashReceivedBySql } from "../helpers/otherSystems.js";
 import { testPipeline } from "../helpers/pipeline.js";
@@ -37,7 +38,7 @@ describe("stale orphans", () => {
     expect(await escalate(escalated.obligationId)).toBe("escalated");
     const requeued = await givenSettledObligation(database, { lenders: [0], settledAt: minutesAgo(120) });
     await escalate(requeued.obligationId);
-    await db.transaction((tx) => markRequeued(tx, requeued.obligationId, "alice", "cli"));
+    await givenRequeued(database, requeued.obligationId);
 
     const report = await reconcileLedger(ctx);
     expect(report.findings.staleOrphans).toEqual({ count: 2, sample: expect.arrayContaining([old.obligationId, retrying.obligationId]) });
@@ -106,7 +107,7 @@ describe("SUSPENSE of open healing rows", () => {
   it("of a requeued obligation must be 0 or its settled amount: late cash is reported until the backstop tops it up", async () => {
     const o = await givenSettledObligation(database, { lenders: [0], amount: 100_000n, cashReceived: [90_000n] });
     await escalate(o.obligationId);
-    await db.transaction((tx) => markRequeued(tx, o.obligationId, "alice", "cli"));
+    await givenRequeued(database, o.obligationId);
     expect((await reconcileLedger(ctx)).findings.openSuspenseMismatch).toEqual({ count: 0, sample: [] });
 
     await postCashReceivedBySql(database, o.obligationId, 10_000n);
