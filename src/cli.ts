@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { userInfo } from "node:os";
 import { ConfigError, loadConfig } from "./config.js";
 import { DomainError, InfrastructureError } from "./domain/errors.js";
+import { normaliseId } from "./domain/ids.js";
 import { connectDatabase } from "./db/client.js";
 import { listEscalations } from "./db/healing.js";
 import { migrateDatabase } from "./db/migrate.js";
@@ -10,7 +11,6 @@ import { seedDemo, seedObligations } from "./db/seed.js";
 import { startHttpServer } from "./dashboard/app.js";
 import { reconcileLedger } from "./jobs/reconcile.js";
 import { requestRequeue } from "./jobs/requeue.js";
-import { idSchema } from "./domain/ids.js";
 import { requeueReasonSchema } from "./domain/requeueReason.js";
 import { scanAndWait } from "./jobs/scanAndWait.js";
 import { scanForOrphans } from "./jobs/scan.js";
@@ -25,6 +25,13 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("must be a positive integer");
   return n;
+}
+
+/** Collects variadic ids: any 8-4-4-4-12 hexadecimal id (as Postgres's uuid holds it), lower-cased. */
+function obligationIds(value: string, previous: string[] = []): string[] {
+  const id = normaliseId(value);
+  if (!id) throw new InvalidArgumentError("must be a UUID (8-4-4-4-12 hexadecimal)");
+  return [...previous, id];
 }
 
 function print(value: unknown): void {
@@ -161,19 +168,14 @@ program
 program
   .command("requeue")
   .description("requeue escalated obligations for a new round of attempts (REQUEUE_APPROVALS=1 only)")
-  .argument("<obligationId...>", "one or more obligation ids")
+  .argument("<obligationId...>", "one or more obligation ids", obligationIds)
   .requiredOption("--reason <text>", "why a new round will succeed (recorded in the audit log)")
   .requiredOption("--actor <name>", "your operator name, recorded with channel cli and your OS user")
-  .action(async (ids: string[], opts: { reason: string; actor: string }) => {
+  .action(async (obligationIds: string[], opts: { reason: string; actor: string }) => {
     const reason = requeueReasonSchema.safeParse(opts.reason);
     if (!reason.success) throw new InvalidArgumentError(`--reason: ${reason.error.issues[0]?.message}`);
     const actor = opts.actor.trim();
     if (!/^[A-Za-z0-9._@-]{1,100}$/.test(actor)) throw new InvalidArgumentError("--actor must be an operator name (letters, digits, ._@-)");
-    const obligationIds = ids.map((id) => {
-      const parsed = idSchema.safeParse(id);
-      if (!parsed.success) throw new InvalidArgumentError(`${id} is not an obligation id (UUID)`);
-      return parsed.data;
-    });
     await withRuntime({ name: "dispersal-cli" }, async ({ ctx, config }) => {
       if (config.REQUEUE_APPROVALS === 2) {
         process.stderr.write("REQUEUE_APPROVALS=2: a requeue needs a second operator; request it on the ops page or with POST /api/escalations/<id>/requeue\n");

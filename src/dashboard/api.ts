@@ -2,10 +2,10 @@
 // HTTP (httpErrors.ts). Money leaves as strings of integer cents.
 import express, { Router, type Request } from "express";
 import { z } from "zod";
+import { idSchema } from "../domain/ids.js";
 import { listEscalations, type EscalationView } from "../db/healing.js";
 import { latestReconciliation } from "../db/reconciliation.js";
 import { listPendingRequeues } from "../db/requeueRequests.js";
-import { idSchema } from "../domain/ids.js";
 import { requeueReasonSchema } from "../domain/requeueReason.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { approveRequeue, requestRequeue, withdrawRequeue } from "../jobs/requeue.js";

@@ -2,11 +2,11 @@
 // (requeue, scan now), which answer with a redirect back and a one-time flash message.
 import express, { Router, type Request, type Response } from "express";
 import { z } from "zod";
+import { idSchema } from "../domain/ids.js";
 import type { OpsUser } from "../config.js";
 import { listEscalations } from "../db/healing.js";
 import { latestReconciliation } from "../db/reconciliation.js";
 import { listPendingRequeues } from "../db/requeueRequests.js";
-import { idSchema } from "../domain/ids.js";
 import { requeueReasonSchema } from "../domain/requeueReason.js";
 import { approveRequeue, withdrawRequeue } from "../jobs/requeue.js";
 import { answerFor } from "./httpErrors.js";

@@ -2,8 +2,8 @@
 // use up the round's attempts; an outage of Postgres does not (the job is put back, delayed).
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import { z } from "zod";
-import { DomainError, InvalidJobDataError } from "../domain/errors.js";
 import { idSchema } from "../domain/ids.js";
+import { DomainError, InvalidJobDataError } from "../domain/errors.js";
 import { classifyDatabaseError, isOutage } from "../db/client.js";
 import { disperseObligation, type DispersalResult } from "../db/dispersals.js";
 import { authorizeDispersalRound, recordFailedAttempt, resolveHealing } from "../db/healing.js";
@@ -70,7 +70,7 @@ export function retriggerProcessor(ctx: PipelineContext) {
         });
         return { dispersal, resolution };
       });
-      const resolvedEscalation = resolution.reversal !== undefined;
+      const resolvedEscalation = resolution.reversals.length > 0;
       ctx.log.info(
         { obligationId, jobId: job.id, attempt, entries: dispersal.entries.length, replayed: dispersal.replayed, resolvedEscalation, ms: Math.round(performance.now() - started) },
         resolvedEscalation ? "escalated obligation dispersed: suspense reversed" : "obligation dispersed",
