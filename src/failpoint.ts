@@ -31,6 +31,8 @@ export const FAILPOINTS = [
   "scan.after-enqueue",
   "backstop.before-commit",
   "backstop.after-commit",
+  "topup.before-commit",
+  "topup.after-commit",
   // jobs/requeue.ts
   "requeue.before-commit",
   "requeue.after-commit",

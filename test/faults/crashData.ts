@@ -2,16 +2,9 @@
 // the same obligations, and the money fingerprint that two runs of it are compared by.
 import { sql } from "drizzle-orm";
 import type { Database } from "../../src/db/client.js";
-import * as healing from "../../src/db/healing.js";
+import { escalateToSuspense } from "../../src/db/healing.js";
 import { postEntries } from "../../src/db/ledger.js";
 import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
-
-/**
- * Whether the service tops SUSPENSE up when cash arrives after an escalation (DESIGN.md §4; the
- * scan's backstop does it for cash posted by other systems). Until it does, the crash data has no
- * late cash.
- */
-export const SUSPENSE_TOP_UPS = "topUpSuspense" in healing;
 
 /** A fixed v4-shaped id: `group` names the kind of row, `n` numbers it. */
 const id = (group: number, n: number) => `${group.toString(16).padStart(8, "0")}-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
@@ -49,7 +42,7 @@ export async function seedCrashData(database: Database): Promise<CrashData> {
     unfixable: [1, 2, 3].map((n) => id(0xb2, n)),
     exhausted: [1, 2].map((n) => id(0xb3, n)),
     escalated: [1, 2].map((n) => id(0xb4, n)),
-    lateCash: SUSPENSE_TOP_UPS ? [1, 2].map((n) => id(0xb5, n)) : [],
+    lateCash: [1, 2].map((n) => id(0xb5, n)),
   };
   const obligations: { id: string; mortgage: MortgageSpec; type: string; amount: bigint; cash: bigint[] }[] = [
     ...data.fixable.map((o, i) => ({
@@ -106,7 +99,7 @@ export async function seedCrashData(database: Database): Promise<CrashData> {
         values (${o}::uuid, 3, 'retrying', 'no active positions', now())`);
     }
     for (const o of [...data.escalated, ...data.lateCash]) {
-      await healing.escalateToSuspense(tx, o, { actor: "crash-test", reason: "no active positions", attemptCount: 3 });
+      await escalateToSuspense(tx, o, { actor: "crash-test", reason: "no active positions", attemptCount: 3 });
     }
     // The rest of the cash, posted by another system after the escalation.
     for (const [i, o] of data.lateCash.entries()) {

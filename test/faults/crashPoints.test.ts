@@ -11,11 +11,11 @@ import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FAILPOINTS } from "../../src/failpoint.js";
 import { reconcileLedger } from "../../src/jobs/reconcile.js";
-import { requeueEscalation } from "../../src/jobs/requeue.js";
+import { requestRequeue } from "../../src/jobs/requeue.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { startWorkers, type Workers } from "../../src/jobs/worker.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
-import { crashInvariantViolations, moneyFingerprint, seedCrashData, SUSPENSE_TOP_UPS, type CrashData } from "./crashData.js";
+import { crashInvariantViolations, moneyFingerprint, seedCrashData, type CrashData } from "./crashData.js";
 import { measureEndState } from "./endState.js";
 import { recordFaults } from "./faultCounts.js";
 import { sleep, waitFor, type Child } from "./children.js";
@@ -100,12 +100,12 @@ async function runCrashScenario(failpoint: string | undefined): Promise<Outcome>
     let fired = false;
 
     if (phase === "requeue") {
-      fired = await runArmedChild(scenario, "requeue", ["requeue", ...data.escalated, "--actor", "crash-test"], failpoint!);
+      fired = await runArmedChild(scenario, "requeue", ["requeue", ...data.escalated, "--actor", "crash-test", "--reason", "positions repaired"], failpoint!);
       // The operator saw the command die and runs it again for what is still escalated (a requeue
       // that committed is refused as not escalated: the next scan enqueues it).
-      for (const o of await stillEscalated(scenario, data.escalated)) await requeueEscalation(scenario.ctx, o, "crash-test", "cli");
+      for (const o of await stillEscalated(scenario, data.escalated)) await requestRequeue(scenario.ctx, o, { actor: "crash-test", channel: "cli", reason: "positions repaired" });
     } else {
-      for (const o of data.escalated) await requeueEscalation(scenario.ctx, o, "crash-test", "cli");
+      for (const o of data.escalated) await requestRequeue(scenario.ctx, o, { actor: "crash-test", channel: "cli", reason: "positions repaired" });
     }
 
     if (phase === "scan") fired = await runArmedChild(scenario, "scan", ["scan"], failpoint!);
@@ -154,7 +154,7 @@ async function runStallScenario(failpoint: "retrigger.before-commit" | "retrigge
   let frozen: Child | undefined;
   try {
     const data = await seedCrashData(scenario.database);
-    for (const o of data.escalated) await requeueEscalation(scenario.ctx, o, "crash-test", "cli");
+    for (const o of data.escalated) await requestRequeue(scenario.ctx, o, { actor: "crash-test", channel: "cli", reason: "positions repaired" });
     await scanForOrphans(scenario.ctx, "crash-test");
 
     frozen = scenario.spawnWorker("frozen-worker", { ...armedEnv(failpoint, "pause"), WORKER_CONCURRENCY: "1" });
@@ -210,10 +210,10 @@ describe("a crash at every failpoint", () => {
     expect(baseline.violations).toEqual({});
     expect(baseline.end.details).toEqual({});
     expect(baseline.reconciliationDefects).toBe(0);
-    // 9 fixable + 2 requeued and resolved dispersed; 3 unfixable + 2 exhausted (+ 2 topped up) escalated.
+    // 9 fixable + 2 requeued and resolved dispersed; 3 unfixable, 2 exhausted and 2 topped up escalated.
     const healing = baseline.fingerprint.healing!;
     expect(healing.filter((l) => / t resolved (0 0 0|1 1 1)$/.test(l))).toHaveLength(11);
-    expect(healing.filter((l) => / f escalated 1 0 0$/.test(l))).toHaveLength(SUSPENSE_TOP_UPS ? 7 : 5);
+    expect(healing.filter((l) => / f escalated 1 0 0$/.test(l))).toHaveLength(7);
     expect(baseline.fingerprint.postings!.filter((l) => l.startsWith("REVERSAL "))).toHaveLength(2);
     expect(FAILPOINTS.length).toBeGreaterThanOrEqual(20);
   });

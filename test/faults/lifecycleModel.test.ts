@@ -13,12 +13,12 @@ import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { connectDatabase, isOutage } from "../../src/db/client.js";
-import * as healing from "../../src/db/healing.js";
+import { topUpSuspense } from "../../src/db/healing.js";
 import { postEntries } from "../../src/db/ledger.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
 import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
 import type { PipelineContext } from "../../src/jobs/context.js";
-import { requeueEscalation } from "../../src/jobs/requeue.js";
+import { requestRequeue } from "../../src/jobs/requeue.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { startWorkers } from "../../src/jobs/worker.js";
 import { log } from "../../src/log.js";
@@ -29,9 +29,6 @@ import { ChildGroup, sleep, waitFor } from "./children.js";
 import { recordFaults } from "./faultCounts.js";
 import { ephemeralPort, makeTempDir, startRedis } from "./redisServers.js";
 import { note } from "./scenario.js";
-import { SUSPENSE_TOP_UPS } from "./crashData.js";
-
-const topUpSuspense = (healing as unknown as { topUpSuspense?: (tx: unknown, obligationId: string, context: { actor: string; reason: string }) => Promise<unknown> }).topUpSuspense;
 
 const RUNS = Number(process.env.MODEL_RUNS ?? 100);
 const SEED = process.env.MODEL_SEED ? Number(process.env.MODEL_SEED) : Math.floor(Math.random() * 2 ** 31);
@@ -121,7 +118,7 @@ function afterRecovery(model: Model, o: ModelObligation): void {
 /** The scan's backstop tops up what SUSPENSE lacks after cash posted by another system. */
 function afterScan(o: ModelObligation): void {
   if (o.state === "orphan") o.state = "queued";
-  if (SUSPENSE_TOP_UPS && o.state !== "dispersed" && o.parked > 0n) o.parked = settledAmount(o);
+  if (o.state !== "dispersed" && o.parked > 0n) o.parked = settledAmount(o);
 }
 
 /**
@@ -435,7 +432,7 @@ class RequeueCommand implements Cmd {
     const escalated = model.obligations.filter((o) => o.state === "escalated");
     const o = escalated[this.pick % escalated.length]!;
     try {
-      await requeueEscalation(ctx, o.id, "model-operator", "cli");
+      await requestRequeue(ctx, o.id, { actor: "model-operator", channel: "cli", reason: "the model asks for a new round" });
       o.state = "queued";
     } catch (error) {
       if (!isOutage(error)) throw error;
@@ -456,7 +453,7 @@ class RequeueCommand implements Cmd {
 
 class LateCashCommand implements Cmd {
   constructor(readonly pick: number, readonly viaIntake: boolean) {}
-  check = (model: Readonly<Model>) => SUSPENSE_TOP_UPS && model.obligations.some((o) => o.state === "escalated" && o.cash < o.amount);
+  check = (model: Readonly<Model>) => model.obligations.some((o) => o.state === "escalated" && o.cash < o.amount);
   async run(model: Model): Promise<void> {
     const candidates = model.obligations.filter((o) => o.state === "escalated" && o.cash < o.amount);
     const o = candidates[this.pick % candidates.length]!;
@@ -474,7 +471,7 @@ class LateCashCommand implements Cmd {
         obligationId: o.id,
       }]);
       // The payments intake tops SUSPENSE up in the same transaction; another system's SQL does not (the scan's backstop will).
-      if (this.viaIntake) await topUpSuspense!(tx, o.id, { actor: "model-intake", reason: "late cash" });
+      if (this.viaIntake) await topUpSuspense(tx, o.id, { actor: "model-intake", reason: "late cash" });
     });
     o.cash += late;
     if (this.viaIntake) o.parked = settledAmount(o);
