@@ -8,6 +8,7 @@ import type { PipelineContext } from "../jobs/context.js";
 import { requeueEscalation } from "../jobs/requeue.js";
 import { operatorOf, requireOperatorRole } from "./auth.js";
 import { HttpError, notFound } from "./httpErrors.js";
+import { obligationRoutes } from "./obligationsApi.js";
 import { MAX_BULK_REQUEUE, requeueMany } from "./requeueMany.js";
 import { requestScan } from "./scanRequest.js";
 
@@ -87,6 +88,7 @@ export function apiRoutes(ctx: PipelineContext): Router {
     res.json(report);
   });
 
+  router.use(obligationRoutes(ctx));
   router.use(notFound());
   return router;
 }

@@ -4,13 +4,17 @@ import express, { Router, type Request, type Response } from "express";
 import { z } from "zod";
 import type { OpsUser } from "../config.js";
 import { listEscalations } from "../db/healing.js";
+import { readMoneyAtRisk } from "../db/moneyAtRisk.js";
+import { searchObligations } from "../db/obligationStory.js";
 import { latestReconciliation } from "../db/reconciliation.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { BODY_LIMIT } from "./api.js";
 import { formToken, formTokenMatches, operatorOf, requireOperatorRole } from "./auth.js";
 import { BULL_BOARD_PATH } from "./bullBoard.js";
 import { renderOpsPage, type Flash } from "./opsHtml.js";
+import { SEARCH_LIMIT } from "./obligationsApi.js";
 import { MAX_BULK_REQUEUE, requeueMany } from "./requeueMany.js";
+import { storyPage } from "./storyPage.js";
 import { requestScan } from "./scanRequest.js";
 
 const OPEN_ROWS = 200;
@@ -25,14 +29,19 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
   const router = Router();
   router.use(express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: MAX_BULK_REQUEUE + 10 }));
 
+  router.get("/obligations/:obligationId", storyPage(ctx));
+
   router.get("/", async (req, res) => {
     const operator = operatorOf(res);
     const db = ctx.database.db;
-    const [open, inProgress, recentlyResolved, reconciliation] = await Promise.all([
+    const q = typeof req.query.q === "string" ? req.query.q.trim().slice(0, 200) : "";
+    const [open, inProgress, recentlyResolved, reconciliation, moneyAtRisk, results] = await Promise.all([
       listEscalations(db, { status: "escalated", limit: OPEN_ROWS + 1 }),
       listEscalations(db, { status: "requeued", limit: 50 }),
       listEscalations(db, { status: "resolved", limit: 10 }),
       latestReconciliation(db),
+      readMoneyAtRisk(db),
+      q ? searchObligations(db, q, SEARCH_LIMIT) : Promise.resolve(undefined),
     ]);
     const flash = takeFlash(req, res);
     res.setHeader("Cache-Control", "no-store");
@@ -50,6 +59,8 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
         now: new Date(),
         bullBoardPath: BULL_BOARD_PATH,
         retriggerQueue: ctx.queues.retrigger.name,
+        moneyAtRisk,
+        search: results ? { q, results } : undefined,
       }),
     );
   });

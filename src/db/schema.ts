@@ -99,6 +99,10 @@ export const obligations = pgTable(
       .on(t.id)
       .where(sql`${t.status} = 'settled' and not ${t.dispersed}`),
     index("obligations_mortgage_id_idx").on(t.mortgageId),
+    // /metrics' oldest orphan: the first entry in settled_at order, whatever the number of orphans.
+    index("obligations_orphan_age_idx")
+      .on(t.settledAt)
+      .where(sql`${t.status} = 'settled' and not ${t.dispersed}`),
   ],
 );
 
@@ -160,6 +164,8 @@ export const cashAccounts = pgTable(
     ),
     check("cash_accounts_totals_check", sql`${t.cumulativeDebits} >= 0 and ${t.cumulativeCredits} >= 0`),
     index("cash_accounts_obligation_idx").on(t.obligationId).where(sql`${t.obligationId} is not null`),
+    // The total in SUSPENSE (/ops header, /metrics) reads only these few accounts, not every receivable.
+    index("cash_accounts_suspense_idx").on(t.obligationId).where(sql`${t.family} = 'SUSPENSE'`),
   ],
 );
 

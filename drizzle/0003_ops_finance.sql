@@ -1,0 +1,2 @@
+CREATE INDEX "cash_accounts_suspense_idx" ON "cash_accounts" USING btree ("obligation_id") WHERE "cash_accounts"."family" = 'SUSPENSE';--> statement-breakpoint
+CREATE INDEX "obligations_orphan_age_idx" ON "obligations" USING btree ("settled_at") WHERE "obligations"."status" = 'settled' and not "obligations"."dispersed";
