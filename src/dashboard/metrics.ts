@@ -10,6 +10,7 @@ import { z } from "zod";
 import type { PipelineContext } from "../jobs/context.js";
 import { UNRECOVERABLE_PREFIX } from "../jobs/retrigger.js";
 import { withinDeadline } from "./deadline.js";
+import { registerRiskMetrics } from "./riskMetrics.js";
 
 export interface OperationsMetrics {
   registry: Registry;
@@ -64,13 +65,14 @@ export function createMetrics(ctx: PipelineContext): OperationsMetrics {
   }
   jobsUnrecoverable.inc({ queue: ctx.queues.retrigger.name, reason: "malformed_job_data" }, 0);
 
+  const queueDepths = onePerScrape(() => readQueueDepths(ctx));
   new Gauge({
     name: "dispersal_queue_jobs",
     help: "Jobs in each queue by state, read at scrape time",
     labelNames: ["queue", "state"],
     registers,
     async collect() {
-      const counts = await readQueueDepths(ctx);
+      const counts = await queueDepths();
       sourceUp.set({ source: "redis" }, counts ? 1 : 0);
       if (!counts) return;
       this.reset();
@@ -117,6 +119,8 @@ export function createMetrics(ctx: PipelineContext): OperationsMetrics {
   auditCounter("dispersal_escalations_total", "Escalations to SUSPENSE ever made (audit_log)", AUDITED.escalated);
   auditCounter("dispersal_requeues_total", "Manual requeues of escalations ever made (audit_log)", AUDITED.requeued);
   auditCounter("dispersal_escalations_resolved_total", "Escalated obligations finally dispersed (audit_log)", AUDITED.resolved);
+
+  registerRiskMetrics(registry, ctx, queueDepths, { scrapeDeadlineMs: SCRAPE_DEADLINE_MS, onePerScrape });
 
   // Start at "now" rather than "$": events written between here and the first XREAD are kept.
   const lastEventId = `${Date.now()}-0`;
