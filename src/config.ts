@@ -61,6 +61,7 @@ export const configSchema = z.object({
   HEALING_SCAN_PAGE_SIZE: positiveInt(1000),
   INFRA_RETRY_DELAY_MS: positiveInt(5_000),
   RECONCILIATION_CRON: z.string().min(9).default("0 7 * * *"),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ error: "must be an http(s) URL" }).regex(/^https?:\/\//, "must be an http(s) URL").optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
