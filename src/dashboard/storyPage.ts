@@ -68,7 +68,8 @@ export function renderStoryPage(story: ObligationStory, operator: Operator, now:
   ol.timeline { list-style:none; margin:0; padding:0; }
   ol.timeline li { display:grid; grid-template-columns: 15rem 22rem 1fr; gap:.8rem; padding:.5rem 1rem; border-bottom:1px solid var(--line); }
   ol.timeline li:last-child { border-bottom:none; }
-  ol.timeline li.audit { background:var(--warnbg); } ol.timeline li.audit.error { background:var(--errbg); }
+  ol.timeline li.audit { background:var(--warnbg); } ol.timeline li.audit.sev-error { background:var(--errbg); }
+  ol.timeline li .error { max-width:none; }
 </style>
 </head>
 <body>
@@ -133,7 +134,7 @@ export function renderStoryPage(story: ObligationStory, operator: Operator, now:
 
 function timelineRow(item: TimelineItem): Html {
   const severity = typeof item.detail.severity === "string" ? item.detail.severity : "";
-  return html`<li class="${item.kind} ${severity}" data-action="${item.action}">
+  return html`<li class="${item.kind}${severity ? ` sev-${severity}` : ""}" data-action="${item.action}">
     <span class="mono">${item.at}</span>
     <span><code>${item.action}</code>${item.amount ? html` <strong class="mono">${money(item.amount)}</strong>` : ""}</span>
     <span>${item.actor ? html`by <strong data-field="actor">${item.actor}</strong>` : ""}${item.reason ? html` — <span data-field="reason">${item.reason}</span>` : ""}</span>
