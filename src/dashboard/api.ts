@@ -118,6 +118,7 @@ function escalationJson(e: EscalationView) {
     escalatedAt: e.escalatedAt ? new Date(e.escalatedAt).toISOString() : null,
     status: e.status,
     lastJobId: e.lastJobId,
+    story: `/api/obligations/${e.obligationId}`,
   };
 }
 
