@@ -66,6 +66,8 @@ export const mortgagePositions = pgTable(
   (t) => [
     primaryKey({ name: "mortgage_positions_pkey", columns: [t.mortgageId, t.lenderId] }),
     check("mortgage_positions_units_check", sql`${t.units} >= 0`),
+    // Search by lender name: from the lender to the mortgages it holds positions in.
+    index("mortgage_positions_lender_idx").on(t.lenderId),
   ],
 );
 
@@ -100,9 +102,11 @@ export const obligations = pgTable(
       .where(sql`${t.status} = 'settled' and not ${t.dispersed}`),
     index("obligations_mortgage_id_idx").on(t.mortgageId),
     // /metrics' oldest orphan: the first entry in settled_at order, whatever the number of orphans.
+    // "settled_at is not null" keeps it out of the scan's plans (the scan's query does not imply it),
+    // which must walk obligations_healing_scan_idx in id order.
     index("obligations_orphan_age_idx")
       .on(t.settledAt)
-      .where(sql`${t.status} = 'settled' and not ${t.dispersed}`),
+      .where(sql`${t.status} = 'settled' and not ${t.dispersed} and ${t.settledAt} is not null`),
   ],
 );
 
