@@ -6,6 +6,7 @@ import { readMoneyAtRisk } from "../../src/db/moneyAtRisk.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
 import { givenSettledObligation, type GivenObligationResult } from "../helpers/factories.js";
 import { testPipeline } from "../helpers/pipeline.js";
+import { waitFor } from "../helpers/processes.js";
 import { testDb } from "../helpers/testDb.js";
 
 const OLGA = { name: "olga", secret: "olga-operator-secret" };
@@ -231,5 +232,33 @@ describe("/ops/obligations/:obligationId", () => {
     expect(bad.text).not.toContain("<script>");
     expect((await get("/ops/obligations/30000000-0000-0000-0000-000000000001")).status).toBe(404);
     expect((await get(`/ops/obligations/${escalated.obligationId}`, null)).status).toBe(401);
+  });
+});
+
+describe("the story after a requeue (runs last: it resolves an escalation)", () => {
+  it("shows the requeue and the resolution with their actors, the REVERSAL posting and SUSPENSE back to 0", async () => {
+    await db.execute(sql`update mortgage_positions set units = 10000 where mortgage_id = ${escalated.mortgageId}::uuid`);
+    const response = await fetch(`${http.url}/api/escalations/${escalated.obligationId}/requeue`, {
+      method: "POST",
+      headers: { authorization: `Basic ${Buffer.from(`${OLGA.name}:${OLGA.secret}`).toString("base64")}`, "content-type": "application/json" },
+      body: JSON.stringify({ reason: "positions corrected" }),
+    });
+    expect(response.status).toBe(202);
+    const story = await waitFor(
+      async () => {
+        const { json } = await get(`/api/obligations/${escalated.obligationId}`);
+        return json.healing?.status === "resolved" ? json : undefined;
+      },
+      { timeoutMs: 20_000, what: "the requeued escalation to resolve" },
+    );
+    expect(story.suspenseBalance).toBe("0");
+    expect(story.obligation.dispersed).toBe(true);
+    expect(story.postings.map((p: any) => p.entryType)).toEqual(expect.arrayContaining(["SUSPENSE_ESCALATED", "REVERSAL", "LENDER_PAYABLE_CREATED"]));
+    const reversal = story.postings.find((p: any) => p.entryType === "REVERSAL");
+    expect(reversal).toMatchObject({ amount: "667695", debit: { family: "BORROWER_RECEIVABLE" }, credit: { family: "SUSPENSE" } });
+    const audit = story.timeline.filter((t: any) => t.kind === "audit").map((t: any) => [t.action, t.actor]);
+    expect(audit).toEqual(expect.arrayContaining([["dispersal.self_healing_escalated", "dispersal-healing"], ["dispersal.self_healing_requeued", "olga"], ["dispersal.self_healing_resolved", "olga"]]));
+    expect(story.timeline.at(-1).action).not.toBe("dispersal.self_healing_escalated");
+    expect(story.job).toMatchObject({ state: "completed" });
   });
 });
