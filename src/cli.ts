@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { userInfo } from "node:os";
 import { ConfigError, loadConfig } from "./config.js";
 import { DomainError, InfrastructureError } from "./domain/errors.js";
+import { normaliseId } from "./domain/ids.js";
 import { connectDatabase } from "./db/client.js";
 import { listEscalations } from "./db/healing.js";
 import { migrateDatabase } from "./db/migrate.js";
@@ -23,6 +24,13 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("must be a positive integer");
   return n;
+}
+
+/** Collects variadic ids: any 8-4-4-4-12 hexadecimal id (as Postgres's uuid holds it), lower-cased. */
+function obligationIds(value: string, previous: string[] = []): string[] {
+  const id = normaliseId(value);
+  if (!id) throw new InvalidArgumentError("must be a UUID (8-4-4-4-12 hexadecimal)");
+  return [...previous, id];
 }
 
 function print(value: unknown): void {
@@ -153,7 +161,7 @@ program
 program
   .command("requeue")
   .description("requeue escalated obligations for a new round of 3 attempts")
-  .argument("<obligationId...>", "one or more obligation ids")
+  .argument("<obligationId...>", "one or more obligation ids", obligationIds)
   .option("--actor <name>", "operator name for the audit log", `cli:${userInfo().username}`)
   .action(async (ids: string[], opts: { actor: string }) => {
     await withRuntime({ name: "dispersal-cli" }, async ({ ctx }) => {
