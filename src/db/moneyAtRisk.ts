@@ -4,6 +4,7 @@
 // same with ten or ten million obligations behind it.
 import { sql } from "drizzle-orm";
 import type { Executor } from "./client.js";
+import { orphanSince, type OrphanState } from "./orphanAges.js";
 
 export interface MoneyAtRisk {
   /** Σ (debits − credits) of every SUSPENSE account, in cents. */
@@ -49,31 +50,35 @@ export async function readMoneyAtRisk(db: Executor): Promise<MoneyAtRisk> {
  * failed, its round goes on), `requeued` (an operator started a new round), `escalated` (in
  * SUSPENSE, waiting for an operator; the scan leaves these alone).
  */
-export const ORPHAN_STATES = ["new", "retrying", "requeued", "escalated"] as const;
-export type OrphanState = (typeof ORPHAN_STATES)[number];
+export const ORPHAN_STATES: readonly OrphanState[] = ["new", "retrying", "requeued", "escalated"];
 
 export interface OrphanSummary {
   byState: Record<OrphanState, number>;
-  /** Age from settled_at of the oldest orphan that is not escalated; 0 when there is none. */
+  /** Age of the oldest orphan that is not escalated, since settlement or its latest requeue; 0 when none. */
   oldestAgeSeconds: number;
 }
 
 export async function readOrphanSummary(db: Executor): Promise<OrphanSummary> {
   // The total comes from the scan's partial index (index only); the healing states from the open
   // healing rows, which are few; `new` is what is left (a `resolved` row is never left undispersed:
-  // a failed attempt turns it back to `retrying`).
+  // a failed attempt turns it back to `retrying`). The oldest age is on reconciliation's clock
+  // (orphanSince: settlement, or the latest requeue): the first orphan in order of settlement that
+  // is neither escalated nor requeued (obligations_orphan_age_idx), against the requeued ones.
   const rows = await db.execute<{ state: string; n: bigint; oldest_age: number | null }>(sql`
     select 'all' as state, count(*) as n,
-           (select extract(epoch from now() - o.settled_at)::float8 from obligations o
-             where o.status = 'settled' and not o.dispersed and o.settled_at is not null
-               and not exists (select 1 from dispersal_healing_attempts h where h.obligation_id = o.id and h.status = 'escalated')
-             order by o.settled_at limit 1) as oldest_age
+           extract(epoch from now() - least(
+             (select coalesce(o.settled_at, o.created_at) from obligations o
+               where o.status = 'settled' and not o.dispersed and o.created_at is not null
+                 and not exists (select 1 from dispersal_healing_attempts h
+                                  where h.obligation_id = o.id and h.status in ('escalated', 'requeued'))
+               order by coalesce(o.settled_at, o.created_at) limit 1),
+             (select min(${orphanSince}) from dispersal_healing_attempts h join obligations o on o.id = h.obligation_id
+               where h.status = 'requeued' and o.status = 'settled' and not o.dispersed)))::float8 as oldest_age
       from obligations o where o.status = 'settled' and not o.dispersed
     union all
     select h.status, count(*), null from dispersal_healing_attempts h join obligations o on o.id = h.obligation_id
      where h.status in ('retrying', 'requeued', 'escalated') and o.status = 'settled' and not o.dispersed
-     group by h.status
-`);
+     group by h.status`);
   const byState: Record<OrphanState, number> = { new: 0, retrying: 0, requeued: 0, escalated: 0 };
   let all = 0;
   let oldestAge = 0;

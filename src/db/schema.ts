@@ -101,12 +101,13 @@ export const obligations = pgTable(
       .on(t.id)
       .where(sql`${t.status} = 'settled' and not ${t.dispersed}`),
     index("obligations_mortgage_id_idx").on(t.mortgageId),
-    // /metrics' oldest orphan: the first entry in settled_at order, whatever the number of orphans.
-    // "settled_at is not null" keeps it out of the scan's plans (the scan's query does not imply it),
-    // which must walk obligations_healing_scan_idx in id order.
+    // /metrics' oldest orphan: the first entry in order of settlement, whatever the number of
+    // orphans. "created_at is not null" (always true) keeps it out of the scan's plans: Postgres uses
+    // a partial index only where the query's own conditions imply its predicate, and the scan must
+    // walk obligations_healing_scan_idx in id order.
     index("obligations_orphan_age_idx")
-      .on(t.settledAt)
-      .where(sql`${t.status} = 'settled' and not ${t.dispersed} and ${t.settledAt} is not null`),
+      .on(sql`coalesce(${t.settledAt}, ${t.createdAt})`)
+      .where(sql`${t.status} = 'settled' and not ${t.dispersed} and ${t.createdAt} is not null`),
   ],
 );
 

@@ -5,6 +5,7 @@ import { runReconciliation } from "../../src/db/reconciliation.js";
 import { orphanDeadlineMs } from "../../src/domain/orphanDeadline.js";
 import { enqueueRetriggers } from "../../src/queues/retriggerJobs.js";
 import { givenSettledObligation } from "../helpers/factories.js";
+import { givenRequeued } from "../helpers/healingRows.js";
 import { testPipeline } from "../helpers/pipeline.js";
 import { waitFor } from "../helpers/processes.js";
 import { testDb } from "../helpers/testDb.js";
@@ -71,18 +72,26 @@ describe("money-at-risk metrics", () => {
     // Older than both, but escalated: it is in SUSPENSE, not a stuck orphan.
     const parked = await givenSettledObligation(database, { lenders: [0], amount: 12_345n, settledAt: new Date(Date.now() - 5 * hour) });
     await database.db.transaction((tx) => escalateToSuspense(tx, parked.obligationId, { actor: "test", reason: "no active positions", attemptCount: 3 }));
+    // Settled 30 days ago, escalated, requeued just now: a new round, so its clock starts at the requeue.
+    const requeued = await givenSettledObligation(database, { lenders: [0], amount: 500n, settledAt: new Date(Date.now() - 30 * 24 * hour) });
+    await database.db.transaction((tx) => escalateToSuspense(tx, requeued.obligationId, { actor: "test", reason: "no active positions", attemptCount: 3 }));
+    await givenRequeued(database, requeued.obligationId);
     await enqueueRetriggers(ctx.queues, ctx.settings, [fresh.obligationId, retrying.obligationId]);
 
     const text = await scrapeUntil((t) => sample(t, "dispersal_suspense_cents") > 0, "SUSPENSE in /metrics");
-    expect(sample(text, "dispersal_suspense_cents")).toBe(12_345);
+    expect(sample(text, "dispersal_suspense_cents")).toBe(12_345 + 500); // a requeued one stays in SUSPENSE until resolved
     expect(sample(text, "dispersal_orphans", { state: "new" })).toBe(1);
     expect(sample(text, "dispersal_orphans", { state: "retrying" })).toBe(1);
     expect(sample(text, "dispersal_orphans", { state: "escalated" })).toBe(1);
-    expect(sample(text, "dispersal_orphans", { state: "requeued" })).toBe(0);
+    expect(sample(text, "dispersal_orphans", { state: "requeued" })).toBe(1);
     const age = sample(text, "dispersal_oldest_orphan_age_seconds");
     expect(age).toBeGreaterThanOrEqual(2 * 3600);
     expect(age).toBeLessThan(2 * 3600 + 120);
     expect(sample(text, "dispersal_escalation_oldest_age_seconds")).toBeLessThan(120);
+    // Reconciliation's clock for the same orphans: nothing older than the metric says.
+    const { orphanAges } = await import("../../src/db/orphanAges.js");
+    const oldestOnReconciliationClock = Math.max(...(await orphanAges(database.db)).filter((a) => a.state !== "escalated").map((a) => a.oldestAgeSeconds));
+    expect(Math.abs(oldestOnReconciliationClock - age)).toBeLessThan(60);
     expect(sample(text, "dispersal_retrigger_backlog")).toBe(2);
   });
 
