@@ -73,7 +73,7 @@ describe("GET /api/obligations/:obligationId", () => {
     const { status, json } = await get(`/api/obligations/${escalated.obligationId}`);
     expect(status).toBe(200);
     expect(json.obligation).toMatchObject({ id: escalated.obligationId, amount: "667695", status: "settled", dispersed: false });
-    expect(json.mortgage).toMatchObject({ id: escalated.mortgageId, reference: `M-${escalated.mortgageId.slice(0, 8)}` });
+    expect(json.mortgage).toMatchObject({ id: escalated.mortgageId, reference: `M-${escalated.mortgageId}` });
     expect(json.suspenseBalance).toBe("667695");
     expect(json.postings.map((p: any) => p.entryType)).toEqual(["OBLIGATION_ACCRUED", "CASH_RECEIVED", "SUSPENSE_ESCALATED"]);
     const suspense = json.postings[2];
@@ -143,7 +143,7 @@ describe("GET /api/search", () => {
     const byPrefix = await get(`/api/search?q=${escalated.obligationId.slice(0, 8)}`);
     expect(byPrefix.json.obligations.map((o: any) => o.obligationId)).toContain(escalated.obligationId);
 
-    const byReference = await get(`/api/search?q=${encodeURIComponent(`m-${escalated.mortgageId.slice(0, 8)}`)}`);
+    const byReference = await get(`/api/search?q=${encodeURIComponent(`m-${escalated.mortgageId.slice(0, 13)}`)}`);
     expect(byReference.json.obligations).toEqual([expect.objectContaining({ obligationId: escalated.obligationId, matchedBy: "mortgage" })]);
 
     const byLender = await get(`/api/search?q=${encodeURIComponent("harbour & <co>")}`);
@@ -170,7 +170,7 @@ describe("GET /api/escalations.csv", () => {
     expect(lines.at(-1)).toBe("");
     expect(lines).toHaveLength(1 + 3 + 1);
     const row = lines.find((l) => l.startsWith(escalated.obligationId))!;
-    expect(row).toContain(`,M-${escalated.mortgageId.slice(0, 8)},regular_interest,667695,"6,676.95",667695,"6,676.95",3,0,`);
+    expect(row).toContain(`,M-${escalated.mortgageId},regular_interest,667695,"6,676.95",667695,"6,676.95",3,0,`);
     const defused = lines.find((l) => l.startsWith(olderEscalations[0]!.obligationId))!;
     expect(defused.endsWith(`,"'=HYPERLINK(""http://x"", ""click""), then +1"`)).toBe(true);
     const tenDays = lines.find((l) => l.startsWith(olderEscalations[1]!.obligationId))!.split(",");
