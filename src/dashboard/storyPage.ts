@@ -93,7 +93,7 @@ export function renderStoryPage(story: ObligationStory, operator: Operator, now:
   <dt>Healing</dt><dd data-field="healing">${h
     ? html`<strong>${h.status}</strong> · attempt ${h.attemptCount} of this round · ${h.requeueCount} requeue${h.requeueCount === 1 ? "" : "s"}
         ${h.escalatedAt ? html`· escalated ${age(h.escalatedAt, now)} ago` : ""}${h.resolvedAt ? html` · resolved ${age(h.resolvedAt, now)} ago` : ""}
-        ${h.lastError ? html`<div class="error">${h.lastError}</div>` : ""}`
+        ${h.lastError ? (h.status === "resolved" ? html`<div class="muted">last error before it resolved: ${h.lastError}</div>` : html`<div class="error">${h.lastError}</div>`) : ""}`
     : html`<span class="muted">never needed healing</span>`}</dd>
   <dt>Retrigger job</dt><dd data-field="job">${story.job
     ? html`${copyable(story.job.id)} <strong>${story.job.state}</strong>${story.job.live ? " (live)" : ""} · ${story.job.attemptsMade} of ${story.job.attempts} attempts made

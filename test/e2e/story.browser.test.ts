@@ -3,17 +3,23 @@ import { mkdirSync } from "node:fs";
 import { sql } from "drizzle-orm";
 import { chromium, type Browser } from "playwright-core";
 import { startHttpServer, type HttpServer } from "../../src/dashboard/app.js";
-import { writeAudit } from "../../src/db/audit.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
 import { givenSettledObligation, type GivenObligationResult } from "../helpers/factories.js";
 import { testPipeline } from "../helpers/pipeline.js";
+import { waitFor } from "../helpers/processes.js";
 import { testDb } from "../helpers/testDb.js";
 
 const ARTIFACTS = "test-artifacts";
 const VIEWER = { username: "fiona", password: "fiona-finance-secret" };
+const OLGA = { username: "olga", password: "olga-operator-secret" };
+const OSCAR = { username: "oscar", password: "oscar-operator-secret" };
+const REASON = "lender positions loaded late by the servicing system";
 
 const database = await testDb();
-const pipeline = testPipeline(database, { OPS_USERS: `olga:operator:olga-operator-secret,${VIEWER.username}:viewer:${VIEWER.password}` });
+const pipeline = testPipeline(database, {
+  OPS_USERS: [OLGA, OSCAR].map((u) => `${u.username}:operator:${u.password}`).concat(`${VIEWER.username}:viewer:${VIEWER.password}`).join(","),
+  REQUEUE_APPROVALS: "2",
+});
 const { ctx, config } = pipeline;
 
 let http: HttpServer;
@@ -28,22 +34,25 @@ beforeAll(async () => {
   paid = await givenSettledObligation(database, { lenders: [6000, 4000], amount: 250_000n });
   await database.db.execute(sql`update lenders set name = 'Northwind Credit Union' where id = ${paid.lenderIds[0]!}::uuid`);
   expect(await scanAndWait(ctx, { timeoutMs: 20_000 })).toMatchObject({ found: 2, dispersed: 1, escalated: 1 });
-  // An audit action the four-eyes requeue writes (another branch): the timeline shows any action as it is.
-  await writeAudit(database.db, {
-    action: "dispersal.self_healing_requeue_requested",
-    actor: "olga",
-    resourceType: "obligation",
-    resourceId: escalation.obligationId,
-    severity: "warning",
-    metadata: { reason: "lender positions loaded late by the servicing system" },
-  });
   http = await startHttpServer(ctx, { ...config, PORT: 0, HOST: "127.0.0.1" });
+  // Four eyes: olga asks for a requeue with a reason; it waits for a second operator.
+  const asked = await post(`/api/escalations/${escalation.obligationId}/requeue`, OLGA, { reason: REASON });
+  expect(asked).toMatchObject({ status: 202, json: { status: "pending_approval" } });
   browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
     headless: true,
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
 });
+
+async function post(path: string, as: { username: string; password: string }, body: unknown = {}) {
+  const response = await fetch(`${http.url}${path}`, {
+    method: "POST",
+    headers: { authorization: `Basic ${Buffer.from(`${as.username}:${as.password}`).toString("base64")}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, json: await response.json() };
+}
 
 afterAll(async () => {
   await browser?.close();
@@ -72,12 +81,33 @@ describe("an obligation's story in a browser", () => {
     const escalated = page.locator('#timeline li[data-action="dispersal.self_healing_escalated"]');
     await expect(escalated.innerText()).resolves.toMatch(/by dispersal-healing — .*no active positions/i);
     const requested = page.locator('#timeline li[data-action="dispersal.self_healing_requeue_requested"]');
-    await expect(requested.innerText()).resolves.toMatch(/by olga — lender positions loaded late by the servicing system/);
+    await expect(requested.innerText()).resolves.toMatch(new RegExp(`by olga — ${REASON}`));
     const actions = await page.locator("#timeline li").evaluateAll((items) => items.map((li) => li.getAttribute("data-action")));
     expect(actions.indexOf("obligation.settled")).toBeLessThan(actions.indexOf("dispersal.self_healing_escalated"));
     // Ids are selectable in one click (user-select: all), to copy them.
     await expect(page.locator("code.copy").first().evaluate((el) => getComputedStyle(el).userSelect)).resolves.toBe("all");
     await page.screenshot({ path: `${ARTIFACTS}/obligation-story.png`, fullPage: true });
+    await context.close();
+  });
+
+  it("shows who asked, who approved and why, once a second operator's approval has resolved it", async () => {
+    await database.db.execute(sql`update mortgage_positions set units = 10000 where mortgage_id = ${escalation.mortgageId}::uuid`);
+    expect(await post(`/api/escalations/${escalation.obligationId}/requeue/approve`, OSCAR)).toMatchObject({ status: 202 });
+    const context = await browser.newContext({ httpCredentials: VIEWER, viewport: { width: 1360, height: 900 } });
+    const page = await context.newPage();
+    await waitFor(
+      async () => {
+        await page.goto(`${http.url}/ops/obligations/${escalation.obligationId}`);
+        return (await page.locator('#timeline li[data-action="dispersal.self_healing_resolved"]').count()) === 1;
+      },
+      { timeoutMs: 20_000, what: "the story to show the resolution", everyMs: 300 },
+    );
+    await expect(page.locator('#timeline li[data-action="dispersal.self_healing_requeue_requested"]').innerText()).resolves.toMatch(new RegExp(`by olga — ${REASON}`));
+    await expect(page.locator('#timeline li[data-action="dispersal.self_healing_requeue_approved"]').innerText()).resolves.toMatch(new RegExp(`by oscar — ${REASON}`));
+    await expect(page.locator('[data-field="suspense"]').textContent()).resolves.toBe("0.00");
+    await expect(page.locator('[data-field="healing"]').innerText()).resolves.toMatch(/resolved/);
+    await expect(page.locator('tr[data-entry-type="REVERSAL"]').count()).resolves.toBe(1);
+    await page.screenshot({ path: `${ARTIFACTS}/obligation-story-resolved.png`, fullPage: true });
     await context.close();
   });
 
