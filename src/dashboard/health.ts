@@ -1,7 +1,11 @@
 // /healthz (the process answers) and /readyz (Redis and Postgres both answer within the deadline),
-// without credentials: load balancers and orchestrators call them.
+// without credentials: load balancers and orchestrators call them. /readyz also lists the
+// settlement listeners (this process's and those other processes report through Redis); a listener
+// that is down degrades latency, not correctness (the scan is the net), so it does not make 503.
 import { Router } from "express";
 import type { PipelineContext } from "../jobs/context.js";
+import { localListenerStatuses } from "../jobs/settlementListener.js";
+import { readHeartbeats } from "../queues/listenerHeartbeats.js";
 import { DeadlineExceededError, withinDeadline } from "./deadline.js";
 
 export const READINESS_DEADLINE_MS = 2000;
@@ -14,9 +18,25 @@ export function healthRoutes(ctx: PipelineContext): Router {
   router.get("/readyz", async (_req, res) => {
     const [redis, postgres] = await Promise.all([probeRedis(ctx), probePostgres(ctx)]);
     const down = [...(redis.up ? [] : ["redis"]), ...(postgres.up ? [] : ["postgres"])];
-    res.status(down.length === 0 ? 200 : 503).json({ status: down.length === 0 ? "ready" : "unavailable", down, redis, postgres });
+    const settlementListeners = await listenerStates(ctx, redis.up);
+    res.status(down.length === 0 ? 200 : 503).json({ status: down.length === 0 ? "ready" : "unavailable", down, redis, postgres, settlementListeners });
   });
   return router;
+}
+
+export interface ListenerState {
+  process: string;
+  state: string;
+  up: boolean;
+}
+
+/** This process's listeners, then the fresh heartbeats of the others (no error text: the answer is public). */
+export async function listenerStates(ctx: PipelineContext, redisUp = ctx.queues.connection.status === "ready"): Promise<ListenerState[]> {
+  const local = localListenerStatuses().map(({ process, state, up }) => ({ process, state, up }));
+  if (!redisUp) return local;
+  const reported = await withinDeadline(readHeartbeats(ctx.queues), READINESS_DEADLINE_MS, "listener heartbeats").catch(() => []);
+  const seen = new Set(local.map((l) => l.process));
+  return [...local, ...reported.filter((h) => !seen.has(h.process)).map(({ process, state, up }) => ({ process, state, up }))];
 }
 
 async function probeRedis(ctx: PipelineContext): Promise<Probe> {

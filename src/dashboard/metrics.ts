@@ -10,6 +10,7 @@ import { z } from "zod";
 import type { PipelineContext } from "../jobs/context.js";
 import { UNRECOVERABLE_PREFIX } from "../jobs/retrigger.js";
 import { withinDeadline } from "./deadline.js";
+import { listenerStates } from "./health.js";
 
 export interface OperationsMetrics {
   registry: Registry;
@@ -117,6 +118,19 @@ export function createMetrics(ctx: PipelineContext): OperationsMetrics {
   auditCounter("dispersal_escalations_total", "Escalations to SUSPENSE ever made (audit_log)", AUDITED.escalated);
   auditCounter("dispersal_requeues_total", "Manual requeues of escalations ever made (audit_log)", AUDITED.requeued);
   auditCounter("dispersal_escalations_resolved_total", "Escalated obligations finally dispersed (audit_log)", AUDITED.resolved);
+
+  // The settlement listeners (the fast path): this process's and those reporting through Redis.
+  new Gauge({
+    name: "dispersal_settlement_listener_up",
+    help: "1 while a process's settlement listener is LISTENing, 0 while it reconnects; one series per process that reported in the last 30 s",
+    labelNames: ["process"],
+    registers,
+    async collect() {
+      const states = await listenerStates(ctx);
+      this.reset();
+      for (const listener of states) this.set({ process: listener.process }, listener.up ? 1 : 0);
+    },
+  });
 
   // Start at "now" rather than "$": events written between here and the first XREAD are kept.
   const lastEventId = `${Date.now()}-0`;
