@@ -126,9 +126,10 @@ export function createMetrics(ctx: PipelineContext): OperationsMetrics {
     labelNames: ["process"],
     registers,
     async collect() {
-      const states = await listenerStates(ctx);
+      const upByProcess = new Map<string, boolean>();
+      for (const l of await listenerStates(ctx)) upByProcess.set(l.process, (upByProcess.get(l.process) ?? true) && l.up);
       this.reset();
-      for (const listener of states) this.set({ process: listener.process }, listener.up ? 1 : 0);
+      for (const [process, up] of upByProcess) this.set({ process }, up ? 1 : 0);
     },
   });
 

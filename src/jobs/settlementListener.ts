@@ -119,10 +119,10 @@ export class SettlementListener {
     this.lost?.();
     await this.connecting;
     clearTimeout(this.flushTimer);
-    await Promise.race([this.drain(true), delay(5_000)]);
+    await atMost(this.drain(true), 5_000);
     this.setState("stopped");
     running.delete(this);
-    await Promise.race([removeHeartbeat(this.ctx.queues, this.process).catch(() => {}), delay(1_000)]);
+    await atMost(removeHeartbeat(this.ctx.queues, this.process), 1_000);
   }
 
   private get stopped(): boolean {
@@ -325,6 +325,13 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener("abort", done, { once: true });
   });
+}
+
+/** Waits for the work, or `ms` at most; its outcome does not matter. */
+async function atMost(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work.catch(() => {}), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 /** Rejects when the work takes longer than `ms`. */
