@@ -240,20 +240,25 @@ export class SettlementListener {
     }, this.settings.flushMs);
   }
 
-  /** Enqueues the pending ids in pages of HEALING_SCAN_PAGE_SIZE, one page at a time. */
+  /** Enqueues the pending ids in pages of HEALING_SCAN_PAGE_SIZE, one page at a time, one drain at a time. */
   private drain(final: boolean): Promise<void> {
-    this.draining ??= (async () => {
-      try {
-        while (this.pending.size > 0 && (final || !this.stopped)) {
-          const ids = [...this.pending].slice(0, this.ctx.settings.HEALING_SCAN_PAGE_SIZE);
-          for (const id of ids) this.pending.delete(id);
-          await this.enqueue(ids);
-        }
-      } finally {
-        this.draining = undefined;
-      }
-    })();
+    if (!this.draining) {
+      // Cleared in a .finally (never synchronously inside the run): a run that finds nothing to do
+      // must not leave itself behind as "the drain in progress", or no later id is ever enqueued.
+      const run = this.drainPending(final).finally(() => {
+        if (this.draining === run) this.draining = undefined;
+      });
+      this.draining = run;
+    }
     return this.draining;
+  }
+
+  private async drainPending(final: boolean): Promise<void> {
+    while (this.pending.size > 0 && (final || !this.stopped)) {
+      const ids = [...this.pending].slice(0, this.ctx.settings.HEALING_SCAN_PAGE_SIZE);
+      for (const id of ids) this.pending.delete(id);
+      await this.enqueue(ids);
+    }
   }
 
   private async enqueue(ids: string[]): Promise<void> {
@@ -276,7 +281,12 @@ export class SettlementListener {
 
   private askForCatchUp(reason: string): void {
     this.catchUpReason ??= reason;
-    this.catchingUp ??= this.requestCatchUps().finally(() => (this.catchingUp = undefined));
+    if (!this.catchingUp) {
+      const run = this.requestCatchUps().finally(() => {
+        if (this.catchingUp === run) this.catchingUp = undefined;
+      });
+      this.catchingUp = run;
+    }
   }
 
   /**

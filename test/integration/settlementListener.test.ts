@@ -161,3 +161,22 @@ describe("the settlement listener (fast path)", () => {
     }
   });
 });
+
+describe("the settlement listener under concurrent settlements", () => {
+  it("keeps enqueueing wave after wave of single settlements committed from many connections", async () => {
+    for (let wave = 0; wave < 3; wave++) {
+      const { obligationIds } = await givenOrphans(database, { count: 150, status: "due" });
+      await Promise.all(
+        Array.from({ length: 5 }, (_, lane) =>
+          (async () => {
+            for (const id of obligationIds.filter((_, i) => i % 5 === lane)) {
+              await db.execute(sql`update obligations set status = 'settled', settled_at = now() where id = ${id}::uuid`);
+            }
+          })(),
+        ),
+      );
+      await waitAllDispersed(obligationIds);
+      expect(await entriesPerObligation(obligationIds)).toEqual([3]);
+    }
+  });
+});
