@@ -4,6 +4,7 @@ import { userInfo } from "node:os";
 import { z } from "zod";
 import { ConfigError, loadConfig, type Config } from "./config.js";
 import { DomainError, InfrastructureError } from "./domain/errors.js";
+import { normaliseId } from "./domain/ids.js";
 import { connectDatabase } from "./db/client.js";
 import { listEscalations } from "./db/healing.js";
 import { receivePayment } from "./db/payments.js";
@@ -29,6 +30,13 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("must be a positive integer");
   return n;
+}
+
+/** Collects variadic ids: any 8-4-4-4-12 hexadecimal id (as Postgres's uuid holds it), lower-cased. */
+function obligationIds(value: string, previous: string[] = []): string[] {
+  const id = normaliseId(value);
+  if (!id) throw new InvalidArgumentError("must be a UUID (8-4-4-4-12 hexadecimal)");
+  return [...previous, id];
 }
 
 function print(value: unknown): void {
@@ -168,7 +176,7 @@ program
 program
   .command("requeue")
   .description("requeue escalated obligations for a new round of 3 attempts")
-  .argument("<obligationId...>", "one or more obligation ids")
+  .argument("<obligationId...>", "one or more obligation ids", obligationIds)
   .option("--actor <name>", "operator name for the audit log", `cli:${userInfo().username}`)
   .action(async (ids: string[], opts: { actor: string }) => {
     await withRuntime({ name: "dispersal-cli" }, async ({ ctx }) => {

@@ -2,10 +2,10 @@
 // HTTP (httpErrors.ts). Money leaves as strings of integer cents.
 import express, { Router, type Request } from "express";
 import { z } from "zod";
+import { idSchema } from "../domain/ids.js";
 import { listEscalations, type EscalationView } from "../db/healing.js";
 import { receivePayment, type PaymentReceipt } from "../db/payments.js";
 import { latestReconciliation } from "../db/reconciliation.js";
-import { idSchema } from "../domain/ids.js";
 import { paymentAmountSchema, paymentReferenceSchema } from "../domain/paymentInput.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { requeueEscalation } from "../jobs/requeue.js";
@@ -19,18 +19,19 @@ export const BODY_LIMIT = "64kb";
 export const PAYMENT_BODY_LIMIT = "2kb";
 
 const healingStatus = z.enum(["escalated", "requeued", "retrying", "resolved"]);
-const obligationId = z.uuid({ error: "must be a UUID" });
+// Ids as Postgres holds them (any version nibble, any case; lower-cased): domain/ids.ts
+const obligationId = idSchema;
 
 const listQuery = z.strictObject({
   status: healingStatus.default("escalated"),
-  mortgageId: z.uuid({ error: "must be a UUID" }).optional(),
+  mortgageId: idSchema.optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().max(300).optional(),
 });
 
 /** A timestamptz as Postgres prints it, or ISO 8601: it goes back into SQL as ::timestamptz. */
 const timestamp = z.string().regex(/^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?\d{2})?)$/);
-const cursorContent = z.tuple([timestamp, z.uuid()]);
+const cursorContent = z.tuple([timestamp, idSchema]);
 
 const paymentBody = z.strictObject({ reference: paymentReferenceSchema, amount: paymentAmountSchema });
 
@@ -38,7 +39,7 @@ const bulkBody = z.union([
   z.strictObject({ obligationIds: z.array(obligationId).min(1).max(MAX_BULK_REQUEUE) }),
   z.strictObject({
     all: z.literal(true),
-    filter: z.strictObject({ mortgageId: z.uuid({ error: "must be a UUID" }).optional() }).default({}),
+    filter: z.strictObject({ mortgageId: idSchema.optional() }).default({}),
   }),
 ]);
 

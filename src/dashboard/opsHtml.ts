@@ -213,9 +213,11 @@ function resolvedTable(rows: EscalationView[], view: OpsView): Html {
 }
 
 const CHECK_LABELS: Record<string, string> = {
-  staleOrphans: "Orphans older than one scan interval",
+  staleOrphans: "Orphans past their deadline (scan interval + round backoff + margin)",
+  rejectedOrphans: "Orphans whose retrigger job was refused as unrecoverable",
   conservationDefects: "Dispersals that do not add up to the settled amount",
   escalatedSuspenseMismatch: "Escalations whose SUSPENSE ≠ settled amount",
+  openSuspenseMismatch: "Retrying or requeued obligations whose SUSPENSE is neither 0 nor the settled amount",
   resolvedSuspenseNotCleared: "Resolved escalations with SUSPENSE ≠ 0",
   accountTotalsMismatch: "Accounts whose totals ≠ their journal lines",
   duplicateIdempotencyKeys: "Duplicate idempotency keys",

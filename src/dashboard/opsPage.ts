@@ -2,6 +2,7 @@
 // (requeue, scan now), which answer with a redirect back and a one-time flash message.
 import express, { Router, type Request, type Response } from "express";
 import { z } from "zod";
+import { idSchema } from "../domain/ids.js";
 import type { OpsUser } from "../config.js";
 import { listEscalations } from "../db/healing.js";
 import { latestReconciliation } from "../db/reconciliation.js";
@@ -17,8 +18,8 @@ const OPEN_ROWS = 200;
 const FLASH_COOKIE = "ops_flash";
 
 const requeueForm = z.object({
-  only: z.uuid().optional(),
-  obligationId: z.union([z.uuid(), z.array(z.uuid()).max(MAX_BULK_REQUEUE)]).optional(),
+  only: idSchema.optional(),
+  obligationId: z.union([idSchema, z.array(idSchema).max(MAX_BULK_REQUEUE)]).optional(),
 });
 
 export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Router {

@@ -2,11 +2,11 @@
 // SUSPENSE, resolution of an escalated obligation, and the database half of a manual requeue.
 import { sql, type SQL } from "drizzle-orm";
 import { NotEscalatedError, ObligationNotFoundError } from "../domain/errors.js";
-import { idempotencyKeys } from "../domain/ledgerRules.js";
+import { idempotencyKeys, planSuspense, type SuspensePlan } from "../domain/ledgerRules.js";
 import type { Executor, Tx } from "./client.js";
 import { writeAudit } from "./audit.js";
 import { settledAmountOf } from "./dispersals.js";
-import { postEntry, type PostedEntry } from "./ledger.js";
+import { postEntries, postEntry, type PostedEntry } from "./ledger.js";
 import type { HealingStatus } from "./schema.js";
 
 export interface OrphanRow {
@@ -58,14 +58,15 @@ export async function recordFailedAttempt(db: Executor, obligationId: string, at
 
 /**
  * After a successful dispersal, in its transaction: the attempt row becomes `resolved`; an
- * obligation that had been escalated gets its SUSPENSE_ESCALATED posting reversed and an audit row.
+ * obligation that had been escalated gets every SUSPENSE_ESCALATED posting reversed (the first and
+ * each top-up: SUSPENSE back to 0) and an audit row.
  */
 export async function resolveHealing(
   tx: Tx,
   obligationId: string,
   attempt: number,
   context: { actor: string; jobId?: string },
-): Promise<{ previousStatus: HealingStatus | null; reversal?: PostedEntry }> {
+): Promise<{ previousStatus: HealingStatus | null; reversals: PostedEntry[] }> {
   // No FOR UPDATE in the CTE (it would see its own update and return nothing): the obligation row,
   // locked by disperseObligation, already serializes every writer of this healing row.
   const [row] = await tx.execute<{ previous: HealingStatus | null }>(sql`
@@ -77,72 +78,141 @@ export async function resolveHealing(
            resolved_at = now(), updated_at = now(), last_job_id = coalesce(excluded.last_job_id, h.last_job_id)
     returning (select status from previous) as previous`);
   const previousStatus = row?.previous ?? null;
-  if (previousStatus !== "escalated" && previousStatus !== "requeued") return { previousStatus };
+  if (previousStatus !== "escalated" && previousStatus !== "requeued") return { previousStatus, reversals: [] };
 
-  const reversal = await reverseSuspense(tx, obligationId, context.actor);
+  const reversals = await reverseAllSuspense(tx, obligationId, context.actor, "escalated obligation dispersed: suspense cleared");
   await writeAudit(tx, {
     action: "dispersal.self_healing_resolved",
     actor: context.actor,
     resourceType: "obligation",
     resourceId: obligationId,
     severity: "info",
-    metadata: { previousStatus, attempt, jobId: context.jobId, reversalEntryId: reversal?.id },
+    metadata: { previousStatus, attempt, jobId: context.jobId, reversalEntryIds: reversals.filter((r) => !r.replayed).map((r) => r.id) },
   });
-  return { previousStatus, reversal };
+  return { previousStatus, reversals };
 }
 
-async function reverseSuspense(tx: Tx, obligationId: string, actor: string): Promise<PostedEntry | undefined> {
-  const [suspense] = await tx.execute<{ id: string; amount: bigint; mortgage_id: string }>(sql`
+/** Reverses every SUSPENSE_ESCALATED posting of the obligation (the first and every top-up); reversals already posted replay. */
+async function reverseAllSuspense(tx: Tx, obligationId: string, actor: string, reason: string): Promise<PostedEntry[]> {
+  const parked = await tx.execute<{ id: string; amount: bigint; mortgage_id: string }>(sql`
     select id, amount, mortgage_id from cash_journal_entries
-     where idempotency_key = ${idempotencyKeys.suspenseEscalated(obligationId)}`);
-  if (!suspense) return undefined;
-  return postEntry(tx, {
-    entryType: "REVERSAL",
-    amount: BigInt(suspense.amount),
-    debit: { family: "BORROWER_RECEIVABLE", obligationId },
-    credit: { family: "SUSPENSE", mortgageId: suspense.mortgage_id, obligationId },
-    idempotencyKey: idempotencyKeys.reversal(suspense.id),
-    reversesEntryId: suspense.id,
-    mortgageId: suspense.mortgage_id,
-    obligationId,
-    reason: "escalated obligation dispersed: suspense cleared",
-    actor,
-    channel: "dispersal-healing",
-  });
+     where obligation_id = ${obligationId}::uuid and entry_type = 'SUSPENSE_ESCALATED'
+     order by sequence`);
+  return postEntries(
+    tx,
+    parked.map((suspense) => ({
+      entryType: "REVERSAL" as const,
+      amount: BigInt(suspense.amount),
+      debit: { family: "BORROWER_RECEIVABLE" as const, obligationId },
+      credit: { family: "SUSPENSE" as const, mortgageId: suspense.mortgage_id, obligationId },
+      idempotencyKey: idempotencyKeys.reversal(suspense.id),
+      reversesEntryId: suspense.id,
+      mortgageId: suspense.mortgage_id,
+      obligationId,
+      reason,
+      actor,
+      channel: "dispersal-healing",
+    })),
+  );
 }
 
-export type EscalationOutcome = "escalated" | "already-escalated" | "already-dispersed" | "not-settled";
+export type EscalationOutcome = "escalated" | "already-escalated" | "stale-round" | "already-dispersed" | "not-settled";
+
+interface LockedForSuspense {
+  mortgageId: string;
+  healingStatus: HealingStatus | null;
+  attemptCount: number;
+  settledAmount: bigint;
+  suspenseBalance: bigint;
+  parkedBefore: boolean;
+}
 
 /**
- * Parks the settled cash in SUSPENSE (DESIGN.md §4 escalation), in one transaction: exactly once
- * however many processes call it, because the obligation row is locked first (the same lock the
- * dispersal takes) and the status transition is checked under it.
+ * Locks the obligation row (the lock every dispersal and every suspense posting of it takes), then
+ * reads the healing row (locked too) and the amounts in new statements. Under READ COMMITTED each
+ * statement sees what committed before it began: read in the locking statement, the healing status
+ * would be the one from before the lock was granted, and two escalations queued on the lock would
+ * both see "not escalated" (two audit rows; a `requeued` row flipped back to `escalated`).
+ */
+async function lockForSuspense(
+  tx: Tx,
+  obligationId: string,
+): Promise<LockedForSuspense | "not-found" | "already-dispersed" | "not-settled"> {
+  const [obligation] = await tx.execute<{ mortgage_id: string; status: string; dispersed: boolean }>(sql`
+    select o.mortgage_id, o.status, o.dispersed from obligations o where o.id = ${obligationId}::uuid for update`);
+  if (!obligation) return "not-found";
+  if (obligation.dispersed) return "already-dispersed";
+  if (obligation.status !== "settled") return "not-settled";
+  const [healing] = await tx.execute<{ status: HealingStatus; attempt_count: number }>(sql`
+    select status, attempt_count from dispersal_healing_attempts where obligation_id = ${obligationId}::uuid for update`);
+  const [amounts] = await tx.execute<{ amount: bigint; cash_received: bigint; suspense_balance: bigint; parked: bigint }>(sql`
+    select o.amount,
+           (select coalesce(sum(j.amount), 0)::bigint from cash_journal_entries j
+             where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED') as cash_received,
+           coalesce((select a.cumulative_debits - a.cumulative_credits from cash_accounts a
+             where a.family = 'SUSPENSE' and a.subaccount is null and a.mortgage_id = o.mortgage_id
+               and a.obligation_id = o.id and a.lender_id is null), 0)::bigint as suspense_balance,
+           (select count(*) from cash_journal_entries j
+             where j.obligation_id = o.id and j.entry_type = 'SUSPENSE_ESCALATED') as parked
+      from obligations o where o.id = ${obligationId}::uuid`);
+  return {
+    mortgageId: obligation.mortgage_id,
+    healingStatus: healing?.status ?? null,
+    attemptCount: healing?.attempt_count ?? 0,
+    settledAmount: settledAmountOf(amounts!),
+    suspenseBalance: BigInt(amounts!.suspense_balance),
+    parkedBefore: BigInt(amounts!.parked) > 0n,
+  };
+}
+
+/**
+ * Brings the obligation's SUSPENSE to its settled amount (domain planSuspense): the first posting,
+ * a top-up of the difference, or a restatement. Returns what it posted (nothing when it already held it).
+ */
+async function parkSettledAmount(
+  tx: Tx,
+  obligationId: string,
+  locked: LockedForSuspense,
+  context: { actor: string; reason: string },
+): Promise<{ plan: SuspensePlan; postings: PostedEntry[] }> {
+  const plan = planSuspense(obligationId, locked);
+  if (plan.kind === "none") return { plan, postings: [] };
+  const reversals = plan.kind === "restate" ? await reverseAllSuspense(tx, obligationId, context.actor, "settled amount fell: suspense restated") : [];
+  const posting = await postEntry(tx, {
+    entryType: "SUSPENSE_ESCALATED",
+    amount: plan.amount,
+    debit: { family: "SUSPENSE", mortgageId: locked.mortgageId, obligationId },
+    credit: { family: "BORROWER_RECEIVABLE", obligationId },
+    idempotencyKey: plan.idempotencyKey,
+    mortgageId: locked.mortgageId,
+    obligationId,
+    reason: context.reason.slice(0, 2000),
+    metadata: { settledAmount: locked.settledAmount.toString(), suspenseBefore: locked.suspenseBalance.toString(), plan: plan.kind },
+    actor: context.actor,
+    channel: "dispersal-healing",
+  });
+  return { plan, postings: [...reversals, posting] };
+}
+
+/**
+ * Parks the settled cash in SUSPENSE (DESIGN.md §4 escalation), in one transaction: exactly once per
+ * round however many processes call it, because the obligation row is locked first (the same lock
+ * the dispersal takes) and the healing status is read after the lock is granted. A later round's
+ * escalation posts only what SUSPENSE lacks (late cash). `attemptCount` is the attempts the caller's
+ * round used: a healing row showing fewer belongs to a newer round (requeued since), which this
+ * escalation must not end.
  */
 export async function escalateToSuspense(
   tx: Tx,
   obligationId: string,
   context: { actor: string; reason: string; attemptCount?: number; jobId?: string },
 ): Promise<EscalationOutcome> {
-  const [row] = await tx.execute<{
-    id: string;
-    mortgage_id: string;
-    amount: bigint;
-    status: string;
-    dispersed: boolean;
-    cash_received: bigint;
-    healing_status: HealingStatus | null;
-  }>(sql`
-    select o.id, o.mortgage_id, o.amount, o.status, o.dispersed,
-           (select coalesce(sum(j.amount), 0)::bigint from cash_journal_entries j
-             where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED') as cash_received,
-           (select h.status from dispersal_healing_attempts h where h.obligation_id = o.id) as healing_status
-      from obligations o where o.id = ${obligationId}::uuid for update of o`);
-  if (!row) throw new ObligationNotFoundError(obligationId);
-  if (row.dispersed) return "already-dispersed";
-  if (row.status !== "settled") return "not-settled";
-  if (row.healing_status === "escalated") return "already-escalated";
+  const locked = await lockForSuspense(tx, obligationId);
+  if (locked === "not-found") throw new ObligationNotFoundError(obligationId);
+  if (typeof locked === "string") return locked;
+  if (locked.healingStatus === "escalated") return "already-escalated";
+  if (locked.healingStatus !== null && context.attemptCount !== undefined && locked.attemptCount < context.attemptCount) return "stale-round";
 
-  const amount = settledAmountOf(row);
   await tx.execute(sql`
     insert into dispersal_healing_attempts as h (obligation_id, attempt_count, status, last_error, escalated_at, last_attempt_at)
     values (${obligationId}::uuid, ${context.attemptCount ?? 0}, 'escalated', ${context.reason.slice(0, 2000)}, now(), now())
@@ -150,27 +220,84 @@ export async function escalateToSuspense(
        set status = 'escalated', escalated_at = now(), updated_at = now(),
            attempt_count = greatest(h.attempt_count, excluded.attempt_count),
            last_error = coalesce(h.last_error, excluded.last_error)`);
-  const posting = await postEntry(tx, {
-    entryType: "SUSPENSE_ESCALATED",
-    amount,
-    debit: { family: "SUSPENSE", mortgageId: row.mortgage_id, obligationId },
-    credit: { family: "BORROWER_RECEIVABLE", obligationId },
-    idempotencyKey: idempotencyKeys.suspenseEscalated(obligationId),
-    mortgageId: row.mortgage_id,
-    obligationId,
-    reason: context.reason.slice(0, 2000),
-    actor: context.actor,
-    channel: "dispersal-healing",
-  });
+  const { plan, postings } = await parkSettledAmount(tx, obligationId, locked, context);
+  const posted = plan.kind === "none" ? 0n : plan.amount;
   await writeAudit(tx, {
     action: "dispersal.self_healing_escalated",
     actor: context.actor,
     resourceType: "obligation",
     resourceId: obligationId,
     severity: "error",
-    metadata: { amount: amount.toString(), reason: context.reason.slice(0, 500), jobId: context.jobId, suspenseEntryId: posting.id, replayedPosting: posting.replayed },
+    metadata: {
+      amount: posted.toString(),
+      settledAmount: locked.settledAmount.toString(),
+      suspensePosting: plan.kind,
+      reason: context.reason.slice(0, 500),
+      jobId: context.jobId,
+      suspenseEntryIds: postings.map((p) => p.id),
+    },
   });
   return "escalated";
+}
+
+export type SuspenseTopUpOutcome = "topped-up" | "in-balance" | "not-parked" | "already-dispersed" | "not-settled";
+
+/**
+ * Cash that arrived for an obligation whose settled amount sits in SUSPENSE: post the difference
+ * (DESIGN.md §4), in the caller's transaction. The payments intake calls it with its CASH_RECEIVED
+ * posting; the scan's backstop for cash posted by other systems. It acts on an escalated obligation,
+ * and on one requeued or retrying whose SUSPENSE still holds an earlier escalation's amount (its
+ * balance must be 0 or the settled amount); a resolved one has nothing parked.
+ */
+export async function topUpSuspense(tx: Tx, obligationId: string, context: { actor: string; reason: string }): Promise<{ outcome: SuspenseTopUpOutcome; postings: PostedEntry[] }> {
+  const locked = await lockForSuspense(tx, obligationId);
+  if (locked === "not-found") throw new ObligationNotFoundError(obligationId);
+  if (typeof locked === "string") return { outcome: locked, postings: [] };
+  const parked = locked.healingStatus === "escalated" || (locked.healingStatus !== "resolved" && locked.healingStatus !== null && locked.suspenseBalance !== 0n);
+  if (!parked || !locked.parkedBefore) return { outcome: "not-parked", postings: [] };
+  const { plan, postings } = await parkSettledAmount(tx, obligationId, locked, context);
+  if (plan.kind === "none") return { outcome: "in-balance", postings };
+  await writeAudit(tx, {
+    action: "dispersal.suspense_topped_up",
+    actor: context.actor,
+    resourceType: "obligation",
+    resourceId: obligationId,
+    severity: "warning",
+    metadata: {
+      amount: plan.amount.toString(),
+      settledAmount: locked.settledAmount.toString(),
+      suspenseBefore: locked.suspenseBalance.toString(),
+      suspensePosting: plan.kind,
+      healingStatus: locked.healingStatus,
+      suspenseEntryIds: postings.map((p) => p.id),
+    },
+  });
+  return { outcome: "topped-up", postings };
+}
+
+/**
+ * Obligations whose SUSPENSE holds an escalation's amount that is no longer their settled amount
+ * (cash posted by another system since): the backstop tops them up. Reads only the open healing
+ * rows that were ever escalated (partial index dispersal_healing_attempts_open_idx on status,
+ * escalated_at): its cost follows the escalations, neither the history nor the orphans in flight.
+ */
+export async function findSuspenseShortfalls(db: Executor, options: { limit: number }): Promise<string[]> {
+  const rows = await db.execute<{ id: string }>(sql`
+    select o.id from dispersal_healing_attempts h
+      join obligations o on o.id = h.obligation_id
+      cross join lateral (select coalesce((select a.cumulative_debits - a.cumulative_credits from cash_accounts a
+                            where a.family = 'SUSPENSE' and a.subaccount is null and a.mortgage_id = o.mortgage_id
+                              and a.obligation_id = o.id and a.lender_id is null), 0) as balance) s
+     where h.status in ('escalated', 'requeued', 'retrying')
+       and h.escalated_at is not null -- only a row escalated at some time can have anything parked
+       and o.status = 'settled' and not o.dispersed
+       and (h.status = 'escalated' or s.balance <> 0)
+       and s.balance <> coalesce(nullif((select sum(j.amount) from cash_journal_entries j
+                                         where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount)
+       and exists (select 1 from cash_journal_entries j where j.obligation_id = o.id and j.entry_type = 'SUSPENSE_ESCALATED')
+     order by o.id
+     limit ${options.limit}`);
+  return rows.map((r) => r.id);
 }
 
 /**

@@ -2,6 +2,7 @@
 // use up the round's attempts; an outage of Postgres does not (the job is put back, delayed).
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import { z } from "zod";
+import { idSchema } from "../domain/ids.js";
 import { DomainError, InvalidJobDataError } from "../domain/errors.js";
 import { classifyDatabaseError, isOutage } from "../db/client.js";
 import { disperseObligation, type DispersalResult } from "../db/dispersals.js";
@@ -10,7 +11,7 @@ import type { RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
 
 const jobData = z.object({
-  obligationId: z.uuid(),
+  obligationId: idSchema,
   requestedBy: z.string().max(200).optional(),
 });
 
@@ -52,7 +53,7 @@ export function retriggerProcessor(ctx: PipelineContext) {
         const resolution = await resolveHealing(tx, obligationId, attempt, { actor, ...(job.id ? { jobId: job.id } : {}) });
         return { dispersal, resolution };
       });
-      const resolvedEscalation = resolution.reversal !== undefined;
+      const resolvedEscalation = resolution.reversals.length > 0;
       ctx.log.info(
         { obligationId, jobId: job.id, attempt, entries: dispersal.entries.length, replayed: dispersal.replayed, resolvedEscalation, ms: Math.round(performance.now() - started) },
         resolvedEscalation ? "escalated obligation dispersed: suspense reversed" : "obligation dispersed",

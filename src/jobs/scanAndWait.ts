@@ -12,6 +12,9 @@ export interface ScanWaitSummary {
   escalated: number;
   skipped: number;
   escalatedByBackstop: number;
+  suspenseToppedUp: number;
+  /** Obligations the scan's backstop failed on (each logged with its id); the scan went on. */
+  obligationErrors: number;
   unfinished: number;
   durationMs: number;
 }
@@ -51,6 +54,8 @@ export async function scanAndWait(ctx: PipelineContext, options: { timeoutMs: nu
     escalated,
     skipped: failed.length - escalated,
     escalatedByBackstop: scan.escalatedByBackstop,
+    suspenseToppedUp: scan.suspenseToppedUp,
+    obligationErrors: scan.obligationErrors,
     unfinished: open.size,
     durationMs: Math.round(performance.now() - started),
   };

@@ -42,6 +42,23 @@ describe("the dispersal CLI", () => {
     expect(audit!.actor).toBe("carol");
   });
 
+  it("requeue takes ids as Postgres holds them, in any case, and refuses a malformed one before changing anything", async () => {
+    const foreign = await givenSettledObligation(database, { lenders: [0], amount: 3_100n, ids: { obligation: "30000000-0000-0000-0000-0000000000c1" } });
+    expect((await run(["scan", "--wait", "--timeout", "60"])).code).toBe(0);
+    const requeues = async () => (await database.db.execute<{ n: bigint }>(sql`select count(*) as n from audit_log where action = 'dispersal.self_healing_requeued'`))[0]!.n;
+    const before = await requeues();
+
+    const refused = await run(["requeue", "30000000-0000-0000-0000-0000000000C1", "30000000-0000-0000-0000-0000000000cg"]);
+    expect(refused.code).toBe(1);
+    expect(refused.out).toMatch(/must be a UUID \(8-4-4-4-12 hexadecimal\)/);
+    expect(await requeues()).toBe(before);
+
+    const { code, out } = await run(["requeue", "30000000-0000-0000-0000-0000000000C1", "--actor", "dave"]);
+    expect(code).toBe(0);
+    expect(JSON.parse(out)).toEqual([expect.objectContaining({ obligationId: foreign.obligationId, requeued: true, round: 2 })]);
+    expect(await requeues()).toBe(before + 1n);
+  });
+
   it("reconcile stores a run and reports a clean ledger", async () => {
     const { code, out } = await run(["reconcile"]);
     expect(code).toBe(0);
