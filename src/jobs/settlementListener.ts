@@ -161,7 +161,8 @@ export class SettlementListener {
       });
       let heartbeat: NodeJS.Timeout | undefined;
       try {
-        await withDeadline(sql.unsafe(`listen ${SETTLEMENT_CHANNEL}`), 15_000, "LISTEN");
+        // A stop does not wait for a connect attempt against an unreachable Postgres.
+        await Promise.race([withDeadline(sql.unsafe(`listen ${SETTLEMENT_CHANNEL}`), 15_000, "LISTEN"), delay(20_000, this.stopping.signal)]);
         if (this.stopped) break;
         this.counts.connects++;
         this.setState("listening");
