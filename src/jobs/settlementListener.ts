@@ -195,7 +195,8 @@ export class SettlementListener {
   private async probe(sql: postgres.Sql, generation: number): Promise<void> {
     void this.publish();
     try {
-      await withDeadline(sql`select 1`, Math.max(1_000, this.settings.heartbeatMs), "listener heartbeat");
+      // Generous: on a saturated machine a slow answer is not a dead connection (a reconnect costs a scan).
+      await withDeadline(sql`select 1`, Math.max(10_000, 2 * this.settings.heartbeatMs), "listener heartbeat");
     } catch (error) {
       if (generation !== this.generation) return;
       this.lastError = (error as Error).message;
