@@ -14,13 +14,14 @@ import { migrateDatabase } from "./db/migrate.js";
 import { seedDemo, seedObligations } from "./db/seed.js";
 import { startHttpServer } from "./dashboard/app.js";
 import { reconcileLedger } from "./jobs/reconcile.js";
-import { requeueEscalation } from "./jobs/requeue.js";
+import { requestRequeue } from "./jobs/requeue.js";
+import { requeueReasonSchema } from "./domain/requeueReason.js";
 import { scanAndWait } from "./jobs/scanAndWait.js";
 import { scanForOrphans } from "./jobs/scan.js";
 import { startSettlementListener, type SettlementListener } from "./jobs/settlementListener.js";
 import { startWorkers } from "./jobs/worker.js";
 import { log } from "./log.js";
-import { upsertSchedulers } from "./queues/schedulers.js";
+import { keepSchedules } from "./queues/schedulers.js";
 import { openRuntime, type Runtime } from "./runtime.js";
 import { NoOpenObligationsError, runSimulation } from "./settlementSimulation.js";
 
@@ -101,13 +102,13 @@ program
   .option("--concurrency <n>", "retrigger jobs processed at once (default WORKER_CONCURRENCY)", positiveInt)
   .action(async (opts: { concurrency?: number }) => {
     await withRuntime({ migrate: true, name: "dispersal-start" }, async ({ ctx, config }) => {
-      await upsertSchedulers(ctx.queues, config);
+      const schedules = await keepSchedules(ctx.queues, config, log);
       const workers = startWorkers(ctx, opts);
       const listener = listenForSettlements(ctx, config);
       const http = await startHttpServer(ctx, config);
       log.info({ url: http.url }, "dispersal-healing started");
       // The listener stops first: what it holds goes to Redis while the workers still run.
-      await untilSignal([() => http.close(), async () => listener?.stop(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
+      await untilSignal([() => schedules.stop(), () => http.close(), async () => listener?.stop(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
@@ -117,10 +118,10 @@ program
   .option("--concurrency <n>", "retrigger jobs processed at once (default WORKER_CONCURRENCY)", positiveInt)
   .action(async (opts: { concurrency?: number }) => {
     await withRuntime({ migrate: true, name: "dispersal-worker" }, async ({ ctx, config }) => {
-      await upsertSchedulers(ctx.queues, config);
+      const schedules = await keepSchedules(ctx.queues, config, log);
       const workers = startWorkers(ctx, opts);
       const listener = listenForSettlements(ctx, config);
-      await untilSignal([async () => listener?.stop(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
+      await untilSignal([() => schedules.stop(), async () => listener?.stop(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
@@ -129,10 +130,10 @@ program
   .description("the HTTP server: Bull Board, ops API and page, health, metrics")
   .action(async () => {
     await withRuntime({ migrate: true, name: "dispersal-server" }, async ({ ctx, config }) => {
-      await upsertSchedulers(ctx.queues, config);
+      const schedules = await keepSchedules(ctx.queues, config, log);
       const http = await startHttpServer(ctx, config);
       log.info({ url: http.url }, "dispersal-healing server started");
-      await untilSignal([() => http.close()], config.SHUTDOWN_TIMEOUT_MS);
+      await untilSignal([() => schedules.stop(), () => http.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
@@ -173,17 +174,33 @@ program
     });
   });
 
+/**
+ * Whoever runs the CLI holds the database and Redis credentials, so the name given cannot be
+ * checked: it is required (no silent default), and the OS user is recorded beside it. For the same
+ * reason the CLI takes no part in four eyes: with REQUEUE_APPROVALS=2 it refuses, and requests and
+ * approvals go through the ops API or page, where every operator is authenticated.
+ */
 program
   .command("requeue")
-  .description("requeue escalated obligations for a new round of 3 attempts")
+  .description("requeue escalated obligations for a new round of attempts (REQUEUE_APPROVALS=1 only)")
   .argument("<obligationId...>", "one or more obligation ids", obligationIds)
-  .option("--actor <name>", "operator name for the audit log", `cli:${userInfo().username}`)
-  .action(async (ids: string[], opts: { actor: string }) => {
-    await withRuntime({ name: "dispersal-cli" }, async ({ ctx }) => {
+  .requiredOption("--reason <text>", "why a new round will succeed (recorded in the audit log)")
+  .requiredOption("--actor <name>", "your operator name, recorded with channel cli and your OS user")
+  .action(async (obligationIds: string[], opts: { reason: string; actor: string }) => {
+    const reason = requeueReasonSchema.safeParse(opts.reason);
+    if (!reason.success) throw new InvalidArgumentError(`--reason: ${reason.error.issues[0]?.message}`);
+    const actor = opts.actor.trim();
+    if (!/^[A-Za-z0-9._@-]{1,100}$/.test(actor)) throw new InvalidArgumentError("--actor must be an operator name (letters, digits, ._@-)");
+    await withRuntime({ name: "dispersal-cli" }, async ({ ctx, config }) => {
+      if (config.REQUEUE_APPROVALS === 2) {
+        process.stderr.write("REQUEUE_APPROVALS=2: a requeue needs a second operator; request it on the ops page or with POST /api/escalations/<id>/requeue\n");
+        process.exitCode = 2;
+        return;
+      }
       const results = [];
-      for (const id of ids) {
+      for (const id of obligationIds) {
         try {
-          results.push({ ...(await requeueEscalation(ctx, id, opts.actor, "cli")), requeued: true });
+          results.push({ ...(await requestRequeue(ctx, id, { actor, channel: "cli", reason: reason.data, metadata: { osUser: userInfo().username } })), requeued: true });
         } catch (error) {
           if (!(error instanceof DomainError)) throw error;
           results.push({ obligationId: id, requeued: false, code: error.code, error: error.message });

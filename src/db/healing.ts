@@ -2,12 +2,16 @@
 // SUSPENSE, resolution of an escalated obligation, and the database half of a manual requeue.
 import { sql, type SQL } from "drizzle-orm";
 import { NotEscalatedError, ObligationNotFoundError } from "../domain/errors.js";
+import { EscalatedWithoutRequeueError } from "../domain/requeueErrors.js";
 import { idempotencyKeys, planSuspense, type SuspensePlan } from "../domain/ledgerRules.js";
 import type { Executor, Tx } from "./client.js";
 import { writeAudit } from "./audit.js";
 import { settledAmountOf } from "./dispersals.js";
 import { postEntries, postEntry, type PostedEntry } from "./ledger.js";
 import type { HealingStatus } from "./schema.js";
+
+/** The actor of rounds the service starts itself (the scan, the settlement listener). */
+export const SERVICE_ACTOR = "dispersal-healing";
 
 export interface OrphanRow {
   obligationId: string;
@@ -56,6 +60,53 @@ export async function recordFailedAttempt(db: Executor, obligationId: string, at
            updated_at = now()`);
 }
 
+/** Who a round of dispersal acts for, read from Postgres: never from job data. */
+export interface RoundAuthority {
+  /** The operator who asked for the round (its requeue request), or SERVICE_ACTOR. */
+  actor: string;
+  requeueRequestId: string | null;
+  approvedBy: string | null;
+}
+
+/**
+ * The guard and actor lookup of a dispersal, in its transaction and before it: locks the obligation
+ * rows (the lock escalation takes, so no escalation can slip between this check and the dispersal)
+ * and answers, per obligation, the round's authority or an EscalatedWithoutRequeueError when the
+ * obligation is escalated and no requeue has been carried out since (nobody asked for a new round).
+ * Unknown obligations get SERVICE_ACTOR: the dispersal itself refuses them.
+ */
+export async function authorizeDispersalRounds(tx: Tx, obligationIds: readonly string[]): Promise<Map<string, RoundAuthority | EscalatedWithoutRequeueError>> {
+  const answers = new Map<string, RoundAuthority | EscalatedWithoutRequeueError>();
+  if (obligationIds.length === 0) return answers;
+  const ids = [...new Set(obligationIds)].sort();
+  const idList = sql.join(ids.map((id) => sql`${id}::uuid`), sql`, `);
+  // Lock first, read after: rows of other tables joined in a FOR UPDATE statement keep the snapshot
+  // from before the lock was granted, so an escalation that committed meanwhile would go unseen.
+  await tx.execute(sql`select o.id from obligations o where o.id in (${idList}) order by o.id for update of o`);
+  const rows = await tx.execute<{ id: string; status: HealingStatus | null; request_id: string | null; requested_by: string | null; approved_by: string | null }>(sql`
+    select o.id::text, h.status, r.id::text as request_id, r.requested_by, r.approved_by
+      from obligations o
+      left join dispersal_healing_attempts h on h.obligation_id = o.id
+      left join requeue_requests r on r.id = h.requeue_request_id and r.status = 'carried_out'
+     where o.id in (${idList})`);
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  for (const id of ids) {
+    const row = byId.get(id);
+    if (row?.status === "escalated") answers.set(id, new EscalatedWithoutRequeueError(id));
+    else if (row?.status === "requeued" && row.request_id && row.requested_by) {
+      answers.set(id, { actor: row.requested_by, requeueRequestId: row.request_id, approvedBy: row.approved_by });
+    } else answers.set(id, { actor: SERVICE_ACTOR, requeueRequestId: null, approvedBy: null });
+  }
+  return answers;
+}
+
+/** authorizeDispersalRounds for one obligation: its authority, or throws EscalatedWithoutRequeueError. */
+export async function authorizeDispersalRound(tx: Tx, obligationId: string): Promise<RoundAuthority> {
+  const answer = (await authorizeDispersalRounds(tx, [obligationId])).get(obligationId)!;
+  if (answer instanceof EscalatedWithoutRequeueError) throw answer;
+  return answer;
+}
+
 /**
  * After a successful dispersal, in its transaction: the attempt row becomes `resolved`; an
  * obligation that had been escalated gets every SUSPENSE_ESCALATED posting reversed (the first and
@@ -65,7 +116,7 @@ export async function resolveHealing(
   tx: Tx,
   obligationId: string,
   attempt: number,
-  context: { actor: string; jobId?: string },
+  context: { actor: string; jobId?: string; requeueRequestId?: string | null; approvedBy?: string | null },
 ): Promise<{ previousStatus: HealingStatus | null; reversals: PostedEntry[] }> {
   // No FOR UPDATE in the CTE (it would see its own update and return nothing): the obligation row,
   // locked by disperseObligation, already serializes every writer of this healing row.
@@ -87,7 +138,7 @@ export async function resolveHealing(
     resourceType: "obligation",
     resourceId: obligationId,
     severity: "info",
-    metadata: { previousStatus, attempt, jobId: context.jobId, reversalEntryIds: reversals.filter((r) => !r.replayed).map((r) => r.id) },
+    metadata: { previousStatus, attempt, jobId: context.jobId, reversalEntryIds: reversals.filter((r) => !r.replayed).map((r) => r.id), requeueRequestId: context.requeueRequestId ?? undefined, approvedBy: context.approvedBy ?? undefined },
   });
   return { previousStatus, reversals };
 }
@@ -240,6 +291,18 @@ export async function escalateToSuspense(
   return "escalated";
 }
 
+/** A requeue request being carried out (db/requeueRequests.ts decides when). */
+export interface RequeueToCarryOut {
+  requestId: string;
+  obligationId: string;
+  requestedBy: string;
+  approvedBy: string | null;
+  channel: string;
+  reason: string;
+  /** More for the audit row (e.g. the CLI's OS user). */
+  metadata?: Record<string, unknown>;
+}
+
 export type SuspenseTopUpOutcome = "topped-up" | "in-balance" | "not-parked" | "already-dispersed" | "not-settled";
 
 /**
@@ -301,38 +364,36 @@ export async function findSuspenseShortfalls(db: Executor, options: { limit: num
 }
 
 /**
- * The database half of a manual requeue: escalated → requeued, a new round (attempt_count 0), an
- * audit row naming the operator. Anything not escalated is refused with NotEscalatedError.
+ * The database half of carrying out a requeue, in the caller's transaction (which holds the healing
+ * row locked): escalated → requeued, a new round (attempt_count 0) that points at its request, and
+ * the audit row naming the operator who asked and the reason. Anything not escalated is refused.
  */
-export async function markRequeued(
-  tx: Tx,
-  obligationId: string,
-  actor: string,
-  channel: string,
-): Promise<{ requeueCount: number; previousJobId: string | null }> {
+export async function markRequeued(tx: Tx, request: RequeueToCarryOut): Promise<{ round: number; previousJobId: string | null }> {
   const [row] = await tx.execute<{ status: HealingStatus; last_job_id: string | null }>(sql`
     select h.status, h.last_job_id from dispersal_healing_attempts h
-     where h.obligation_id = ${obligationId}::uuid for update`);
+     where h.obligation_id = ${request.obligationId}::uuid for update`);
   if (!row) {
-    const [obligation] = await tx.execute(sql`select 1 from obligations where id = ${obligationId}::uuid`);
-    if (!obligation) throw new ObligationNotFoundError(obligationId);
-    throw new NotEscalatedError(obligationId, null);
+    const [obligation] = await tx.execute(sql`select 1 from obligations where id = ${request.obligationId}::uuid`);
+    if (!obligation) throw new ObligationNotFoundError(request.obligationId);
+    throw new NotEscalatedError(request.obligationId, null);
   }
-  if (row.status !== "escalated") throw new NotEscalatedError(obligationId, row.status);
+  if (row.status !== "escalated") throw new NotEscalatedError(request.obligationId, row.status);
   const [updated] = await tx.execute<{ requeue_count: number }>(sql`
     update dispersal_healing_attempts
-       set status = 'requeued', attempt_count = 0, requeue_count = requeue_count + 1, updated_at = now()
-     where obligation_id = ${obligationId}::uuid
+       set status = 'requeued', attempt_count = 0, requeue_count = requeue_count + 1,
+           requeue_request_id = ${request.requestId}::uuid, updated_at = now()
+     where obligation_id = ${request.obligationId}::uuid
     returning requeue_count`);
+  const round = updated!.requeue_count + 1;
   await writeAudit(tx, {
     action: "dispersal.self_healing_requeued",
-    actor,
+    actor: request.requestedBy,
     resourceType: "obligation",
-    resourceId: obligationId,
+    resourceId: request.obligationId,
     severity: "warning",
-    metadata: { channel, round: updated!.requeue_count + 1 },
+    metadata: { channel: request.channel, round, reason: request.reason, requestId: request.requestId, ...(request.approvedBy ? { approvedBy: request.approvedBy } : {}), ...request.metadata },
   });
-  return { requeueCount: updated!.requeue_count, previousJobId: row.last_job_id };
+  return { round, previousJobId: row.last_job_id };
 }
 
 export async function recordJobId(db: Executor, obligationId: string, jobId: string): Promise<void> {

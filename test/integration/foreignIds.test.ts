@@ -104,7 +104,7 @@ describe("ids from other systems (any version and variant nibble, any case)", ()
 
   it("an operator requeues one by its upper-case id in the path; fixed, it is dispersed and its SUSPENSE cleared", async () => {
     await db.execute(sql`update mortgage_positions set units = 10000 where mortgage_id = ${unfixable.mortgageId}::uuid`);
-    const answer = await call("POST", `/api/escalations/${OBLIGATION.unfixable.toUpperCase()}/requeue`);
+    const answer = await call("POST", `/api/escalations/${OBLIGATION.unfixable.toUpperCase()}/requeue`, { reason: "positions fixed" });
     expect(answer.status).toBe(202);
     expect(answer.json).toMatchObject({ obligationId: OBLIGATION.unfixable, round: 2 });
     expect(answer.json.jobId.startsWith(`${OBLIGATION.unfixable}.`)).toBe(true);
@@ -117,7 +117,7 @@ describe("ids from other systems (any version and variant nibble, any case)", ()
   });
 
   it("a bulk requeue accepts upper-case ids in its body", async () => {
-    const answer = await call("POST", "/api/escalations/requeue", { obligationIds: [OBLIGATION.bulk.toUpperCase()] });
+    const answer = await call("POST", "/api/escalations/requeue", { obligationIds: [OBLIGATION.bulk.toUpperCase()], reason: "positions fixed" });
     expect(answer.status).toBe(200);
     expect(answer.json).toMatchObject({ requested: 1, requeued: 1, refused: 0 });
     await waitResolved(bulk.obligationId);
@@ -126,7 +126,7 @@ describe("ids from other systems (any version and variant nibble, any case)", ()
   it("the ops page's form accepts such an id", async () => {
     const page = await call("GET", "/ops");
     const token = /name="_token" value="([^"]+)"/.exec(page.text)![1]!;
-    const answer = await call("POST", "/ops/requeue", new URLSearchParams({ _token: token, only: OBLIGATION.form.toUpperCase() }).toString(), {
+    const answer = await call("POST", "/ops/requeue", new URLSearchParams({ _token: token, only: OBLIGATION.form.toUpperCase(), reason: "positions fixed" }).toString(), {
       "content-type": "application/x-www-form-urlencoded",
       origin: new URL(http.url).origin,
     });
@@ -145,13 +145,13 @@ describe("ids from other systems (any version and variant nibble, any case)", ()
 
   it("still refuses what is not an 8-4-4-4-12 hexadecimal id, with a clear error and nothing changed", async () => {
     for (const bad of ["30000000-0000-0000-0000-00000000000g", "30000000000000000000000000000001", "not-a-uuid"]) {
-      const answer = await call("POST", `/api/escalations/${bad}/requeue`);
+      const answer = await call("POST", `/api/escalations/${bad}/requeue`, { reason: "positions fixed" });
       expect(answer.status).toBe(400);
       expect(answer.json.error).toMatch(/obligationId must be a UUID \(8-4-4-4-12 hexadecimal\)/);
     }
     const query = await call("GET", "/api/escalations?mortgageId=40000000-0000-0000-0000-00000000000z");
     expect(query.status).toBe(400);
-    const body = await call("POST", "/api/escalations/requeue", { obligationIds: ["{30000000-0000-0000-0000-000000000002}"] });
+    const body = await call("POST", "/api/escalations/requeue", { obligationIds: ["{30000000-0000-0000-0000-000000000002}"], reason: "positions fixed" });
     expect(body.status).toBe(400);
     const [requeues] = await db.execute<{ n: bigint }>(sql`select count(*) as n from audit_log where action = 'dispersal.self_healing_requeued'`);
     expect(requeues!.n).toBe(3n);

@@ -6,7 +6,7 @@ import { sql } from "drizzle-orm";
 import { escalateToSuspense } from "../../src/db/healing.js";
 import { findAccount } from "../../src/db/ledger.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
-import { requeueEscalation } from "../../src/jobs/requeue.js";
+import { requestRequeue, type RequeueResult } from "../../src/jobs/requeue.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { givenRequeued } from "../helpers/healingRows.js";
@@ -71,7 +71,7 @@ describe("late cash for an escalated obligation (the issue's scenario)", () => {
 
     // Another system posts the remaining 10,000; an operator requeues; the new round fails 3 times.
     await postCashReceivedBySql(database, o.obligationId, 10_000n);
-    const { jobId } = await requeueEscalation(ctx, o.obligationId, "alice", "cli");
+    const jobId = ((await requestRequeue(ctx, o.obligationId, { actor: "alice", channel: "cli", reason: "late cash arrived" })) as RequeueResult).jobId!;
     await waitFor(async () => (await ctx.queues.retrigger.getJob(jobId))?.isFailed(), { timeoutMs: 20_000, what: "the requeued round's final failure" });
     await pipeline.ctx.queues.retrigger.getJob(jobId);
     await waitForStatus(o.obligationId, "escalated", 3);
@@ -89,7 +89,7 @@ describe("late cash for an escalated obligation (the issue's scenario)", () => {
 
     // Positions fixed, requeued, dispersed: both suspense postings reversed, SUSPENSE 0.
     await db.execute(sql`update mortgage_positions set units = 10000 where mortgage_id = ${o.mortgageId}::uuid`);
-    await requeueEscalation(ctx, o.obligationId, "alice", "cli");
+    await requestRequeue(ctx, o.obligationId, { actor: "alice", channel: "cli", reason: "positions fixed" });
     await waitForStatus(o.obligationId, "resolved");
     const parked = await journal(o.obligationId, "SUSPENSE_ESCALATED");
     const reversals = await journal(o.obligationId, "REVERSAL");

@@ -103,7 +103,7 @@ describe("one obligation's error", () => {
     const [first, poisoned, last] = escalated.map((o) => o.obligationId) as [string, string, string];
     await poison("dispersal_healing_attempts", poisoned, "new.status = 'requeued'");
 
-    const summary = await requeueMany(ctx, [first, poisoned, last], "olga", "api");
+    const summary = await requeueMany(ctx, [first, poisoned, last], { actor: "olga", channel: "api", reason: "positions fixed" });
     expect(summary).toMatchObject({ requested: 3, requeued: 2, refused: 1, interrupted: false });
     expect(summary.results.map((r) => [r.obligationId, r.outcome])).toEqual([
       [first, "requeued"],

@@ -290,7 +290,7 @@ describe("the service role", () => {
     await waitFor(async () => {
       const rows = await db.execute<{ actor: string; status: number }>(sql`
         select actor, (metadata->>'status')::int as status from audit_log
-         where action = 'ops.http_request' and metadata->>'path' = ${path} order by created_at`);
+         where action = 'ops.http_response' and metadata->>'path' = ${path} order by created_at`);
       return rows.length === 3 ? rows : undefined;
     }, { timeoutMs: 5_000, what: "three audited calls" }).then((rows) =>
       expect(rows.map((r) => [r.actor, r.status])).toEqual([[SAM.name, 201], [SAM.name, 400], [OLGA.name, 403]]),

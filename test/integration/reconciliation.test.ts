@@ -75,8 +75,8 @@ describe("jobs refused as unrecoverable", () => {
     const { retrigger } = ctx.queues;
     const refused = [
       // A payload refused as malformed, which names a real orphan.
-      await retrigger.add(JOB.retrigger, { obligationId: orphan.obligationId.toUpperCase(), requestedBy: "x".repeat(300) }, { attempts: 3 }),
-      await retrigger.add(JOB.retrigger, { obligationId: dispersedLater.obligationId, requestedBy: "x".repeat(300) }, { attempts: 3 }),
+      await retrigger.add(JOB.retrigger, { obligationId: orphan.obligationId.toUpperCase(), unexpected: "x".repeat(300) } as never, { attempts: 3 }),
+      await retrigger.add(JOB.retrigger, { obligationId: dispersedLater.obligationId, unexpected: "x".repeat(300) } as never, { attempts: 3 }),
       // Refused because it was not settled yet: it is settled after the refusal, a new orphan the scan will pick up.
       await retrigger.add(JOB.retrigger, { obligationId: settledLater.obligationId }, { attempts: 3 }),
       await retrigger.add(JOB.retrigger, { obligationId: "30000000-0000-0000-0000-00000000dead" }, { attempts: 3 }),
