@@ -158,19 +158,37 @@ export async function runSimulation(ctx: PipelineContext, options: SimulationOpt
   };
 }
 
-/** Open obligations in random order, with what is still outstanding on each. */
+/** Share of the paid obligations taken from mortgages nobody holds units in, when the data set has them. */
+const UNFIXABLE_SHARE = 0.03;
+
+/**
+ * Open obligations in random order, with what is still outstanding on each; about 3 % of them (when
+ * there are any) on mortgages whose positions are all zero, so that the demo shows escalations too.
+ */
 async function openObligations(ctx: PipelineContext, limit: number): Promise<Candidate[]> {
-  const rows = await ctx.database.db.execute<{ id: string; outstanding: bigint; unfixable: boolean }>(sql`
-    select o.id, o.amount - coalesce(r.received, 0) as outstanding,
-           not exists (select 1 from mortgage_positions p where p.mortgage_id = o.mortgage_id and p.units > 0) as unfixable
-      from obligations o
-      left join lateral (select sum(j.amount) as received from cash_journal_entries j
-                          where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED') r on true
-     where o.status in ('upcoming', 'due', 'overdue', 'partially_settled')
-       and o.amount - coalesce(r.received, 0) > 0
-     order by random()
-     limit ${limit}`);
-  return rows.map((r) => ({ id: r.id, outstanding: BigInt(r.outstanding), unfixable: r.unfixable }));
+  const pick = (unfixable: boolean, n: number) =>
+    ctx.database.db.execute<{ id: string; outstanding: bigint }>(sql`
+      select o.id, o.amount - coalesce(r.received, 0) as outstanding
+        from obligations o
+        left join lateral (select sum(j.amount) as received from cash_journal_entries j
+                            where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED') r on true
+       where o.status in ('upcoming', 'due', 'overdue', 'partially_settled')
+         and o.amount - coalesce(r.received, 0) > 0
+         and ${unfixable ? sql`not` : sql``} exists (select 1 from mortgage_positions p where p.mortgage_id = o.mortgage_id and p.units > 0)
+       order by random()
+       limit ${n}`);
+  const unfixable = await pick(true, Math.ceil(limit * UNFIXABLE_SHARE));
+  const fixable = await pick(false, limit - unfixable.length);
+  const candidates = [
+    ...fixable.map((r) => ({ id: r.id, outstanding: BigInt(r.outstanding), unfixable: false })),
+    ...unfixable.map((r) => ({ id: r.id, outstanding: BigInt(r.outstanding), unfixable: true })),
+  ];
+  // Shuffled, so that the unfixable ones are spread over the run.
+  for (let i = candidates.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [candidates[i], candidates[j]] = [candidates[j]!, candidates[i]!];
+  }
+  return candidates;
 }
 
 function planPayments(candidates: Candidate[], partShare: number, wanted: number): Payment[] {
