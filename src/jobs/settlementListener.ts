@@ -1,5 +1,5 @@
 // The fast path (DESIGN.md §4): a dedicated Postgres connection LISTENs for obligations that became
-// settled (the trigger of drizzle/0003_settlement_notify.sql) and enqueues their retrigger jobs at
+// settled (the trigger of drizzle/0005_settlement_notify.sql) and enqueues their retrigger jobs at
 // once, through enqueueRetriggers: the same job and deduplication as the scan, so any number of
 // listening processes give one live job. Notifications are coalesced into pages. Whatever the
 // listener does not enqueue itself (a burst statement, more ids than it holds in memory, ids the
@@ -13,7 +13,7 @@ import { JOB } from "../queues/names.js";
 import { enqueueRetriggers } from "../queues/retriggerJobs.js";
 import type { PipelineContext } from "./context.js";
 
-// Both names are the migration's (drizzle/0003_settlement_notify.sql): change them together.
+// Both names are the migration's (drizzle/0005_settlement_notify.sql): change them together.
 export const SETTLEMENT_CHANNEL = "dispersal_obligation_settled";
 /** Sent instead of ids by a statement that settles more than 100 obligations. */
 export const BURST_PAYLOAD = "burst";

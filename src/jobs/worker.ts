@@ -4,6 +4,7 @@
 import { Worker, type Job } from "bullmq";
 import { hostname } from "node:os";
 import { QUEUE, type RetriggerJobData } from "../queues/names.js";
+import { queueTelemetry } from "../telemetry.js";
 import type { PipelineContext } from "./context.js";
 import { escalateFailedJob } from "./escalate.js";
 import { reconcileProcessor } from "./reconcile.js";
@@ -28,6 +29,7 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
     stalledInterval: ctx.settings.WORKER_STALLED_INTERVAL_MS,
     // A killed worker's job is taken over, not failed: crashes are not the obligation's fault.
     maxStalledCount: 10,
+    ...queueTelemetry(), // a consumer span per job, parented to the span that enqueued it (src/telemetry.ts)
   };
   const retrigger = new Worker<RetriggerJobData>(QUEUE.retrigger, retriggerProcessor(ctx), {
     ...common,
