@@ -1,5 +1,5 @@
 // `npm run bench` (full: scan at 100k and 1M, 10,000 orphans), `npm run bench -- --quick` (under two
-// minutes), `--huge` (adds the scan at 10M). `--only scan,heal,queue,storm` runs some sections.
+// minutes), `--huge` (adds the scan at 10M). `--only scan,heal,queue,storm,realtime` runs some sections.
 // Prints the tables and writes bench/results.json (every figure, the ratios and the targets).
 // Everything runs against its own databases (dispersal_bench_*) and queue prefixes, removed at the end.
 import { writeFileSync } from "node:fs";
@@ -10,6 +10,7 @@ import { runEscalationStorm } from "./escalationStorm.js";
 import { runHealSection } from "./healBench.js";
 import { machine, withMachineLoad } from "./measure.js";
 import { runQueueCeiling } from "./queueCeiling.js";
+import { renderRealtime, runRealtimeSection, type RealtimeResult } from "./realtimeBench.js";
 import { checkTargets, computeRatios, renderTables, type Sections } from "./report.js";
 import { runScanSection } from "./scanBench.js";
 
@@ -22,7 +23,7 @@ const { values } = parseArgs({
   },
 });
 const mode = values.quick ? "quick" : values.huge ? "huge" : "full";
-const sections = new Set((values.only ?? "scan,heal,queue,storm").split(",").map((s) => s.trim()));
+const sections = new Set((values.only ?? "scan,heal,queue,storm,realtime").split(",").map((s) => s.trim()));
 const out = values.out ?? fileURLToPath(new URL("./results.json", import.meta.url));
 const envInt = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 
@@ -45,6 +46,7 @@ const plan = values.quick
       },
       queue: { jobs: 2000, runs: 3 },
       storm: { orphans: 1000, runs: 3 },
+      realtime: { rate: 100, durationSeconds: 15, burst: 5_000, cap: 1_000 },
     }
   : {
       scan: { sizes: values.huge ? [100_000, 1_000_000, 10_000_000] : [100_000, 1_000_000], runs: 5, originalSample: 5000 },
@@ -60,6 +62,7 @@ const plan = values.quick
       },
       queue: { jobs: 10_000, runs: 3 },
       storm: { orphans: 10_000, runs: 3 },
+      realtime: { rate: 200, durationSeconds: 60, burst: 50_000, cap: 20_000 },
     };
 
 const started = Date.now();
@@ -67,6 +70,7 @@ const say = (line: string) => process.stdout.write(`[${((Date.now() - started) /
 
 cleanupOnSignals();
 const results: Sections = {};
+let realtime: RealtimeResult | undefined;
 const busy: Record<string, number> = {};
 const machineBefore = machine();
 try {
@@ -99,6 +103,10 @@ try {
     results.storm = r.value;
     busy.storm = r.busy;
   }
+  if (sections.has("realtime")) {
+    say("§5 real time (fast path)");
+    realtime = await runRealtimeSection({ ...plan.realtime, workerConcurrency, poolSize, say });
+  }
 } catch (error) {
   process.exitCode = 1;
   process.stderr.write(`bench failed: ${(error as Error).stack ?? String(error)}\n`);
@@ -109,7 +117,7 @@ try {
 if (process.exitCode !== 1) {
   const { ratios, notes } = computeRatios(results);
   const targets = checkTargets(results, ratios);
-  const text = renderTables(results, ratios, targets);
+  const text = [renderTables(results, ratios, targets), ...(realtime ? [renderRealtime(realtime)] : [])].join("\n\n");
   process.stdout.write(`\n${text}\n\n`);
   const document = {
     mode,
@@ -121,6 +129,7 @@ if (process.exitCode !== 1) {
     notes,
     targets,
     ...results,
+    ...(realtime ? { realtime } : {}),
     table: text,
   };
   writeFileSync(out, `${JSON.stringify(document, null, 2)}\n`);
