@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FAILPOINTS } from "../../src/failpoint.js";
+import { QUEUE } from "../../src/queues/names.js";
 import { reconcileLedger } from "../../src/jobs/reconcile.js";
 import { requestRequeue } from "../../src/jobs/requeue.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
@@ -49,11 +50,22 @@ function armedEnv(failpoint: string, action: "kill" | "pause"): Record<string, s
   return { DISPERSAL_FAILPOINTS: `${failpoint}=${action}`, HEALING_BATCH_SIZE: failpoint.startsWith("batch.") ? "8" : "1" };
 }
 
+/**
+ * A scan killed mid-tick leaves its scan lock in Redis until its TTL (a minute) runs out; the next
+ * scan waits for it. The test fast-forwards that minute instead of sleeping through it.
+ */
+async function letDeadScanLockExpire(scenario: Scenario): Promise<void> {
+  await scenario.ctx.queues.connection.pexpire(`${scenario.prefix}:${QUEUE.healing}:scan-lock`, 1);
+}
+
 async function runArmedChild(scenario: Scenario, label: string, args: string[], failpoint: string): Promise<boolean> {
   const child = scenario.children.cli(label, args, scenario.workerEnv(armedEnv(failpoint, "kill")));
   const exit = await Promise.race([child.exited, sleep(CHILD_TIMEOUT_MS).then(() => undefined)]);
   if (!exit) throw new Error(`${label} with ${failpoint} armed did not end within ${CHILD_TIMEOUT_MS} ms:\n${child.output().slice(-2000)}`);
-  if (exit.signal === "SIGKILL") return true;
+  if (exit.signal === "SIGKILL") {
+    await letDeadScanLockExpire(scenario);
+    return true;
+  }
   if (exit.code !== 0) throw new Error(`${label} failed (${JSON.stringify(exit)}):\n${child.output().slice(-2000)}`);
   return false;
 }
@@ -69,6 +81,7 @@ async function runArmedWorker(scenario: Scenario, failpoint: string): Promise<bo
   }
   void drained.catch(() => {});
   if (result.signal !== "SIGKILL") throw new Error(`armed worker exited (${JSON.stringify(result)}):\n${child.output().slice(-2000)}`);
+  await letDeadScanLockExpire(scenario);
   return true;
 }
 
