@@ -180,13 +180,18 @@ async function runStallScenario(failpoint: "retrigger.before-commit" | "retrigge
     // The second worker (this process) takes the job over once the frozen one's lock has run out.
     workers = startWorkers(scenario.ctx);
     const me = `:${process.pid}`;
-    const takenOver = await waitFor(
+    let last = "";
+    const takenOver = await scenario.explainFailure(waitFor(
       async () => {
         const job = await scenario.ctx.queues.retrigger.getJob(held!.id!);
+        last = `job ${held!.id}: ${job ? `${await job.getState()}, stalled ${job.stalledCounter}, processed by ${job.processedBy}` : "gone"}; this process ${process.pid}`;
         return job && job.stalledCounter >= 1 && job.processedBy?.endsWith(me) ? job : undefined;
       },
       { timeoutMs: 30_000, what: "the second worker to take over the frozen worker's job", everyMs: 50 },
-    );
+    ).catch((error: Error) => {
+      error.message += `\n${last}`;
+      throw error;
+    }));
     note("job taken over while the first worker is frozen", { state: await takenOver.getState() });
     process.kill(frozen.pid, "SIGCONT");
     await recover(scenario, workers);
