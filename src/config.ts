@@ -22,6 +22,12 @@ export const configSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
     .default("postgres://postgres@127.0.0.1:5432/dispersal"),
   DATABASE_POOL_SIZE: positiveInt(10),
+  /**
+   * Postgres ends a session that sits inside a transaction doing nothing this long (a frozen or
+   * half-dead process), releasing its row locks: otherwise they block every other dispersal of the
+   * same mortgage for as long as the process hangs. (Default: 60,000)
+   */
+  DATABASE_IDLE_TRANSACTION_TIMEOUT_MS: positiveInt(60_000),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL").default("redis://127.0.0.1:6379"),
   REDIS_CLUSTER_NODES: z
     .string()

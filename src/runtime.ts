@@ -20,7 +20,11 @@ export async function openRuntime(options: { config?: Config; migrate?: boolean;
   log.level = config.LOG_LEVEL;
   await assertRedisReachable(config);
   if (options.migrate) await migrateDatabase(config.DATABASE_URL);
-  const database = connectDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_SIZE, applicationName: options.name ?? "dispersal-healing" });
+  const database = connectDatabase(config.DATABASE_URL, {
+    max: config.DATABASE_POOL_SIZE,
+    applicationName: options.name ?? "dispersal-healing",
+    idleInTransactionTimeoutMs: config.DATABASE_IDLE_TRANSACTION_TIMEOUT_MS,
+  });
   try {
     await database.sql`select 1`;
   } catch (error) {

@@ -26,6 +26,8 @@ export interface DatabaseOptions {
   max?: number;
   /** Application name shown in pg_stat_activity, so an operator can see who holds a connection. */
   applicationName?: string;
+  /** idle_in_transaction_session_timeout of every session: a hung process's open transaction ends and its locks go. */
+  idleInTransactionTimeoutMs?: number;
 }
 
 export function connectDatabase(url: string, options: DatabaseOptions = {}): Database {
@@ -36,7 +38,10 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Dat
     idle_timeout: 60,
     max_lifetime: 60 * 30,
     onnotice: () => {},
-    connection: { application_name: options.applicationName ?? "dispersal-healing" },
+    connection: {
+      application_name: options.applicationName ?? "dispersal-healing",
+      ...(options.idleInTransactionTimeoutMs ? { idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs } : {}),
+    },
   }) as unknown as postgres.Sql<{ bigint: bigint }>;
   const db = drizzle(withPreparedStatements(withTransactionsThatSurviveLostConnections(sql)), { schema });
   return { db, sql, url, close: () => sql.end({ timeout: 5 }) };
