@@ -170,7 +170,10 @@ async function runStallScenario(failpoint: "retrigger.before-commit" | "retrigge
     for (const o of data.escalated) await requestRequeue(scenario.ctx, o, { actor: "crash-test", channel: "cli", reason: "positions repaired" });
     await scanForOrphans(scenario.ctx, "crash-test");
 
-    frozen = scenario.spawnWorker("frozen-worker", { ...armedEnv(failpoint, "pause"), WORKER_CONCURRENCY: "1" });
+    // Frozen inside its transaction, the worker holds the row locks of the obligation and its mortgage's
+    // accounts: Postgres ends that session after DATABASE_IDLE_TRANSACTION_TIMEOUT_MS, or the same
+    // mortgage's other dispersals (and a batch holding one of them) would wait for as long as it hangs.
+    frozen = scenario.spawnWorker("frozen-worker", { ...armedEnv(failpoint, "pause"), WORKER_CONCURRENCY: "1", DATABASE_IDLE_TRANSACTION_TIMEOUT_MS: "1500" });
     await waitFor(async () => processState(frozen!.pid) === "T" || !frozen!.alive(), { timeoutMs: CHILD_TIMEOUT_MS, what: "the worker to freeze at the failpoint", everyMs: 20 });
     expect(frozen.alive()).toBe(true);
     const [held] = (await scenario.ctx.queues.retrigger.getJobs(["active"])).filter((j) => j.processedBy?.endsWith(`:${frozen!.pid}`));
@@ -185,14 +188,15 @@ async function runStallScenario(failpoint: "retrigger.before-commit" | "retrigge
       async () => {
         const job = await scenario.ctx.queues.retrigger.getJob(held!.id!);
         last = `job ${held!.id}: ${job ? `${await job.getState()}, stalled ${job.stalledCounter}, processed by ${job.processedBy}` : "gone"}; this process ${process.pid}`;
-        return job && job.stalledCounter >= 1 && job.processedBy?.endsWith(me) ? job : undefined;
+        return job && job.stalledCounter >= 1 && job.processedBy?.endsWith(me) && (await job.isCompleted()) ? job : undefined;
       },
-      { timeoutMs: 30_000, what: "the second worker to take over the frozen worker's job", everyMs: 50 },
+      { timeoutMs: 30_000, what: "the second worker to take over the frozen worker's job and finish it", everyMs: 50 },
     ).catch((error: Error) => {
       error.message += `\n${last}`;
       throw error;
     }));
-    note("job taken over while the first worker is frozen", { state: await takenOver.getState() });
+    expect(processState(frozen.pid)).toBe("T");
+    note("job taken over and finished while the first worker is frozen", { state: await takenOver.getState(), result: takenOver.returnvalue });
     process.kill(frozen.pid, "SIGCONT");
     await recover(scenario, workers);
     await workers.close();
