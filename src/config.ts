@@ -59,6 +59,10 @@ export const configSchema = z.object({
   HEALING_BACKOFF_MS: positiveInt(60_000),
   HEALING_ATTEMPTS: positiveInt(3),
   HEALING_SCAN_PAGE_SIZE: positiveInt(1000),
+  /** Retrigger jobs Redis may hold at once (waiting, delayed, prioritised, active); the scan stops paging here. (Default: 20,000) */
+  HEALING_MAX_BACKLOG: positiveInt(20_000),
+  /** Obligations one worker process disperses in one transaction (its concurrently active jobs). 1: no batching. (Default: 100) */
+  HEALING_BATCH_SIZE: positiveInt(100),
   INFRA_RETRY_DELAY_MS: positiveInt(5_000),
   RECONCILIATION_CRON: z.string().min(9).default("0 7 * * *"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

@@ -8,6 +8,7 @@ import { disperseObligation, type DispersalResult } from "../db/dispersals.js";
 import { recordFailedAttempt, resolveHealing } from "../db/healing.js";
 import type { RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
+import type { DispersalBatches } from "./dispersalBatches.js";
 
 const jobData = z.object({
   obligationId: z.uuid(),
@@ -34,7 +35,12 @@ export function parseRetriggerData(data: unknown): { obligationId: string; reque
   return parsed.data;
 }
 
-export function retriggerProcessor(ctx: PipelineContext) {
+/**
+ * The retrigger processor. With `batches` (HEALING_BATCH_SIZE > 1) the job joins the batch this
+ * process is gathering; otherwise, or when its batch could not commit, it runs in a transaction of
+ * its own. Either way the job completes or fails on its own, with the same ledger result.
+ */
+export function retriggerProcessor(ctx: PipelineContext, batches?: DispersalBatches) {
   return async function processRetrigger(job: Job<RetriggerJobData>, token?: string): Promise<RetriggerResult> {
     let obligationId: string;
     try {
@@ -46,27 +52,35 @@ export function retriggerProcessor(ctx: PipelineContext) {
     const attempt = job.attemptsMade + 1;
     const actor = job.data.requestedBy && job.data.requestedBy !== "scan" ? job.data.requestedBy : "dispersal-healing";
     const started = performance.now();
+    if (batches) {
+      const outcome = await batches.disperse({ obligationId, attempt, actor, ...(job.id ? { jobId: job.id } : {}) });
+      if (outcome.kind === "dispersed") return dispersed(ctx, job, obligationId, attempt, outcome.dispersal, outcome.resolvedEscalation, started);
+      if (outcome.kind === "failed") return handleFailure(ctx, job, token, obligationId, attempt, outcome.error);
+    }
     try {
       const { dispersal, resolution } = await ctx.database.db.transaction(async (tx) => {
         const dispersal: DispersalResult = await disperseObligation(tx, obligationId);
         const resolution = await resolveHealing(tx, obligationId, attempt, { actor, ...(job.id ? { jobId: job.id } : {}) });
         return { dispersal, resolution };
       });
-      const resolvedEscalation = resolution.reversal !== undefined;
-      ctx.log.info(
-        { obligationId, jobId: job.id, attempt, entries: dispersal.entries.length, replayed: dispersal.replayed, resolvedEscalation, ms: Math.round(performance.now() - started) },
-        resolvedEscalation ? "escalated obligation dispersed: suspense reversed" : "obligation dispersed",
-      );
-      return {
-        obligationId,
-        outcome: dispersal.replayed ? "already-dispersed" : "dispersed",
-        entries: dispersal.entries.length,
-        settledAmount: dispersal.settledAmount.toString(),
-        resolvedEscalation,
-      };
+      return dispersed(ctx, job, obligationId, attempt, dispersal, resolution.reversal !== undefined, started);
     } catch (error) {
       return handleFailure(ctx, job, token, obligationId, attempt, error);
     }
+  };
+}
+
+function dispersed(ctx: PipelineContext, job: Job<RetriggerJobData>, obligationId: string, attempt: number, dispersal: DispersalResult, resolvedEscalation: boolean, started: number): RetriggerResult {
+  ctx.log.info(
+    { obligationId, jobId: job.id, attempt, entries: dispersal.entries.length, replayed: dispersal.replayed, resolvedEscalation, ms: Math.round(performance.now() - started) },
+    resolvedEscalation ? "escalated obligation dispersed: suspense reversed" : "obligation dispersed",
+  );
+  return {
+    obligationId,
+    outcome: dispersal.replayed ? "already-dispersed" : "dispersed",
+    entries: dispersal.entries.length,
+    settledAmount: dispersal.settledAmount.toString(),
+    resolvedEscalation,
   };
 }
 

@@ -1,8 +1,15 @@
 // Processor of the healing scan: page through orphans (keyset), enqueue one retrigger job each with
 // addBulk, and escalate rounds whose final failure was never escalated (the backstop).
+// Flow control: a tick enqueues at most what fits under HEALING_MAX_BACKLOG. Where it stops, it
+// leaves a cursor in Redis and the next tick (a top-up, asked for by the workers as the backlog
+// drains: requestTopUpWhenDrained) goes on from there, wrapping round the id space, until one tick
+// has gone all the way round. So a tick costs what it can enqueue, not the size of the disaster,
+// and orphans already queued are not read and offered again on every top-up.
 import type { Job } from "bullmq";
-import { escalateToSuspense, findOrphanedObligations } from "../db/healing.js";
-import { enqueueRetriggers } from "../queues/retriggerJobs.js";
+import { escalateToSuspense, findOrphanedObligations, type OrphanRow } from "../db/healing.js";
+import { JOB } from "../queues/names.js";
+import { addRetriggers, liveRetriggerJobs, retriggerBacklog } from "../queues/retriggerJobs.js";
+import { acquireScanLock, readScanCursor, writeScanCursor, type ScanLock } from "../queues/scanState.js";
 import type { PipelineContext } from "./context.js";
 
 export interface ScanSummary {
@@ -14,57 +21,150 @@ export interface ScanSummary {
   escalatedByBackstop: number;
   /** Orphans whose round used every attempt but whose last job is still live. */
   awaitingFinalFailure: number;
-  jobIds: string[];
+  /** True when the tick stopped at HEALING_MAX_BACKLOG: orphans are left for the top-up. */
+  backlogFull: boolean;
+  /** Retrigger jobs of the orphans found (enqueued + alreadyQueued). */
+  jobs: number;
   durationMs: number;
 }
 
+/** Obligation ids are compared as Postgres orders uuids: lower-case hex, byte by byte. */
+const upTo = (bound: string) => (row: OrphanRow) => row.obligationId <= bound;
+/** A cursor before every id: the ring restarts at the beginning but is not complete. */
+const NIL_UUID = "00000000-0000-0000-0000-000000000000";
+
 export async function scanForOrphans(ctx: PipelineContext, requestedBy = "scan"): Promise<ScanSummary> {
   const started = performance.now();
-  const summary: ScanSummary = { found: 0, enqueued: 0, alreadyQueued: 0, escalatedByBackstop: 0, awaitingFinalFailure: 0, jobIds: [], durationMs: 0 };
-  const { retrigger } = ctx.queues;
-  let after: string | null = null;
-
-  for (;;) {
-    const page = await findOrphanedObligations(ctx.database.db, { after, limit: ctx.settings.HEALING_SCAN_PAGE_SIZE });
-    if (page.length === 0) break;
-    after = page[page.length - 1]!.obligationId;
-    summary.found += page.length;
-
-    const exhausted = page.filter((o) => o.attemptCount >= ctx.settings.HEALING_ATTEMPTS);
-    const fresh = page.filter((o) => o.attemptCount < ctx.settings.HEALING_ATTEMPTS);
-    for (const orphan of exhausted) {
-      if (await retrigger.getDeduplicationJobId(orphan.obligationId)) {
-        summary.awaitingFinalFailure++;
-        continue;
-      }
-      const outcome = await ctx.database.db.transaction((tx) =>
-        escalateToSuspense(tx, orphan.obligationId, {
-          actor: "dispersal-healing-backstop",
-          reason: `round used all ${orphan.attemptCount} attempts and its final failure was never escalated`,
-          attemptCount: orphan.attemptCount,
-        }),
-      );
-      if (outcome === "escalated") summary.escalatedByBackstop++;
-    }
-    for (const job of await enqueueRetriggers(ctx.queues, ctx.settings, fresh.map((o) => o.obligationId))) {
-      summary.jobIds.push(job.jobId);
-      if (job.added) summary.enqueued++;
-      else summary.alreadyQueued++;
-    }
-    if (page.length < ctx.settings.HEALING_SCAN_PAGE_SIZE) break;
+  const summary: ScanSummary = { found: 0, enqueued: 0, alreadyQueued: 0, escalatedByBackstop: 0, awaitingFinalFailure: 0, backlogFull: false, jobs: 0, durationMs: 0 };
+  const lock = await acquireScanLock(ctx.queues);
+  try {
+    await scanTick(ctx, summary, lock);
+  } finally {
+    await lock.release().catch(() => {});
   }
-  summary.jobIds = [...new Set(summary.jobIds)];
+  summary.jobs = summary.enqueued + summary.alreadyQueued;
   summary.durationMs = Math.round(performance.now() - started);
-  ctx.log.info(
-    { found: summary.found, jobs: summary.jobIds.length, escalatedByBackstop: summary.escalatedByBackstop, awaitingFinalFailure: summary.awaitingFinalFailure, durationMs: summary.durationMs, requestedBy },
-    "healing scan finished",
-  );
+  ctx.log.info({ ...summary, requestedBy }, "healing scan finished");
   return summary;
 }
 
+async function scanTick(ctx: PipelineContext, summary: ScanSummary, lock: ScanLock): Promise<void> {
+  const { settings, queues } = ctx;
+  const pageSize = settings.HEALING_SCAN_PAGE_SIZE;
+  let room = settings.HEALING_MAX_BACKLOG - (await retriggerBacklog(queues));
+  if (room <= 0) {
+    summary.backlogFull = true;
+    return;
+  }
+  // The ring: from the cursor to the last id, then from the first id back to the cursor.
+  const start = await readScanCursor(queues);
+  let wrapped = start === null;
+  const fetchPage = (after: string | null) => findOrphanedObligations(ctx.database.db, { after, limit: pageSize });
+  let pageAfter = start;
+  let next = fetchPage(start);
+  for (;;) {
+    const page = await next;
+    const rows = wrapped && start !== null ? page.filter(upTo(start)) : page;
+    const legEnds = page.length < pageSize || rows.length < page.length;
+    // Read the next page while this one is written to Redis.
+    const nextAfter = legEnds ? null : rows[rows.length - 1]!.obligationId;
+    next = legEnds && wrapped ? Promise.resolve([]) : fetchPage(nextAfter);
+    next.catch(() => {}); // awaited in the next round, or abandoned when this one stops at the cap
+
+    const stoppedAt = await offerPage(ctx, rows, pageAfter, room, summary);
+    pageAfter = nextAfter;
+    await lock.extend();
+    room -= stoppedAt.added;
+    if (stoppedAt.lastOffered !== undefined) {
+      summary.backlogFull = true;
+      await writeScanCursor(queues, stoppedAt.lastOffered);
+      return;
+    }
+    if (legEnds) {
+      if (wrapped) break;
+      wrapped = true;
+    }
+  }
+  await writeScanCursor(queues, null); // all the way round: nothing left that the cap held back
+}
+
+/**
+ * Escalates the page's exhausted rounds that have no live job (the backstop) and enqueues the rest
+ * that fit in `room`. One Redis round trip for the live jobs of the whole page, one addBulk. When
+ * the room runs out, says the last obligation offered: the next tick starts after it.
+ */
+async function offerPage(
+  ctx: PipelineContext,
+  rows: OrphanRow[],
+  pageAfter: string | null,
+  room: number,
+  summary: ScanSummary,
+): Promise<{ added: number; lastOffered?: string }> {
+  const live = await liveRetriggerJobs(ctx.queues, rows.map((r) => r.obligationId));
+  let cut = rows.length;
+  let admitted = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i]!;
+    if (live.has(row.obligationId) || row.attemptCount >= ctx.settings.HEALING_ATTEMPTS) continue;
+    if (admitted === room) {
+      cut = i;
+      break;
+    }
+    admitted++;
+  }
+  const offered = rows.slice(0, cut);
+  summary.found += offered.length;
+  const fresh: string[] = [];
+  for (const orphan of offered) {
+    if (live.has(orphan.obligationId)) {
+      if (orphan.attemptCount >= ctx.settings.HEALING_ATTEMPTS) summary.awaitingFinalFailure++;
+      else summary.alreadyQueued++;
+    } else if (orphan.attemptCount >= ctx.settings.HEALING_ATTEMPTS) {
+      await escalateByBackstop(ctx, orphan, summary);
+    } else {
+      fresh.push(orphan.obligationId);
+    }
+  }
+  let added = 0;
+  for (const job of await addRetriggers(ctx.queues, ctx.settings, fresh)) {
+    if (job.added) {
+      summary.enqueued++;
+      added++;
+    } else summary.alreadyQueued++;
+  }
+  if (cut === rows.length) return { added };
+  return { added, lastOffered: offered.length > 0 ? offered[offered.length - 1]!.obligationId : pageAfter ?? NIL_UUID };
+}
+
+async function escalateByBackstop(ctx: PipelineContext, orphan: OrphanRow, summary: ScanSummary): Promise<void> {
+  const outcome = await ctx.database.db.transaction((tx) =>
+    escalateToSuspense(tx, orphan.obligationId, {
+      actor: "dispersal-healing-backstop",
+      reason: `round used all ${orphan.attemptCount} attempts and its final failure was never escalated`,
+      attemptCount: orphan.attemptCount,
+    }),
+  );
+  if (outcome === "escalated") summary.escalatedByBackstop++;
+}
+
 export function scanProcessor(ctx: PipelineContext) {
-  return async function processScan(job: Job<{ requestedBy?: string }>): Promise<Omit<ScanSummary, "jobIds"> & { jobs: number }> {
-    const { jobIds, ...rest } = await scanForOrphans(ctx, typeof job.data?.requestedBy === "string" ? job.data.requestedBy.slice(0, 200) : "scan");
-    return { ...rest, jobs: jobIds.length };
+  return async function processScan(job: Job<{ requestedBy?: string }>): Promise<ScanSummary> {
+    return scanForOrphans(ctx, typeof job.data?.requestedBy === "string" ? job.data.requestedBy.slice(0, 200) : "scan");
   };
+}
+
+/**
+ * Called by the workers every so often: when a tick stopped at the cap (its cursor is in Redis) and
+ * the backlog has drained to half the cap, ask for the next tick at once rather than at the next
+ * scheduled scan. One such request is live at a time, whichever process asks.
+ */
+export async function requestTopUpWhenDrained(ctx: PipelineContext): Promise<boolean> {
+  if ((await readScanCursor(ctx.queues)) === null) return false;
+  if ((await retriggerBacklog(ctx.queues)) > ctx.settings.HEALING_MAX_BACKLOG / 2) return false;
+  await ctx.queues.healing.add(JOB.scan, { requestedBy: "top-up" }, {
+    deduplication: { id: "top-up" },
+    removeOnComplete: { count: 200 },
+    removeOnFail: { count: 200 },
+  });
+  return true;
 }

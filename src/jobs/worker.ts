@@ -8,7 +8,13 @@ import type { PipelineContext } from "./context.js";
 import { escalateFailedJob } from "./escalate.js";
 import { reconcileProcessor } from "./reconcile.js";
 import { retriggerProcessor } from "./retrigger.js";
-import { scanProcessor } from "./scan.js";
+import { requestTopUpWhenDrained, scanProcessor } from "./scan.js";
+import { DispersalBatches } from "./dispersalBatches.js";
+
+/** How long a batch waits for more of the jobs being fetched at the same moment. */
+const BATCH_LINGER_MS = 5;
+/** How often each process checks whether the backlog has drained enough for the scan's next tick. */
+const TOP_UP_CHECK_MS = 500;
 
 export interface Workers {
   workers: Worker[];
@@ -29,7 +35,8 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
     // A killed worker's job is taken over, not failed: crashes are not the obligation's fault.
     maxStalledCount: 10,
   };
-  const retrigger = new Worker<RetriggerJobData>(QUEUE.retrigger, retriggerProcessor(ctx), {
+  const batches = ctx.settings.HEALING_BATCH_SIZE > 1 ? new DispersalBatches(ctx, { maxSize: ctx.settings.HEALING_BATCH_SIZE, lingerMs: BATCH_LINGER_MS }) : undefined;
+  const retrigger = new Worker<RetriggerJobData>(QUEUE.retrigger, retriggerProcessor(ctx, batches), {
     ...common,
     concurrency: options.concurrency ?? ctx.settings.WORKER_CONCURRENCY,
   });
@@ -49,7 +56,18 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
       if (worker !== retrigger) ctx.log.error({ queue: worker.name, jobId: job?.id, error: error.message }, "job failed");
     });
   }
-  ctx.log.info({ concurrency: retrigger.concurrency, prefix: ctx.queues.prefix }, "workers started");
+  ctx.log.info({ concurrency: retrigger.concurrency, batchSize: ctx.settings.HEALING_BATCH_SIZE, prefix: ctx.queues.prefix }, "workers started");
+
+  // The scan stops at HEALING_MAX_BACKLOG; whoever sees the backlog drained asks for the next tick.
+  let checking = false;
+  const topUp = setInterval(() => {
+    if (checking) return;
+    checking = true;
+    requestTopUpWhenDrained(ctx)
+      .catch((error: Error) => ctx.log.warn({ error: error.message }, "backlog top-up check failed"))
+      .finally(() => (checking = false));
+  }, TOP_UP_CHECK_MS);
+  topUp.unref();
 
   const settled = async () => {
     while (pending.size > 0) await Promise.allSettled([...pending]);
@@ -58,7 +76,9 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
     workers,
     settled,
     close: async () => {
+      clearInterval(topUp);
       await Promise.all(workers.map((w) => w.close()));
+      await batches?.drained();
       await settled();
     },
   };

@@ -67,7 +67,7 @@ describe("the healing pipeline", () => {
     await db.execute(sql`update mortgage_positions set units = 10000 where mortgage_id = ${given.mortgageId}::uuid`);
 
     const { jobId } = await requeueEscalation(ctx, given.obligationId, "alice", "cli");
-    await waitFor(async () => (await ctx.queues.retrigger.getJob(jobId))?.isCompleted(), { timeoutMs: 20_000, what: "the requeued job" });
+    await waitFor(async () => (await ctx.queues.retrigger.getJob(jobId!))?.isCompleted(), { timeoutMs: 20_000, what: "the requeued job" });
 
     expect(await healingRow(given.obligationId)).toMatchObject({ status: "resolved", attempt_count: 1 });
     expect(await postings(given.obligationId, "REVERSAL")).toHaveLength(1);
