@@ -51,7 +51,7 @@ export const configSchema = z.object({
       }
       return parsed;
     }),
-  WORKER_CONCURRENCY: positiveInt(16),
+  WORKER_CONCURRENCY: positiveInt(200),
   WORKER_LOCK_DURATION_MS: positiveInt(30_000),
   WORKER_STALLED_INTERVAL_MS: positiveInt(30_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt(30_000),

@@ -45,19 +45,30 @@ interface Waiting {
 export class DispersalBatches {
   private waiting: Waiting[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private firstArrival = 0;
   private readonly running = new Set<Promise<void>>();
+  /** Batches committed and the obligations in them, since start (the average batch size shows whether batching happens). */
+  readonly committed = { batches: 0, obligations: 0 };
 
+  /**
+   * maxSize: HEALING_BATCH_SIZE. A batch closes when it is full, when no job has joined it for
+   * `lingerMs` (the worker fetches the jobs of a deep queue back to back, a fraction of a millisecond
+   * apart, so a pause means the burst is over), or `maxWaitMs` after its first job at the latest.
+   */
   constructor(
     private readonly ctx: PipelineContext,
-    private readonly options: { maxSize: number; lingerMs: number },
+    private readonly options: { maxSize: number; lingerMs: number; maxWaitMs: number },
   ) {}
 
   /** Resolves when the batch holding this obligation has committed or given up; never rejects. */
   disperse(request: BatchRequest): Promise<BatchOutcome> {
     return new Promise((resolve) => {
+      if (this.waiting.length === 0) this.firstArrival = Date.now();
       this.waiting.push({ request, resolve });
-      if (this.waiting.length >= this.options.maxSize) this.flush();
-      else this.timer ??= setTimeout(() => this.flush(), this.options.lingerMs);
+      if (this.waiting.length >= this.options.maxSize) return this.flush();
+      clearTimeout(this.timer);
+      const wait = Math.max(0, Math.min(this.options.lingerMs, this.firstArrival + this.options.maxWaitMs - Date.now()));
+      this.timer = setTimeout(() => this.flush(), wait);
     });
   }
 
@@ -95,16 +106,19 @@ export class DispersalBatches {
       outcomes = await this.ctx.database.db.transaction(async (tx) => {
         const dispersals = await disperseObligations(tx, members.map((m) => m.request.obligationId));
         const results = new Map<string, BatchOutcome>();
-        for (const { request } of members) {
-          const dispersal = dispersals.get(request.obligationId)!;
-          if (dispersal.outcome === "rejected") {
-            results.set(request.obligationId, { kind: "failed", error: dispersal.error });
-            continue;
-          }
-          // The same bookkeeping as one obligation alone: resolved status, REVERSAL of its suspense, audit.
-          const resolution = await resolveHealing(tx, request.obligationId, request.attempt, { actor: request.actor, ...(request.jobId ? { jobId: request.jobId } : {}) });
-          results.set(request.obligationId, { kind: "dispersed", dispersal: dispersal.dispersal, resolvedEscalation: resolution.reversal !== undefined });
-        }
+        // The same bookkeeping as one obligation alone (resolved status, REVERSAL of its suspense,
+        // audit), each obligation's own rows; sent together, so the round trips overlap.
+        await Promise.all(
+          members.map(async ({ request }) => {
+            const dispersal = dispersals.get(request.obligationId)!;
+            if (dispersal.outcome === "rejected") {
+              results.set(request.obligationId, { kind: "failed", error: dispersal.error });
+              return;
+            }
+            const resolution = await resolveHealing(tx, request.obligationId, request.attempt, { actor: request.actor, ...(request.jobId ? { jobId: request.jobId } : {}) });
+            results.set(request.obligationId, { kind: "dispersed", dispersal: dispersal.dispersal, resolvedEscalation: resolution.reversal !== undefined });
+          }),
+        );
         failpoint("batch.before-commit");
         return results;
       });
@@ -119,6 +133,8 @@ export class DispersalBatches {
       return;
     }
     this.ctx.log.debug({ obligations: members.length, ms: Math.round(performance.now() - started) }, "dispersal batch committed");
+    this.committed.batches++;
+    this.committed.obligations += members.length;
     try {
       failpoint("batch.before-complete");
     } catch {

@@ -11,8 +11,10 @@ import { retriggerProcessor } from "./retrigger.js";
 import { requestTopUpWhenDrained, scanProcessor } from "./scan.js";
 import { DispersalBatches } from "./dispersalBatches.js";
 
-/** How long a batch waits for more of the jobs being fetched at the same moment. */
-const BATCH_LINGER_MS = 5;
+/** A batch closes when no job joined it for this long… */
+const BATCH_LINGER_MS = 3;
+/** …or this long after its first job at the latest (the latency batching adds to one job). */
+const BATCH_MAX_WAIT_MS = 25;
 /** How often each process checks whether the backlog has drained enough for the scan's next tick. */
 const TOP_UP_CHECK_MS = 500;
 
@@ -35,7 +37,7 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
     // A killed worker's job is taken over, not failed: crashes are not the obligation's fault.
     maxStalledCount: 10,
   };
-  const batches = ctx.settings.HEALING_BATCH_SIZE > 1 ? new DispersalBatches(ctx, { maxSize: ctx.settings.HEALING_BATCH_SIZE, lingerMs: BATCH_LINGER_MS }) : undefined;
+  const batches = ctx.settings.HEALING_BATCH_SIZE > 1 ? new DispersalBatches(ctx, { maxSize: ctx.settings.HEALING_BATCH_SIZE, lingerMs: BATCH_LINGER_MS, maxWaitMs: BATCH_MAX_WAIT_MS }) : undefined;
   const retrigger = new Worker<RetriggerJobData>(QUEUE.retrigger, retriggerProcessor(ctx, batches), {
     ...common,
     concurrency: options.concurrency ?? ctx.settings.WORKER_CONCURRENCY,
@@ -79,6 +81,10 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
       clearInterval(topUp);
       await Promise.all(workers.map((w) => w.close()));
       await batches?.drained();
+      if (batches && batches.committed.batches > 0) {
+        const { batches: count, obligations } = batches.committed;
+        ctx.log.info({ batches: count, obligations, averageSize: Number((obligations / count).toFixed(1)) }, "dispersal batches committed");
+      }
       await settled();
     },
   };

@@ -129,7 +129,7 @@ describe("batched healing", () => {
 
   it("commits the batch in one transaction and leaves out, with their own errors, what cannot be dispersed", async () => {
     const pipeline = testPipeline(database);
-    const batches = new DispersalBatches(pipeline.ctx, { maxSize: 20, lingerMs: 50 });
+    const batches = new DispersalBatches(pipeline.ctx, { maxSize: 20, lingerMs: 50, maxWaitMs: 200 });
     const good = await Promise.all(Array.from({ length: 8 }, () => givenSettledObligation(database, { lenders: [7000, 3000] })));
     const noPositions = await givenSettledObligation(database, { lenders: [0, 0] });
     const notSettled = await givenSettledObligation(database, { status: "due" });
