@@ -10,7 +10,7 @@
 // without using an attempt (retrigger.ts putBackForOutage).
 import { isOutage } from "../db/client.js";
 import { disperseObligations, type DispersalResult } from "../db/dispersals.js";
-import { resolveHealing } from "../db/healing.js";
+import { recordFailedAttempt, resolveHealing } from "../db/healing.js";
 import { failpoint } from "../failpoint.js";
 import type { PipelineContext } from "./context.js";
 
@@ -32,8 +32,8 @@ export interface BatchRequest {
 
 export type BatchOutcome =
   | { kind: "dispersed"; dispersal: DispersalResult; resolvedEscalation: boolean }
-  /** Left out of the batch: fail with this error exactly as the job would alone. */
-  | { kind: "failed"; error: unknown }
+  /** Left out of the batch: fail with this error exactly as the job would alone (its failed attempt already written when `attemptRecorded`). */
+  | { kind: "failed"; error: unknown; attemptRecorded?: boolean }
   /** The batch could not commit for a reason that is not the obligation's: run the job alone. */
   | { kind: "alone" };
 
@@ -112,7 +112,11 @@ export class DispersalBatches {
           members.map(async ({ request }) => {
             const dispersal = dispersals.get(request.obligationId)!;
             if (dispersal.outcome === "rejected") {
-              results.set(request.obligationId, { kind: "failed", error: dispersal.error });
+              // A retryable failure uses an attempt: written here, in the batch's commit, instead
+              // of a transaction of its own per job (an escalation storm is 3 of them per obligation).
+              const attemptRecorded = dispersal.error.retryable;
+              if (attemptRecorded) await recordFailedAttempt(tx, request.obligationId, request.attempt, dispersal.error.message, request.jobId);
+              results.set(request.obligationId, { kind: "failed", error: dispersal.error, attemptRecorded });
               return;
             }
             const resolution = await resolveHealing(tx, request.obligationId, request.attempt, { actor: request.actor, ...(request.jobId ? { jobId: request.jobId } : {}) });

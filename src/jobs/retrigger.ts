@@ -55,7 +55,7 @@ export function retriggerProcessor(ctx: PipelineContext, batches?: DispersalBatc
     if (batches) {
       const outcome = await batches.disperse({ obligationId, attempt, actor, ...(job.id ? { jobId: job.id } : {}) });
       if (outcome.kind === "dispersed") return dispersed(ctx, job, obligationId, attempt, outcome.dispersal, outcome.resolvedEscalation, started);
-      if (outcome.kind === "failed") return handleFailure(ctx, job, token, obligationId, attempt, outcome.error);
+      if (outcome.kind === "failed") return handleFailure(ctx, job, token, obligationId, attempt, outcome.error, outcome.attemptRecorded);
     }
     try {
       const { dispersal, resolution } = await ctx.database.db.transaction(async (tx) => {
@@ -84,7 +84,8 @@ function dispersed(ctx: PipelineContext, job: Job<RetriggerJobData>, obligationI
   };
 }
 
-async function handleFailure(ctx: PipelineContext, job: Job<RetriggerJobData>, token: string | undefined, obligationId: string, attempt: number, error: unknown): Promise<never> {
+/** `attemptRecorded`: the batch already wrote the failed attempt in its transaction (the same row recordFailedAttempt writes). */
+async function handleFailure(ctx: PipelineContext, job: Job<RetriggerJobData>, token: string | undefined, obligationId: string, attempt: number, error: unknown, attemptRecorded = false): Promise<never> {
   if (isOutage(error)) return putBackForOutage(ctx, job, token, obligationId, error);
   const message = (error as Error).message ?? String(error);
   if (error instanceof DomainError && !error.retryable) {
@@ -92,7 +93,7 @@ async function handleFailure(ctx: PipelineContext, job: Job<RetriggerJobData>, t
     throw new UnrecoverableError(`${UNRECOVERABLE_PREFIX} ${error.code}: ${message}`);
   }
   try {
-    await recordFailedAttempt(ctx.database.db, obligationId, attempt, message, job.id);
+    if (!attemptRecorded) await recordFailedAttempt(ctx.database.db, obligationId, attempt, message, job.id);
   } catch (recordError) {
     if (isOutage(recordError)) return putBackForOutage(ctx, job, token, obligationId, recordError);
     throw recordError;

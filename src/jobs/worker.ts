@@ -5,7 +5,7 @@ import { Worker, type Job } from "bullmq";
 import { hostname } from "node:os";
 import { QUEUE, type RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
-import { escalateFailedJob } from "./escalate.js";
+import { EscalationBatches, escalateFailedJob } from "./escalate.js";
 import { reconcileProcessor } from "./reconcile.js";
 import { retriggerProcessor } from "./retrigger.js";
 import { requestTopUpWhenDrained, scanProcessor } from "./scan.js";
@@ -38,6 +38,7 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
     maxStalledCount: 10,
   };
   const batches = ctx.settings.HEALING_BATCH_SIZE > 1 ? new DispersalBatches(ctx, { maxSize: ctx.settings.HEALING_BATCH_SIZE, lingerMs: BATCH_LINGER_MS, maxWaitMs: BATCH_MAX_WAIT_MS }) : undefined;
+  const escalations = batches ? new EscalationBatches(ctx, { maxSize: ctx.settings.HEALING_BATCH_SIZE, lingerMs: BATCH_LINGER_MS }) : undefined;
   const retrigger = new Worker<RetriggerJobData>(QUEUE.retrigger, retriggerProcessor(ctx, batches), {
     ...common,
     concurrency: options.concurrency ?? ctx.settings.WORKER_CONCURRENCY,
@@ -48,7 +49,7 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
 
   const pending = new Set<Promise<unknown>>();
   retrigger.on("failed", (job: Job<RetriggerJobData> | undefined, error: Error) => {
-    const escalation = escalateFailedJob(ctx, job, error).catch(() => {});
+    const escalation = escalateFailedJob(ctx, job, error, escalations).catch(() => {});
     pending.add(escalation);
     void escalation.finally(() => pending.delete(escalation));
   });
@@ -81,6 +82,7 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
       clearInterval(topUp);
       await Promise.all(workers.map((w) => w.close()));
       await batches?.drained();
+      await escalations?.drained();
       if (batches && batches.committed.batches > 0) {
         const { batches: count, obligations } = batches.committed;
         ctx.log.info({ batches: count, obligations, averageSize: Number((obligations / count).toFixed(1)) }, "dispersal batches committed");
