@@ -12,9 +12,9 @@ import { requestTopUpWhenDrained, scanProcessor } from "./scan.js";
 import { DispersalBatches } from "./dispersalBatches.js";
 
 /** A batch closes when no job joined it for this long… */
-const BATCH_LINGER_MS = 3;
+const BATCH_LINGER_MS = 5;
 /** …or this long after its first job at the latest (the latency batching adds to one job). */
-const BATCH_MAX_WAIT_MS = 25;
+const BATCH_MAX_WAIT_MS = 50;
 /** How often each process checks whether the backlog has drained enough for the scan's next tick. */
 const TOP_UP_CHECK_MS = 500;
 
