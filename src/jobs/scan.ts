@@ -89,9 +89,11 @@ async function scanTick(ctx: PipelineContext, summary: ScanSummary, lock: ScanLo
 }
 
 /**
- * Escalates the page's exhausted rounds that have no live job (the backstop) and enqueues the rest
- * that fit in `room`. One Redis round trip for the live jobs of the whole page, one addBulk. When
- * the room runs out, says the last obligation offered: the next tick starts after it.
+ * Escalates the page's exhausted rounds that have no live job (the backstop) and enqueues the rest,
+ * in id order, as long as they fit in `room`: one Redis round trip for the live jobs of the page's
+ * exhausted rounds (usually none), one addBulk for the rest (BullMQ's deduplication keeps a live
+ * job and costs no room; its room is offered to the next orphans). When the room runs out, says
+ * the last obligation offered: the next tick starts after it.
  */
 async function offerPage(
   ctx: PipelineContext,
@@ -100,40 +102,33 @@ async function offerPage(
   room: number,
   summary: ScanSummary,
 ): Promise<{ added: number; lastOffered?: string }> {
-  const live = await liveRetriggerJobs(ctx.queues, rows.map((r) => r.obligationId));
-  let cut = rows.length;
-  let admitted = 0;
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i]!;
-    if (live.has(row.obligationId) || row.attemptCount >= ctx.settings.HEALING_ATTEMPTS) continue;
-    if (admitted === room) {
-      cut = i;
-      break;
-    }
-    admitted++;
-  }
-  const offered = rows.slice(0, cut);
-  summary.found += offered.length;
-  const fresh: string[] = [];
-  for (const orphan of offered) {
-    if (live.has(orphan.obligationId)) {
-      if (orphan.attemptCount >= ctx.settings.HEALING_ATTEMPTS) summary.awaitingFinalFailure++;
-      else summary.alreadyQueued++;
-    } else if (orphan.attemptCount >= ctx.settings.HEALING_ATTEMPTS) {
-      await escalateByBackstop(ctx, orphan, summary);
-    } else {
-      fresh.push(orphan.obligationId);
-    }
-  }
+  const attempts = ctx.settings.HEALING_ATTEMPTS;
+  const live = await liveRetriggerJobs(ctx.queues, rows.filter((r) => r.attemptCount >= attempts).map((r) => r.obligationId));
   let added = 0;
-  for (const job of await addRetriggers(ctx.queues, ctx.settings, fresh)) {
-    if (job.added) {
-      summary.enqueued++;
-      added++;
-    } else summary.alreadyQueued++;
+  for (let i = 0; i < rows.length; ) {
+    const fresh: string[] = [];
+    let j = i;
+    for (; j < rows.length; j++) {
+      if (rows[j]!.attemptCount >= attempts) continue;
+      if (fresh.length === room - added) break;
+      fresh.push(rows[j]!.obligationId);
+    }
+    if (j === i) return { added, lastOffered: i > 0 ? rows[i - 1]!.obligationId : pageAfter ?? NIL_UUID };
+    summary.found += j - i;
+    for (const orphan of rows.slice(i, j)) {
+      if (orphan.attemptCount < attempts) continue;
+      if (live.has(orphan.obligationId)) summary.awaitingFinalFailure++;
+      else await escalateByBackstop(ctx, orphan, summary);
+    }
+    for (const job of await addRetriggers(ctx.queues, ctx.settings, fresh)) {
+      if (job.added) {
+        added++;
+        summary.enqueued++;
+      } else summary.alreadyQueued++;
+    }
+    i = j;
   }
-  if (cut === rows.length) return { added };
-  return { added, lastOffered: offered.length > 0 ? offered[offered.length - 1]!.obligationId : pageAfter ?? NIL_UUID };
+  return { added };
 }
 
 async function escalateByBackstop(ctx: PipelineContext, orphan: OrphanRow, summary: ScanSummary): Promise<void> {
