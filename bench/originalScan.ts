@@ -36,7 +36,7 @@ export async function runOriginalScan(database: Database, queues: Queues, option
         select status, attempt_count from dispersal_healing_attempts where obligation_id = ${obligationId}::uuid`;
       if (entries.length === 0 && healing?.status !== "escalated") {
         orphansInSample++;
-        await queues.retrigger.add(JOB.retrigger, { obligationId, requestedBy: "original-scan" }, retriggerJobOptions(obligationId, { attempts: 3, backoffMs: options.backoffMs }));
+        await queues.retrigger.add(JOB.retrigger, { obligationId }, retriggerJobOptions(obligationId, { attempts: 3, backoffMs: options.backoffMs }));
       }
     }
     const sampleMs = performance.now() - sampleStarted;

@@ -3,18 +3,20 @@ import { Command, InvalidArgumentError } from "commander";
 import { userInfo } from "node:os";
 import { ConfigError, loadConfig } from "./config.js";
 import { DomainError, InfrastructureError } from "./domain/errors.js";
+import { normaliseId } from "./domain/ids.js";
 import { connectDatabase } from "./db/client.js";
 import { listEscalations } from "./db/healing.js";
 import { migrateDatabase } from "./db/migrate.js";
 import { seedDemo, seedObligations } from "./db/seed.js";
 import { startHttpServer } from "./dashboard/app.js";
 import { reconcileLedger } from "./jobs/reconcile.js";
-import { requeueEscalation } from "./jobs/requeue.js";
+import { requestRequeue } from "./jobs/requeue.js";
+import { requeueReasonSchema } from "./domain/requeueReason.js";
 import { scanAndWait } from "./jobs/scanAndWait.js";
 import { scanForOrphans } from "./jobs/scan.js";
 import { startWorkers } from "./jobs/worker.js";
 import { log } from "./log.js";
-import { upsertSchedulers } from "./queues/schedulers.js";
+import { keepSchedules } from "./queues/schedulers.js";
 import { openRuntime, type Runtime } from "./runtime.js";
 
 const program = new Command("dispersal").description("Self-healing dispersal of settled mortgage obligations").showHelpAfterError();
@@ -23,6 +25,13 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("must be a positive integer");
   return n;
+}
+
+/** Collects variadic ids: any 8-4-4-4-12 hexadecimal id (as Postgres's uuid holds it), lower-cased. */
+function obligationIds(value: string, previous: string[] = []): string[] {
+  const id = normaliseId(value);
+  if (!id) throw new InvalidArgumentError("must be a UUID (8-4-4-4-12 hexadecimal)");
+  return [...previous, id];
 }
 
 function print(value: unknown): void {
@@ -81,11 +90,11 @@ program
   .option("--concurrency <n>", "retrigger jobs processed at once (default WORKER_CONCURRENCY)", positiveInt)
   .action(async (opts: { concurrency?: number }) => {
     await withRuntime({ migrate: true, name: "dispersal-start" }, async ({ ctx, config }) => {
-      await upsertSchedulers(ctx.queues, config);
+      const schedules = await keepSchedules(ctx.queues, config, log);
       const workers = startWorkers(ctx, opts);
       const http = await startHttpServer(ctx, config);
       log.info({ url: http.url }, "dispersal-healing started");
-      await untilSignal([() => http.close(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
+      await untilSignal([() => schedules.stop(), () => http.close(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
@@ -95,9 +104,9 @@ program
   .option("--concurrency <n>", "retrigger jobs processed at once (default WORKER_CONCURRENCY)", positiveInt)
   .action(async (opts: { concurrency?: number }) => {
     await withRuntime({ migrate: true, name: "dispersal-worker" }, async ({ ctx, config }) => {
-      await upsertSchedulers(ctx.queues, config);
+      const schedules = await keepSchedules(ctx.queues, config, log);
       const workers = startWorkers(ctx, opts);
-      await untilSignal([() => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
+      await untilSignal([() => schedules.stop(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
@@ -106,10 +115,10 @@ program
   .description("the HTTP server: Bull Board, ops API and page, health, metrics")
   .action(async () => {
     await withRuntime({ migrate: true, name: "dispersal-server" }, async ({ ctx, config }) => {
-      await upsertSchedulers(ctx.queues, config);
+      const schedules = await keepSchedules(ctx.queues, config, log);
       const http = await startHttpServer(ctx, config);
       log.info({ url: http.url }, "dispersal-healing server started");
-      await untilSignal([() => http.close()], config.SHUTDOWN_TIMEOUT_MS);
+      await untilSignal([() => schedules.stop(), () => http.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
@@ -149,17 +158,33 @@ program
     });
   });
 
+/**
+ * Whoever runs the CLI holds the database and Redis credentials, so the name given cannot be
+ * checked: it is required (no silent default), and the OS user is recorded beside it. For the same
+ * reason the CLI takes no part in four eyes: with REQUEUE_APPROVALS=2 it refuses, and requests and
+ * approvals go through the ops API or page, where every operator is authenticated.
+ */
 program
   .command("requeue")
-  .description("requeue escalated obligations for a new round of 3 attempts")
-  .argument("<obligationId...>", "one or more obligation ids")
-  .option("--actor <name>", "operator name for the audit log", `cli:${userInfo().username}`)
-  .action(async (ids: string[], opts: { actor: string }) => {
-    await withRuntime({ name: "dispersal-cli" }, async ({ ctx }) => {
+  .description("requeue escalated obligations for a new round of attempts (REQUEUE_APPROVALS=1 only)")
+  .argument("<obligationId...>", "one or more obligation ids", obligationIds)
+  .requiredOption("--reason <text>", "why a new round will succeed (recorded in the audit log)")
+  .requiredOption("--actor <name>", "your operator name, recorded with channel cli and your OS user")
+  .action(async (obligationIds: string[], opts: { reason: string; actor: string }) => {
+    const reason = requeueReasonSchema.safeParse(opts.reason);
+    if (!reason.success) throw new InvalidArgumentError(`--reason: ${reason.error.issues[0]?.message}`);
+    const actor = opts.actor.trim();
+    if (!/^[A-Za-z0-9._@-]{1,100}$/.test(actor)) throw new InvalidArgumentError("--actor must be an operator name (letters, digits, ._@-)");
+    await withRuntime({ name: "dispersal-cli" }, async ({ ctx, config }) => {
+      if (config.REQUEUE_APPROVALS === 2) {
+        process.stderr.write("REQUEUE_APPROVALS=2: a requeue needs a second operator; request it on the ops page or with POST /api/escalations/<id>/requeue\n");
+        process.exitCode = 2;
+        return;
+      }
       const results = [];
-      for (const id of ids) {
+      for (const id of obligationIds) {
         try {
-          results.push({ ...(await requeueEscalation(ctx, id, opts.actor, "cli")), requeued: true });
+          results.push({ ...(await requestRequeue(ctx, id, { actor, channel: "cli", reason: reason.data, metadata: { osUser: userInfo().username } })), requeued: true });
         } catch (error) {
           if (!(error instanceof DomainError)) throw error;
           results.push({ obligationId: id, requeued: false, code: error.code, error: error.message });

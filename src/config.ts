@@ -1,4 +1,5 @@
 // Every environment variable the service reads, parsed and validated once. Nothing else reads process.env.
+import { isIP } from "node:net";
 import { z } from "zod";
 
 export class ConfigError extends Error {
@@ -65,10 +66,47 @@ export const configSchema = z.object({
   HEALING_BATCH_SIZE: positiveInt(100),
   INFRA_RETRY_DELAY_MS: positiveInt(5_000),
   RECONCILIATION_CRON: z.string().min(9).default("0 7 * * *"),
+  /** Operators needed to requeue an escalation: 1, or 2 (four eyes: a second operator approves). (Default: 1) */
+  REQUEUE_APPROVALS: z.enum(["1", "2"]).default("1").transform((v) => Number(v) as 1 | 2),
+  /** How often every process checks the scan and reconciliation schedules and puts back a missing one. (Default: 30 s) */
+  SCHEDULE_CHECK_EVERY_MS: positiveInt(30_000),
+  /** Which proxies' X-Forwarded-* headers to believe (express "trust proxy"). (Default: none) */
+  TRUST_PROXY: z
+    .string()
+    .default("")
+    .transform((value, ctx) => {
+      const trusted = parseTrustProxy(value);
+      if (trusted === undefined) {
+        ctx.addIssue({ code: "custom", message: "must be a number of hops, or a comma list of addresses, subnets, loopback, linklocal, uniquelocal (not true: that would believe any client)" });
+        return z.NEVER;
+      }
+      return trusted;
+    }),
+  /** Failed sign-ins one client address may make per window before 429. (Default: 10) */
+  SIGN_IN_FAILURES_PER_ADDRESS: positiveInt(10),
+  /** Failed sign-ins for one user name, from any address, per window before that name is throttled. (Default: 5) */
+  SIGN_IN_FAILURES_PER_USER: positiveInt(5),
+  /** The sign-in throttling window, and how long a throttled client waits. (Default: 900 s) */
+  SIGN_IN_WINDOW_SECONDS: positiveInt(900),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
 export type Config = z.infer<typeof configSchema>;
+
+/** false (trust nobody), a hop count, or the list express hands to proxy-addr; undefined when invalid. */
+function parseTrustProxy(value: string): false | number | string[] | undefined {
+  const trimmed = value.trim();
+  if (trimmed === "" || trimmed === "false") return false;
+  if (/^\d+$/.test(trimmed)) return Number(trimmed);
+  const items = trimmed.split(",").map((s) => s.trim()).filter(Boolean);
+  const valid = items.every((item) => {
+    if (["loopback", "linklocal", "uniquelocal"].includes(item)) return true;
+    const [address, prefix, ...rest] = item.split("/");
+    if (rest.length > 0 || !address || isIP(address) === 0) return false;
+    return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (isIP(address) === 4 ? 32 : 128));
+  });
+  return valid && items.length > 0 ? items : undefined;
+}
 export type OpsUser = Config["OPS_USERS"][number];
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {

@@ -2,36 +2,56 @@
 // HTTP (httpErrors.ts). Money leaves as strings of integer cents.
 import express, { Router, type Request } from "express";
 import { z } from "zod";
+import { idSchema } from "../domain/ids.js";
 import { listEscalations, type EscalationView } from "../db/healing.js";
 import { latestReconciliation } from "../db/reconciliation.js";
+import { listPendingRequeues } from "../db/requeueRequests.js";
+import { requeueReasonSchema } from "../domain/requeueReason.js";
 import type { PipelineContext } from "../jobs/context.js";
-import { requeueEscalation } from "../jobs/requeue.js";
+import { approveRequeue, requestRequeue, withdrawRequeue } from "../jobs/requeue.js";
 import { operatorOf, requireOperatorRole } from "./auth.js";
 import { HttpError, notFound } from "./httpErrors.js";
-import { MAX_BULK_REQUEUE, requeueMany } from "./requeueMany.js";
+import { MAX_BULK_REQUEUE, dryRunRequeueMany, requeueMany } from "./requeueMany.js";
 import { requestScan } from "./scanRequest.js";
 
 export const BODY_LIMIT = "64kb";
 
 const healingStatus = z.enum(["escalated", "requeued", "retrying", "resolved"]);
-const obligationId = z.uuid({ error: "must be a UUID" });
+const obligationId = idSchema;
 
 const listQuery = z.strictObject({
   status: healingStatus.default("escalated"),
-  mortgageId: z.uuid({ error: "must be a UUID" }).optional(),
+  mortgageId: idSchema.optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().max(300).optional(),
 });
 
-/** A timestamptz as Postgres prints it, or ISO 8601: it goes back into SQL as ::timestamptz. */
-const timestamp = z.string().regex(/^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?\d{2})?)$/);
-const cursorContent = z.tuple([timestamp, z.uuid()]);
+/**
+ * A timestamptz as Postgres prints it, or ISO 8601: it goes back into SQL as ::timestamptz, so every
+ * field must be one Postgres accepts (a hand-made month 13 would otherwise answer 500).
+ */
+const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?(Z|[+-](\d{2})(:?(\d{2}))?)$/;
+const timestamp = z.string().refine(isRealTimestamp, { error: "is not a timestamp" });
+const cursorContent = z.tuple([timestamp, idSchema]);
 
-const bulkBody = z.union([
-  z.strictObject({ obligationIds: z.array(obligationId).min(1).max(MAX_BULK_REQUEUE) }),
+function isRealTimestamp(value: string): boolean {
+  const m = TIMESTAMP.exec(value);
+  if (!m) return false;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  const offsetOk = m[9] === undefined || (Number(m[9]) <= 15 && (m[11] === undefined || Number(m[11]) <= 59));
+  return year >= 1 && month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && second <= 59 && offsetOk;
+}
+
+const requeueBody = z.strictObject({ reason: requeueReasonSchema });
+
+const bulkSelection = z.union([
+  z.strictObject({ obligationIds: z.array(obligationId).min(1).max(MAX_BULK_REQUEUE), reason: z.unknown().optional(), dryRun: z.boolean().optional() }),
   z.strictObject({
     all: z.literal(true),
-    filter: z.strictObject({ mortgageId: z.uuid({ error: "must be a UUID" }).optional() }).default({}),
+    filter: z.strictObject({ mortgageId: idSchema.optional() }).default({}),
+    reason: z.unknown().optional(),
+    dryRun: z.boolean().optional(),
   }),
 ]);
 
@@ -56,7 +76,7 @@ export function apiRoutes(ctx: PipelineContext): Router {
 
   router.post("/escalations/requeue", requireOperatorRole(), async (req, res) => {
     requireJson(req);
-    const body = parse(bulkBody, req.body, "body");
+    const body = parse(bulkSelection, req.body, "body");
     const ids =
       "obligationIds" in body
         ? body.obligationIds
@@ -67,14 +87,34 @@ export function apiRoutes(ctx: PipelineContext): Router {
               limit: MAX_BULK_REQUEUE,
             })
           ).map((e) => e.obligationId);
-    const summary = await requeueMany(ctx, ids, operatorOf(res).name, "api");
+    if (body.dryRun) {
+      res.json(await dryRunRequeueMany(ctx, ids));
+      return;
+    }
+    const reason = parse(requeueReasonSchema, body.reason, "reason");
+    const summary = await requeueMany(ctx, ids, { actor: operatorOf(res).name, channel: "api", reason });
     res.status(summary.interrupted ? 503 : 200).json(summary);
+  });
+
+  router.get("/escalations/requeue/pending", async (_req, res) => {
+    const pending = await listPendingRequeues(ctx.database.db, 500);
+    res.json({ approvalsRequired: ctx.settings.REQUEUE_APPROVALS, pending: pending.map((p) => ({ ...p, amount: p.amount.toString() })) });
   });
 
   router.post("/escalations/:obligationId/requeue", requireOperatorRole(), async (req, res) => {
     const id = parse(obligationId, req.params.obligationId, "obligationId");
-    const result = await requeueEscalation(ctx, id, operatorOf(res).name, "api");
-    res.status(202).json(result);
+    const { reason } = parse(requeueBody, req.body ?? {}, "body");
+    res.status(202).json(await requestRequeue(ctx, id, { actor: operatorOf(res).name, channel: "api", reason }));
+  });
+
+  router.post("/escalations/:obligationId/requeue/approve", requireOperatorRole(), async (req, res) => {
+    const id = parse(obligationId, req.params.obligationId, "obligationId");
+    res.status(202).json(await approveRequeue(ctx, id, operatorOf(res).name, "api"));
+  });
+
+  router.post("/escalations/:obligationId/requeue/withdraw", requireOperatorRole(), async (req, res) => {
+    const id = parse(obligationId, req.params.obligationId, "obligationId");
+    res.status(200).json(await withdrawRequeue(ctx, id, operatorOf(res).name, "api"));
   });
 
   router.post("/healing/scan", requireOperatorRole(), async (_req, res) => {

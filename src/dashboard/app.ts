@@ -13,6 +13,7 @@ import { notFound, respondWithErrors } from "./httpErrors.js";
 import { createMetrics } from "./metrics.js";
 import { opsRoutes } from "./opsPage.js";
 import { auditStateChanges } from "./requestAudit.js";
+import { signInThrottle } from "./signInThrottle.js";
 import { refuseCrossSiteWrites } from "./sameOrigin.js";
 
 export type OperationsApp = Express & {
@@ -23,10 +24,12 @@ export type OperationsApp = Express & {
 export function createApp(ctx: PipelineContext, config: Config): OperationsApp {
   const app = express();
   app.disable("x-powered-by");
+  // X-Forwarded-For/-Host/-Proto are believed only from the proxies TRUST_PROXY names (default: none).
+  app.set("trust proxy", config.TRUST_PROXY);
   app.use(securityHeaders());
   app.use(healthRoutes(ctx));
 
-  app.use(requireCredentials(config.OPS_USERS));
+  app.use(requireCredentials(config.OPS_USERS, signInThrottle(ctx, config)));
   app.use(auditStateChanges(ctx));
   app.use(refuseCrossSiteWrites());
   app.use(viewersReadOnly());

@@ -3,6 +3,7 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import type { OpsUser } from "../config.js";
+import type { SignInThrottle } from "./signInThrottle.js";
 
 export type OpsRole = OpsUser["role"];
 
@@ -41,17 +42,28 @@ function parseBasic(header: string | undefined): { name: string; secret: string 
 
 /**
  * Basic auth for everything mounted after it. With no OPS_USERS the surface is closed (503), never
- * open: a forgotten variable must not publish the requeue button to whoever finds the port.
+ * open: a forgotten variable must not publish the requeue button to whoever finds the port. With a
+ * throttle, failed credentials are counted per client address (req.ip: TRUST_PROXY decides whether
+ * X-Forwarded-For is believed) and per user name, and a throttled attempt gets 429 with Retry-After
+ * before its credentials are even checked.
  */
-export function requireCredentials(users: readonly OpsUser[]): RequestHandler {
-  return (req: Request, res: Response, next: NextFunction) => {
+export function requireCredentials(users: readonly OpsUser[], throttle?: SignInThrottle): RequestHandler {
+  return async (req: Request, res: Response, next: NextFunction) => {
     if (users.length === 0) {
       res.status(503).json({ error: "the operations surface is closed: OPS_USERS is not set (name:role:secret,…)" });
       return;
     }
     const credentials = parseBasic(req.headers.authorization);
+    const address = req.ip ?? req.socket.remoteAddress ?? "unknown";
+    if (credentials && throttle) {
+      const wait = await throttle.waitBeforeTrying(address, credentials.name);
+      if (wait !== undefined) return tooManyFailures(res, wait);
+    }
     const operator = credentials && findOperator(users, credentials.name, credentials.secret);
     if (!operator) {
+      // A request without credentials is a browser's first try, not a guess: not counted.
+      const wait = credentials && throttle ? await throttle.recordFailure(address, credentials.name) : undefined;
+      if (wait !== undefined) return tooManyFailures(res, wait);
       res.setHeader("WWW-Authenticate", REALM);
       res.status(401).json({ error: credentials ? "wrong user name or secret" : "credentials required (HTTP Basic)" });
       return;
@@ -59,6 +71,12 @@ export function requireCredentials(users: readonly OpsUser[]): RequestHandler {
     res.locals.operator = operator;
     next();
   };
+}
+
+function tooManyFailures(res: Response, waitMs: number): void {
+  const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+  res.setHeader("Retry-After", String(seconds));
+  res.status(429).json({ error: `too many failed sign-ins; try again in ${seconds} s` });
 }
 
 export function operatorOf(res: Response): Operator {

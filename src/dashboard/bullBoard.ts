@@ -1,34 +1,42 @@
-// Bull Board at /admin/queues over the three queues: operators get the full board (retry, clean,
-// …, with failed retrigger jobs retried as requeues), viewers a read-only one.
+// Bull Board at /admin/queues over the three queues, allowing what ops needs and nothing that goes
+// around the service: reading everything; retrying a retrigger job, which becomes an audited requeue
+// (bullBoardRetry.ts). Every other write (add, edit data, promote, delay, priority, clean, empty,
+// obliterate, pause, resume, scheduler edits or removal) is refused with 403 before it reaches the
+// board, and the board itself is configured read-only where it can be, so that a route missed here
+// still answers 405. Viewers get a read-only board without retry buttons.
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { ExpressAdapter } from "@bull-board/express";
 import { Router, type Express, type RequestHandler } from "express";
 import type { PipelineContext } from "../jobs/context.js";
 import { QUEUE } from "../queues/names.js";
-import { operatorOf } from "./auth.js";
-import { retryFailedRetriggerAsRequeue } from "./bullBoardRetry.js";
+import { isMutating, operatorOf } from "./auth.js";
+import { retryAsRequeue } from "./bullBoardRetry.js";
 
 export const BULL_BOARD_PATH = "/admin/queues";
 
 const DESCRIPTIONS: Record<string, string> = {
   [QUEUE.healing]: "the scan: finds orphaned obligations and enqueues them",
-  [QUEUE.retrigger]: "one job per orphaned obligation; retrying a failed one requeues its escalation",
+  [QUEUE.retrigger]: "one job per orphaned obligation; retrying one requeues its escalation (audited, in your name)",
   [QUEUE.reconciliation]: "daily reconciliation of the cash ledger",
 };
 
-function board(ctx: PipelineContext, readOnlyMode: boolean): Express {
+function board(ctx: PipelineContext, forOperators: boolean): Express {
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(BULL_BOARD_PATH);
   createBullBoard({
-    queues: ctx.queues.all.map(
-      (queue) => new BullMQAdapter(queue, { readOnlyMode, allowRetries: !readOnlyMode, description: DESCRIPTIONS[queue.name] ?? "" }),
-    ),
+    queues: ctx.queues.all.map((queue) => {
+      // Only the retrigger queue's board is writable (for its retry buttons); refuseOtherWrites() guards the rest of it.
+      const retriable = forOperators && queue.name === ctx.queues.retrigger.name;
+      // allowCompletedRetries is honoured by the adapter (hides retry on completed jobs) but missing from its option type.
+      const options = { readOnlyMode: !retriable, allowRetries: retriable, allowCompletedRetries: false, description: DESCRIPTIONS[queue.name] ?? "" };
+      return new BullMQAdapter(queue, options);
+    }),
     // @bull-board/express 9.10.1 carries its own copy of @bull-board/api 9.10.1: the same shape, another declaration.
     serverAdapter: serverAdapter as unknown as Parameters<typeof createBullBoard>[0]["serverAdapter"],
     options: {
       uiConfig: {
-        boardTitle: readOnlyMode ? "dispersal-healing (read-only)" : "dispersal-healing",
+        boardTitle: forOperators ? "dispersal-healing" : "dispersal-healing (read-only)",
         miscLinks: [{ text: "Ops page", url: "/ops" }],
       },
     },
@@ -37,12 +45,21 @@ function board(ctx: PipelineContext, readOnlyMode: boolean): Express {
 }
 
 export function bullBoardRoutes(ctx: PipelineContext): Router {
-  const forOperators = board(ctx, false);
-  const forViewers = board(ctx, true);
+  const forOperators = board(ctx, true);
+  const forViewers = board(ctx, false);
   const router = Router();
-  router.use(retryFailedRetriggerAsRequeue(ctx));
+  router.use(retryAsRequeue(ctx));
+  router.use(refuseOtherWrites());
   router.use((req, res, next) => mounted(operatorOf(res).role === "operator" ? forOperators : forViewers)(req, res, next));
   return router;
+}
+
+/** Whatever state-changing request the retry routes did not answer: by method, whatever the path says. */
+function refuseOtherWrites(): RequestHandler {
+  return (req, res, next) => {
+    if (!isMutating(req.method)) return next();
+    res.status(403).json({ error: "Bull Board is read-only here except for retrying retrigger jobs (an audited requeue); use the ops page or API" });
+  };
 }
 
 /** What express's app.use does for a sub-app: hand the request back with its own prototypes when the board passes. */

@@ -2,6 +2,7 @@
 // without credentials: load balancers and orchestrators call them.
 import { Router } from "express";
 import type { PipelineContext } from "../jobs/context.js";
+import { schedulesPresent } from "../queues/schedulers.js";
 import { DeadlineExceededError, withinDeadline } from "./deadline.js";
 
 export const READINESS_DEADLINE_MS = 2000;
@@ -14,9 +15,33 @@ export function healthRoutes(ctx: PipelineContext): Router {
   router.get("/readyz", async (_req, res) => {
     const [redis, postgres] = await Promise.all([probeRedis(ctx), probePostgres(ctx)]);
     const down = [...(redis.up ? [] : ["redis"]), ...(postgres.up ? [] : ["postgres"])];
-    res.status(down.length === 0 ? 200 : 503).json({ status: down.length === 0 ? "ready" : "unavailable", down, redis, postgres });
+    // Reported, not a reason to take this process out of service: every process puts a missing schedule back.
+    const schedules = redis.up ? await readSchedules(ctx) : undefined;
+    const missingSchedules = schedules ? Object.entries(schedules).flatMap(([id, present]) => (present ? [] : [id])) : [];
+    // Bull Board cannot pause a queue any more, but redis-cli can: say so rather than stall silently.
+    const pausedQueues = redis.up ? await readPausedQueues(ctx) : undefined;
+    res.status(down.length === 0 ? 200 : 503).json({ status: down.length === 0 ? "ready" : "unavailable", down, redis, postgres, schedules, missingSchedules, pausedQueues });
   });
   return router;
+}
+
+async function readSchedules(ctx: PipelineContext): Promise<Record<string, boolean> | undefined> {
+  try {
+    return await withinDeadline(schedulesPresent(ctx.queues), READINESS_DEADLINE_MS, "schedules");
+  } catch (error) {
+    ctx.log.warn({ error: (error as Error).message }, "readiness: schedules unreadable");
+    return undefined;
+  }
+}
+
+async function readPausedQueues(ctx: PipelineContext): Promise<string[] | undefined> {
+  try {
+    const paused = await withinDeadline(Promise.all(ctx.queues.all.map((q) => q.isPaused())), READINESS_DEADLINE_MS, "paused queues");
+    return ctx.queues.all.filter((_q, i) => paused[i]).map((q) => q.name);
+  } catch (error) {
+    ctx.log.warn({ error: (error as Error).message }, "readiness: paused queues unreadable");
+    return undefined;
+  }
 }
 
 async function probeRedis(ctx: PipelineContext): Promise<Probe> {

@@ -3,6 +3,7 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import { isOutage } from "../db/client.js";
 import { DomainError, NotEscalatedError, ObligationNotFoundError } from "../domain/errors.js";
+import { NoPendingRequeueError, SelfApprovalError } from "../domain/requeueErrors.js";
 import type { Logger } from "../log.js";
 
 export class HttpError extends Error {
@@ -21,6 +22,8 @@ export interface ErrorAnswer {
 export function answerFor(error: unknown): ErrorAnswer | undefined {
   if (error instanceof HttpError) return { status: error.status, body: { error: error.message, ...error.details } };
   if (error instanceof ObligationNotFoundError) return { status: 404, body: { error: error.message, code: error.code } };
+  if (error instanceof SelfApprovalError) return { status: 403, body: { error: error.message, code: error.code } };
+  if (error instanceof NoPendingRequeueError) return { status: 404, body: { error: error.message, code: error.code } };
   if (error instanceof NotEscalatedError) return { status: 409, body: { error: error.message, code: error.code, status: error.status } };
   if (error instanceof DomainError) return { status: 409, body: { error: error.message, code: error.code } };
   if (isOutage(error)) return { status: 503, body: { error: "a backing service (Postgres or Redis) is unavailable; try again shortly" } };

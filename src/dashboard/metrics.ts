@@ -9,6 +9,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import { z } from "zod";
 import type { PipelineContext } from "../jobs/context.js";
 import { UNRECOVERABLE_PREFIX } from "../jobs/retrigger.js";
+import { schedulesPresent } from "../queues/schedulers.js";
 import { withinDeadline } from "./deadline.js";
 
 export interface OperationsMetrics {
@@ -63,6 +64,8 @@ export function createMetrics(ctx: PipelineContext): OperationsMetrics {
     jobsFailed.inc({ queue }, 0);
   }
   jobsUnrecoverable.inc({ queue: ctx.queues.retrigger.name, reason: "malformed_job_data" }, 0);
+  // Jobs for an escalation nobody requeued (added or edited by hand, stale): refused, never dispersed.
+  jobsUnrecoverable.inc({ queue: ctx.queues.retrigger.name, reason: "escalated_without_requeue" }, 0);
 
   new Gauge({
     name: "dispersal_queue_jobs",
@@ -124,6 +127,23 @@ export function createMetrics(ctx: PipelineContext): OperationsMetrics {
   auditCounter("dispersal_escalations_total", "Escalations to SUSPENSE ever made (audit_log)", AUDITED.escalated);
   auditCounter("dispersal_requeues_total", "Manual requeues of escalations ever made (audit_log)", AUDITED.requeued);
   auditCounter("dispersal_escalations_resolved_total", "Escalated obligations finally dispersed (audit_log)", AUDITED.resolved);
+
+  // Schedules (queues/schedulers.ts keeps them present): 0 while one is missing, read from Redis at scrape time.
+  new Gauge({
+    name: "dispersal_schedule_present",
+    help: "1 when the schedule exists in Redis, 0 while it is missing (every process puts it back within SCHEDULE_CHECK_EVERY_MS)",
+    labelNames: ["scheduler"],
+    registers,
+    async collect() {
+      if (ctx.queues.connection.status !== "ready") return;
+      try {
+        const present = await withinDeadline(schedulesPresent(ctx.queues), SCRAPE_DEADLINE_MS, "schedules");
+        for (const [scheduler, isPresent] of Object.entries(present)) this.set({ scheduler }, isPresent ? 1 : 0);
+      } catch (error) {
+        ctx.log.warn({ error: (error as Error).message }, "metrics: schedules unavailable");
+      }
+    },
+  });
 
   // Start at "now" rather than "$": events written between here and the first XREAD are kept.
   const lastEventId = `${Date.now()}-0`;

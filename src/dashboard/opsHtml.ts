@@ -2,6 +2,8 @@
 // escaped. Meant to be read by a tired person at 3 a.m.: big numbers, plain words, one action per row.
 import type { EscalationView } from "../db/healing.js";
 import type { ReconciliationReport } from "../db/reconciliation.js";
+import type { PendingRequeue } from "../db/requeueRequests.js";
+import { MAX_REASON_LENGTH } from "../domain/requeueReason.js";
 import { formatCents } from "../domain/money.js";
 import type { Operator } from "./auth.js";
 
@@ -22,6 +24,9 @@ export interface OpsView {
   now: Date;
   bullBoardPath: string;
   retriggerQueue: string;
+  /** Requeue requests waiting for a second operator (REQUEUE_APPROVALS=2). */
+  pending: PendingRequeue[];
+  approvalsRequired: 1 | 2;
 }
 
 export function escapeHtml(value: unknown): string {
@@ -134,6 +139,7 @@ ${view.flash ? html`<div class="flash ${view.flash.kind}" role="status">${view.f
 <h2 id="open">Open escalations <span class="count ${view.open.length === 0 ? "zero" : ""}">${view.open.length}${view.openTruncated ? "+" : ""}</span></h2>
 <p class="muted">Settled cash that could not be dispersed after every attempt; it sits in SUSPENSE. Fix the cause (positions, data), then requeue.</p>
 <section aria-labelledby="open">${openTable(view, canAct)}</section>
+${view.approvalsRequired === 2 || view.pending.length > 0 ? pendingSection(view, canAct) : ""}
 <h2 id="in-progress">In progress (requeued) <span class="count neutral">${view.inProgress.length}</span></h2>
 <section aria-labelledby="in-progress">${progressTable(view.inProgress, view)}</section>
 <h2 id="resolved">Recently resolved</h2>
@@ -184,10 +190,35 @@ function openTable(view: OpsView, canAct: boolean): Html {
   return html`<form class="card" method="post" action="/ops/requeue">
     <input type="hidden" name="_token" value="${view.formToken}">
     ${table}
-    <div class="actions"><button type="submit" name="selected" value="1">Requeue selected</button>
-      <span class="muted">Each requeue starts a new round of attempts and is audited in your name.</span></div>
+    <div class="actions">
+      <label>Reason <input type="text" name="reason" required maxlength="${MAX_REASON_LENGTH}" size="48" placeholder="why will a new round succeed?" aria-label="reason for the requeue"></label>
+      <button type="submit" name="selected" value="1">Requeue selected</button>
+      <button class="secondary" type="submit" name="dryRun" value="1" formnovalidate>Preview (dry run)</button>
+      <span class="muted">${view.approvalsRequired === 2 ? "A second operator must approve each requeue. " : ""}Each requeue starts a new round of attempts and is audited in your name with its reason.</span></div>
     ${more}
   </form>`;
+}
+
+function pendingSection(view: OpsView, canAct: boolean): Html {
+  const rows = view.pending.map((p) => {
+    const own = p.requestedBy === view.operator.name;
+    const form = (action: string, label: string, cls: string) =>
+      html`<form method="post" action="/ops/requeue/${action}" style="display:inline"><input type="hidden" name="_token" value="${view.formToken}"><input type="hidden" name="obligationId" value="${p.obligationId}"><button class="${cls}" type="submit">${label}</button></form>`;
+    return html`<tr data-pending="${p.obligationId}">
+      <td><strong>${p.mortgageReference}</strong><br><span class="mono" title="${p.obligationId}">${p.obligationId.slice(0, 8)}</span></td>
+      <td class="num">${formatCents(p.amount)}</td>
+      <td class="requested-by">${p.requestedBy} <span class="muted">(${p.channel})</span></td>
+      <td class="reason">${p.reason}</td>
+      <td class="num" title="${p.requestedAt}">${age(p.requestedAt, view.now)} ago</td>
+      ${canAct ? html`<td>${own ? html`<span class="muted">your request: another operator approves</span> ` : form("approve", "Approve", "")} ${form("withdraw", "Withdraw", "secondary")}</td>` : ""}
+    </tr>`;
+  });
+  return html`<h2 id="pending">Requeues waiting for approval <span class="count neutral">${view.pending.length}</span></h2>
+<section aria-labelledby="pending">${
+    view.pending.length === 0
+      ? html`<div class="card"><div class="empty">None.</div></div>`
+      : html`<div class="card"><table><thead><tr><th>Mortgage</th><th class="num">Amount</th><th>Asked by</th><th>Why</th><th class="num">Asked</th>${canAct ? html`<th></th>` : ""}</tr></thead><tbody>${rows}</tbody></table></div>`
+  }</section>`;
 }
 
 function progressTable(rows: EscalationView[], view: OpsView): Html {
@@ -213,9 +244,11 @@ function resolvedTable(rows: EscalationView[], view: OpsView): Html {
 }
 
 const CHECK_LABELS: Record<string, string> = {
-  staleOrphans: "Orphans older than one scan interval",
+  staleOrphans: "Orphans past their deadline (scan interval + round backoff + margin)",
+  rejectedOrphans: "Orphans whose retrigger job was refused as unrecoverable",
   conservationDefects: "Dispersals that do not add up to the settled amount",
   escalatedSuspenseMismatch: "Escalations whose SUSPENSE ≠ settled amount",
+  openSuspenseMismatch: "Retrying or requeued obligations whose SUSPENSE is neither 0 nor the settled amount",
   resolvedSuspenseNotCleared: "Resolved escalations with SUSPENSE ≠ 0",
   accountTotalsMismatch: "Accounts whose totals ≠ their journal lines",
   duplicateIdempotencyKeys: "Duplicate idempotency keys",

@@ -2,24 +2,33 @@
 // (requeue, scan now), which answer with a redirect back and a one-time flash message.
 import express, { Router, type Request, type Response } from "express";
 import { z } from "zod";
+import { idSchema } from "../domain/ids.js";
 import type { OpsUser } from "../config.js";
 import { listEscalations } from "../db/healing.js";
 import { latestReconciliation } from "../db/reconciliation.js";
+import { listPendingRequeues } from "../db/requeueRequests.js";
+import { requeueReasonSchema } from "../domain/requeueReason.js";
+import { approveRequeue, withdrawRequeue } from "../jobs/requeue.js";
+import { answerFor } from "./httpErrors.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { BODY_LIMIT } from "./api.js";
 import { formToken, formTokenMatches, operatorOf, requireOperatorRole } from "./auth.js";
 import { BULL_BOARD_PATH } from "./bullBoard.js";
-import { renderOpsPage, type Flash } from "./opsHtml.js";
-import { MAX_BULK_REQUEUE, requeueMany } from "./requeueMany.js";
+import { escapeHtml, renderOpsPage, type Flash } from "./opsHtml.js";
+import { MAX_BULK_REQUEUE, dryRunRequeueMany, requeueMany } from "./requeueMany.js";
 import { requestScan } from "./scanRequest.js";
 
 const OPEN_ROWS = 200;
 const FLASH_COOKIE = "ops_flash";
 
 const requeueForm = z.object({
-  only: z.uuid().optional(),
-  obligationId: z.union([z.uuid(), z.array(z.uuid()).max(MAX_BULK_REQUEUE)]).optional(),
+  only: idSchema.optional(),
+  obligationId: z.union([idSchema, z.array(idSchema).max(MAX_BULK_REQUEUE)]).optional(),
+  reason: z.string().optional(),
+  dryRun: z.string().optional(),
 });
+
+const decisionForm = z.object({ obligationId: idSchema });
 
 export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Router {
   const router = Router();
@@ -28,11 +37,12 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
   router.get("/", async (req, res) => {
     const operator = operatorOf(res);
     const db = ctx.database.db;
-    const [open, inProgress, recentlyResolved, reconciliation] = await Promise.all([
+    const [open, inProgress, recentlyResolved, reconciliation, pending] = await Promise.all([
       listEscalations(db, { status: "escalated", limit: OPEN_ROWS + 1 }),
       listEscalations(db, { status: "requeued", limit: 50 }),
       listEscalations(db, { status: "resolved", limit: 10 }),
       latestReconciliation(db),
+      listPendingRequeues(db, OPEN_ROWS),
     ]);
     const flash = takeFlash(req, res);
     res.setHeader("Cache-Control", "no-store");
@@ -50,6 +60,8 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
         now: new Date(),
         bullBoardPath: BULL_BOARD_PATH,
         retriggerQueue: ctx.queues.retrigger.name,
+        pending,
+        approvalsRequired: ctx.settings.REQUEUE_APPROVALS,
       }),
     );
   });
@@ -61,13 +73,53 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
     if (!form.success) return backWith(res, { kind: "error", text: "The form was not understood (an obligation id is not a UUID, or too many were selected)." });
     const selected = form.data.only ? [form.data.only] : [form.data.obligationId ?? []].flat();
     if (selected.length === 0) return backWith(res, { kind: "warn", text: "Nothing selected: tick the escalations to requeue first." });
-    const summary = await requeueMany(ctx, selected, operator.name, "ops-page");
-    const refusals = summary.results.flatMap((r) => (r.outcome === "requeued" ? [] : [`${r.obligationId.slice(0, 8)}: ${r.error}`]));
+    if (form.data.dryRun) {
+      const preview = await dryRunRequeueMany(ctx, selected);
+      const skipped = Object.entries(preview.skippedBecause).map(([why, n]) => `${n} ${why.replaceAll("_", " ")}`).join(", ");
+      const verb = preview.approvalsRequired === 2 ? "would wait for approval" : "would be requeued";
+      return backWith(res, { kind: preview.skipped === 0 ? "ok" : "warn", text: `Dry run: ${preview.wouldRequeue} ${verb}; ${preview.skipped} skipped${skipped ? ` (${skipped})` : ""}. Nothing was changed.` });
+    }
+    const reason = requeueReasonSchema.safeParse(form.data.reason ?? "");
+    if (!reason.success) return backWith(res, { kind: "error", text: "Give a reason for the requeue: why will a new round succeed?" }, 400);
+    const summary = await requeueMany(ctx, selected, { actor: operator.name, channel: "ops-page", reason: reason.data });
+    const refusals = summary.results.flatMap((r) => (r.outcome === "refused" || r.outcome === "not-attempted" ? [`${r.obligationId.slice(0, 8)}: ${r.error}`] : []));
     const text = [
       summary.requeued > 0 ? `Requeued ${summary.requeued} escalation${summary.requeued === 1 ? "" : "s"} for a new round.` : "",
+      summary.pendingApproval > 0 ? `Requested ${summary.pendingApproval} requeue${summary.pendingApproval === 1 ? "" : "s"}: waiting for another operator's approval.` : "",
       refusals.length > 0 ? `Not requeued (${refusals.length}): ${refusals.slice(0, 3).join("; ")}${refusals.length > 3 ? " …" : ""}` : "",
     ].filter(Boolean).join(" ");
-    backWith(res, { kind: refusals.length === 0 ? "ok" : summary.requeued > 0 ? "warn" : "error", text });
+    const acted = summary.requeued + summary.pendingApproval;
+    backWith(res, { kind: refusals.length === 0 ? "ok" : acted > 0 ? "warn" : "error", text });
+  });
+
+  router.post("/requeue/approve", requireOperatorRole(), async (req, res) => {
+    const operator = operatorOf(res);
+    if (!formTokenMatches(users, operator, submittedToken(req))) return refuseForm(res);
+    const form = decisionForm.safeParse(req.body ?? {});
+    if (!form.success) return backWith(res, { kind: "error", text: "The form was not understood (the obligation id is not a UUID)." }, 400);
+    try {
+      const approved = await approveRequeue(ctx, form.data.obligationId, operator.name, "ops-page");
+      backWith(res, { kind: "ok", text: `Approved ${approved.requestedBy}'s requeue of ${form.data.obligationId.slice(0, 8)}: round ${approved.round} started.` });
+    } catch (error) {
+      const answer = answerFor(error);
+      if (!answer || answer.status >= 500) throw error;
+      backWith(res, { kind: "error", text: `Not approved: ${answer.body.error}` }, answer.status);
+    }
+  });
+
+  router.post("/requeue/withdraw", requireOperatorRole(), async (req, res) => {
+    const operator = operatorOf(res);
+    if (!formTokenMatches(users, operator, submittedToken(req))) return refuseForm(res);
+    const form = decisionForm.safeParse(req.body ?? {});
+    if (!form.success) return backWith(res, { kind: "error", text: "The form was not understood (the obligation id is not a UUID)." }, 400);
+    try {
+      const withdrawn = await withdrawRequeue(ctx, form.data.obligationId, operator.name, "ops-page");
+      backWith(res, { kind: "ok", text: `Withdrew ${withdrawn.requestedBy}'s requeue request of ${form.data.obligationId.slice(0, 8)}.` });
+    } catch (error) {
+      const answer = answerFor(error);
+      if (!answer || answer.status >= 500) throw error;
+      backWith(res, { kind: "error", text: `Not withdrawn: ${answer.body.error}` }, answer.status);
+    }
   });
 
   router.post("/scan", requireOperatorRole(), async (req, res) => {
@@ -89,11 +141,17 @@ function refuseForm(res: Response): void {
 <p>This form was not sent from this ops page (its token is missing or wrong). <a href="/ops">Back to the ops page</a>.</p>`);
 }
 
-/** Post/redirect/get: the flash rides in a short-lived cookie, not the URL, so links cannot fake it. */
-function backWith(res: Response, flash: Flash): void {
+/**
+ * Post/redirect/get: the flash rides in a short-lived cookie, not the URL, so links cannot fake it.
+ * A refusal keeps its status (400, 403, 404, 409) on a small page linking back, so the audit row and
+ * scripts see what happened; browsers follow the 303 of a success.
+ */
+function backWith(res: Response, flash: Flash, status = 303): void {
   const value = Buffer.from(JSON.stringify(flash)).toString("base64url");
   res.setHeader("Set-Cookie", `${FLASH_COOKIE}=${value}; Path=/ops; Max-Age=60; HttpOnly; SameSite=Strict`);
-  res.redirect(303, "/ops");
+  if (status === 303) return void res.redirect(303, "/ops");
+  res.status(status).type("html").send(`<!doctype html><meta charset="utf-8"><title>Refused</title>
+<meta http-equiv="refresh" content="0; url=/ops"><p>${escapeHtml(flash.text)} <a href="/ops">Back to the ops page</a>.</p>`);
 }
 
 const flashContent = z.object({ kind: z.enum(["ok", "warn", "error"]), text: z.string().max(2000) });

@@ -1,6 +1,8 @@
 // Every state-changing HTTP request of an authenticated user goes to audit_log with the user's name
-// and the outcome, including refused ones: Bull Board's clean, pause and retry buttons leave no
-// other trace.
+// BEFORE it is acted on: a client that hangs up right after sending cannot hide it, and when the row
+// cannot be written (Postgres away) the request is refused, not carried out unaudited. The outcome
+// (status) follows in a second row when the response is finished; audit_log is append-only.
+import { randomUUID } from "node:crypto";
 import type { RequestHandler } from "express";
 import { writeAudit } from "../db/audit.js";
 import type { AuditSeverity } from "../db/schema.js";
@@ -8,26 +10,43 @@ import type { PipelineContext } from "../jobs/context.js";
 import { isMutating, operatorOf } from "./auth.js";
 
 export const HTTP_AUDIT_ACTION = "ops.http_request";
+export const HTTP_OUTCOME_AUDIT_ACTION = "ops.http_response";
 
 export function auditStateChanges(ctx: PipelineContext): RequestHandler {
-  return (req, res, next) => {
+  return async (req, res, next) => {
     if (!isMutating(req.method)) return next();
     const operator = operatorOf(res);
     const path = req.originalUrl.split("?")[0]!.slice(0, 500);
-    res.on("finish", () => {
-      const severity: AuditSeverity = res.statusCode >= 500 ? "error" : res.statusCode >= 400 ? "warning" : "info";
-      const record = {
+    const requestId = randomUUID();
+    const base = { actor: operator.name, resourceType: "http", resourceId: `${req.method} ${path}` };
+    try {
+      await writeAudit(ctx.database.db, {
+        ...base,
         action: HTTP_AUDIT_ACTION,
-        actor: operator.name,
-        resourceType: "http",
-        resourceId: `${req.method} ${path}`,
+        severity: "info",
+        metadata: { requestId, method: req.method, path, role: operator.role, address: req.ip },
+      });
+    } catch (error) {
+      ctx.log.error({ ...base, error: (error as Error).message }, "audit row of an HTTP request could not be written: request refused");
+      res.status(503).json({ error: "the audit log is unavailable, so nothing was changed; try again shortly" });
+      return;
+    }
+    const started = performance.now();
+    let recorded = false;
+    const recordOutcome = () => {
+      if (recorded) return;
+      recorded = true;
+      const severity: AuditSeverity = !res.writableFinished ? "warning" : res.statusCode >= 500 ? "error" : res.statusCode >= 400 ? "warning" : "info";
+      const record = {
+        ...base,
+        action: HTTP_OUTCOME_AUDIT_ACTION,
         severity,
-        metadata: { method: req.method, path, status: res.statusCode, role: operator.role },
+        metadata: { requestId, method: req.method, path, status: res.writableFinished ? res.statusCode : null, role: operator.role, clientHungUp: !res.writableFinished, ms: Math.round(performance.now() - started) },
       };
-      writeAudit(ctx.database.db, record).catch((error: Error) =>
-        ctx.log.error({ ...record, error: error.message }, "audit row of an HTTP request could not be written"),
-      );
-    });
+      writeAudit(ctx.database.db, record).catch((error: Error) => ctx.log.error({ ...record, error: error.message }, "audit row of an HTTP response could not be written"));
+    };
+    res.on("finish", recordOutcome);
+    res.on("close", recordOutcome);
     next();
   };
 }

@@ -1,30 +1,45 @@
 // Requeue of several escalations at once (bulk API, the ops page's "requeue selected"): one by one
-// through the same requeueEscalation as everything else, with a result per obligation.
+// through the same requestRequeue as everything else (so REQUEUE_APPROVALS applies to each), with a
+// result per obligation; or a dry run that says what would happen and changes nothing.
+import { previewRequeues, type RequeuePreview } from "../db/requeueRequests.js";
 import type { PipelineContext } from "../jobs/context.js";
-import { requeueEscalation, type RequeueResult } from "../jobs/requeue.js";
+import { requestRequeue, type PendingRequeueResult, type RequeueChannel, type RequeueResult } from "../jobs/requeue.js";
 import { answerFor } from "./httpErrors.js";
 
 export const MAX_BULK_REQUEUE = 500;
 
 export type RequeueOutcome =
-  | ({ outcome: "requeued" } & RequeueResult)
+  | ({ outcome: "requeued" } & Omit<RequeueResult, "status">)
+  | ({ outcome: "pending_approval" } & Omit<PendingRequeueResult, "status">)
   | { outcome: "refused"; obligationId: string; status: number; code?: string; error: string }
   | { outcome: "not-attempted"; obligationId: string; error: string };
 
 export interface BulkRequeueSummary {
   requested: number;
   requeued: number;
+  /** Requests left waiting for a second operator (REQUEUE_APPROVALS=2). */
+  pendingApproval: number;
   refused: number;
   /** True when an outage stopped the batch: the rest were not attempted. */
   interrupted: boolean;
   results: RequeueOutcome[];
 }
 
+export interface BulkRequeueDryRun {
+  dryRun: true;
+  requested: number;
+  /** Would be requeued (or, with REQUEUE_APPROVALS=2, would wait for approval). */
+  wouldRequeue: number;
+  approvalsRequired: 1 | 2;
+  skipped: number;
+  skippedBecause: Record<string, number>;
+  results: RequeuePreview[];
+}
+
 export async function requeueMany(
   ctx: PipelineContext,
   obligationIds: readonly string[],
-  actor: string,
-  channel: "api" | "ops-page",
+  request: { actor: string; channel: Exclude<RequeueChannel, "bull-board">; reason: string },
 ): Promise<BulkRequeueSummary> {
   const unique = [...new Set(obligationIds)];
   const results: RequeueOutcome[] = [];
@@ -35,10 +50,11 @@ export async function requeueMany(
       continue;
     }
     try {
-      results.push({ outcome: "requeued", ...(await requeueEscalation(ctx, obligationId, actor, channel)) });
+      const { status, ...result } = await requestRequeue(ctx, obligationId, request);
+      results.push(status === "requeued" ? { outcome: "requeued", ...(result as Omit<RequeueResult, "status">) } : { outcome: "pending_approval", ...result });
     } catch (error) {
       const answer = answerFor(error);
-      if (!answer) ctx.log.error({ obligationId, actor, error: (error as Error)?.stack ?? String(error) }, "requeue failed");
+      if (!answer) ctx.log.error({ obligationId, actor: request.actor, error: (error as Error)?.stack ?? String(error) }, "requeue failed");
       if (answer?.status === 503) interrupted = true;
       const code = typeof answer?.body.code === "string" ? answer.body.code : undefined;
       results.push({
@@ -51,5 +67,22 @@ export async function requeueMany(
     }
   }
   const requeued = results.filter((r) => r.outcome === "requeued").length;
-  return { requested: unique.length, requeued, refused: results.length - requeued, interrupted, results };
+  const pendingApproval = results.filter((r) => r.outcome === "pending_approval").length;
+  return { requested: unique.length, requeued, pendingApproval, refused: results.length - requeued - pendingApproval, interrupted, results };
+}
+
+export async function dryRunRequeueMany(ctx: PipelineContext, obligationIds: readonly string[]): Promise<BulkRequeueDryRun> {
+  const results = await previewRequeues(ctx.database.db, obligationIds);
+  const skippedBecause: Record<string, number> = {};
+  for (const r of results) if (r.outcome === "skipped") skippedBecause[r.reason] = (skippedBecause[r.reason] ?? 0) + 1;
+  const wouldRequeue = results.filter((r) => r.outcome === "would_requeue").length;
+  return {
+    dryRun: true,
+    requested: results.length,
+    wouldRequeue,
+    approvalsRequired: ctx.settings.REQUEUE_APPROVALS,
+    skipped: results.length - wouldRequeue,
+    skippedBecause,
+    results,
+  };
 }

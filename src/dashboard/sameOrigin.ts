@@ -1,7 +1,8 @@
 // Cross-site request forgery guard for every state-changing request. Browsers resend cached Basic
 // credentials on any request to this host, so a page elsewhere could otherwise requeue or clean
 // jobs in the operator's name. Browsers label cross-site requests (Sec-Fetch-Site, Origin);
-// clients without those headers (curl, scripts) are not browsers and are let through.
+// clients without those headers (curl, scripts) are not browsers and are let through. The host the
+// browser talked to is req.host: X-Forwarded-Host counts only from a proxy TRUST_PROXY names.
 import type { RequestHandler } from "express";
 import { isMutating } from "./auth.js";
 
@@ -14,7 +15,7 @@ export function refuseCrossSiteWrites(): RequestHandler {
       return;
     }
     const origin = req.get("origin");
-    if (origin !== undefined && !sameHost(origin, req.get("x-forwarded-host") ?? req.get("host"))) {
+    if (origin !== undefined && !sameHost(origin, req.host)) {
       res.status(403).json({ error: "cross-origin request refused (Origin does not match Host)" });
       return;
     }

@@ -2,12 +2,16 @@
 // SUSPENSE, resolution of an escalated obligation, and the database half of a manual requeue.
 import { sql, type SQL } from "drizzle-orm";
 import { NotEscalatedError, ObligationNotFoundError } from "../domain/errors.js";
-import { idempotencyKeys } from "../domain/ledgerRules.js";
+import { EscalatedWithoutRequeueError } from "../domain/requeueErrors.js";
+import { idempotencyKeys, planSuspense, type SuspensePlan } from "../domain/ledgerRules.js";
 import type { Executor, Tx } from "./client.js";
 import { writeAudit } from "./audit.js";
 import { settledAmountOf } from "./dispersals.js";
-import { postEntry, type PostedEntry } from "./ledger.js";
+import { postEntries, postEntry, type PostedEntry } from "./ledger.js";
 import type { HealingStatus } from "./schema.js";
+
+/** The actor of rounds the service starts itself (the scan, the settlement listener). */
+export const SERVICE_ACTOR = "dispersal-healing";
 
 export interface OrphanRow {
   obligationId: string;
@@ -56,16 +60,64 @@ export async function recordFailedAttempt(db: Executor, obligationId: string, at
            updated_at = now()`);
 }
 
+/** Who a round of dispersal acts for, read from Postgres: never from job data. */
+export interface RoundAuthority {
+  /** The operator who asked for the round (its requeue request), or SERVICE_ACTOR. */
+  actor: string;
+  requeueRequestId: string | null;
+  approvedBy: string | null;
+}
+
+/**
+ * The guard and actor lookup of a dispersal, in its transaction and before it: locks the obligation
+ * rows (the lock escalation takes, so no escalation can slip between this check and the dispersal)
+ * and answers, per obligation, the round's authority or an EscalatedWithoutRequeueError when the
+ * obligation is escalated and no requeue has been carried out since (nobody asked for a new round).
+ * Unknown obligations get SERVICE_ACTOR: the dispersal itself refuses them.
+ */
+export async function authorizeDispersalRounds(tx: Tx, obligationIds: readonly string[]): Promise<Map<string, RoundAuthority | EscalatedWithoutRequeueError>> {
+  const answers = new Map<string, RoundAuthority | EscalatedWithoutRequeueError>();
+  if (obligationIds.length === 0) return answers;
+  const ids = [...new Set(obligationIds)].sort();
+  const idList = sql.join(ids.map((id) => sql`${id}::uuid`), sql`, `);
+  // Lock first, read after: rows of other tables joined in a FOR UPDATE statement keep the snapshot
+  // from before the lock was granted, so an escalation that committed meanwhile would go unseen.
+  await tx.execute(sql`select o.id from obligations o where o.id in (${idList}) order by o.id for update of o`);
+  const rows = await tx.execute<{ id: string; status: HealingStatus | null; request_id: string | null; requested_by: string | null; approved_by: string | null }>(sql`
+    select o.id::text, h.status, r.id::text as request_id, r.requested_by, r.approved_by
+      from obligations o
+      left join dispersal_healing_attempts h on h.obligation_id = o.id
+      left join requeue_requests r on r.id = h.requeue_request_id and r.status = 'carried_out'
+     where o.id in (${idList})`);
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  for (const id of ids) {
+    const row = byId.get(id);
+    if (row?.status === "escalated") answers.set(id, new EscalatedWithoutRequeueError(id));
+    else if (row?.status === "requeued" && row.request_id && row.requested_by) {
+      answers.set(id, { actor: row.requested_by, requeueRequestId: row.request_id, approvedBy: row.approved_by });
+    } else answers.set(id, { actor: SERVICE_ACTOR, requeueRequestId: null, approvedBy: null });
+  }
+  return answers;
+}
+
+/** authorizeDispersalRounds for one obligation: its authority, or throws EscalatedWithoutRequeueError. */
+export async function authorizeDispersalRound(tx: Tx, obligationId: string): Promise<RoundAuthority> {
+  const answer = (await authorizeDispersalRounds(tx, [obligationId])).get(obligationId)!;
+  if (answer instanceof EscalatedWithoutRequeueError) throw answer;
+  return answer;
+}
+
 /**
  * After a successful dispersal, in its transaction: the attempt row becomes `resolved`; an
- * obligation that had been escalated gets its SUSPENSE_ESCALATED posting reversed and an audit row.
+ * obligation that had been escalated gets every SUSPENSE_ESCALATED posting reversed (the first and
+ * each top-up: SUSPENSE back to 0) and an audit row.
  */
 export async function resolveHealing(
   tx: Tx,
   obligationId: string,
   attempt: number,
-  context: { actor: string; jobId?: string },
-): Promise<{ previousStatus: HealingStatus | null; reversal?: PostedEntry }> {
+  context: { actor: string; jobId?: string; requeueRequestId?: string | null; approvedBy?: string | null },
+): Promise<{ previousStatus: HealingStatus | null; reversals: PostedEntry[] }> {
   // No FOR UPDATE in the CTE (it would see its own update and return nothing): the obligation row,
   // locked by disperseObligation, already serializes every writer of this healing row.
   const [row] = await tx.execute<{ previous: HealingStatus | null }>(sql`
@@ -77,72 +129,141 @@ export async function resolveHealing(
            resolved_at = now(), updated_at = now(), last_job_id = coalesce(excluded.last_job_id, h.last_job_id)
     returning (select status from previous) as previous`);
   const previousStatus = row?.previous ?? null;
-  if (previousStatus !== "escalated" && previousStatus !== "requeued") return { previousStatus };
+  if (previousStatus !== "escalated" && previousStatus !== "requeued") return { previousStatus, reversals: [] };
 
-  const reversal = await reverseSuspense(tx, obligationId, context.actor);
+  const reversals = await reverseAllSuspense(tx, obligationId, context.actor, "escalated obligation dispersed: suspense cleared");
   await writeAudit(tx, {
     action: "dispersal.self_healing_resolved",
     actor: context.actor,
     resourceType: "obligation",
     resourceId: obligationId,
     severity: "info",
-    metadata: { previousStatus, attempt, jobId: context.jobId, reversalEntryId: reversal?.id },
+    metadata: { previousStatus, attempt, jobId: context.jobId, reversalEntryIds: reversals.filter((r) => !r.replayed).map((r) => r.id), requeueRequestId: context.requeueRequestId ?? undefined, approvedBy: context.approvedBy ?? undefined },
   });
-  return { previousStatus, reversal };
+  return { previousStatus, reversals };
 }
 
-async function reverseSuspense(tx: Tx, obligationId: string, actor: string): Promise<PostedEntry | undefined> {
-  const [suspense] = await tx.execute<{ id: string; amount: bigint; mortgage_id: string }>(sql`
+/** Reverses every SUSPENSE_ESCALATED posting of the obligation (the first and every top-up); reversals already posted replay. */
+async function reverseAllSuspense(tx: Tx, obligationId: string, actor: string, reason: string): Promise<PostedEntry[]> {
+  const parked = await tx.execute<{ id: string; amount: bigint; mortgage_id: string }>(sql`
     select id, amount, mortgage_id from cash_journal_entries
-     where idempotency_key = ${idempotencyKeys.suspenseEscalated(obligationId)}`);
-  if (!suspense) return undefined;
-  return postEntry(tx, {
-    entryType: "REVERSAL",
-    amount: BigInt(suspense.amount),
-    debit: { family: "BORROWER_RECEIVABLE", obligationId },
-    credit: { family: "SUSPENSE", mortgageId: suspense.mortgage_id, obligationId },
-    idempotencyKey: idempotencyKeys.reversal(suspense.id),
-    reversesEntryId: suspense.id,
-    mortgageId: suspense.mortgage_id,
-    obligationId,
-    reason: "escalated obligation dispersed: suspense cleared",
-    actor,
-    channel: "dispersal-healing",
-  });
+     where obligation_id = ${obligationId}::uuid and entry_type = 'SUSPENSE_ESCALATED'
+     order by sequence`);
+  return postEntries(
+    tx,
+    parked.map((suspense) => ({
+      entryType: "REVERSAL" as const,
+      amount: BigInt(suspense.amount),
+      debit: { family: "BORROWER_RECEIVABLE" as const, obligationId },
+      credit: { family: "SUSPENSE" as const, mortgageId: suspense.mortgage_id, obligationId },
+      idempotencyKey: idempotencyKeys.reversal(suspense.id),
+      reversesEntryId: suspense.id,
+      mortgageId: suspense.mortgage_id,
+      obligationId,
+      reason,
+      actor,
+      channel: "dispersal-healing",
+    })),
+  );
 }
 
-export type EscalationOutcome = "escalated" | "already-escalated" | "already-dispersed" | "not-settled";
+export type EscalationOutcome = "escalated" | "already-escalated" | "stale-round" | "already-dispersed" | "not-settled";
+
+interface LockedForSuspense {
+  mortgageId: string;
+  healingStatus: HealingStatus | null;
+  attemptCount: number;
+  settledAmount: bigint;
+  suspenseBalance: bigint;
+  parkedBefore: boolean;
+}
 
 /**
- * Parks the settled cash in SUSPENSE (DESIGN.md §4 escalation), in one transaction: exactly once
- * however many processes call it, because the obligation row is locked first (the same lock the
- * dispersal takes) and the status transition is checked under it.
+ * Locks the obligation row (the lock every dispersal and every suspense posting of it takes), then
+ * reads the healing row (locked too) and the amounts in new statements. Under READ COMMITTED each
+ * statement sees what committed before it began: read in the locking statement, the healing status
+ * would be the one from before the lock was granted, and two escalations queued on the lock would
+ * both see "not escalated" (two audit rows; a `requeued` row flipped back to `escalated`).
+ */
+async function lockForSuspense(
+  tx: Tx,
+  obligationId: string,
+): Promise<LockedForSuspense | "not-found" | "already-dispersed" | "not-settled"> {
+  const [obligation] = await tx.execute<{ mortgage_id: string; status: string; dispersed: boolean }>(sql`
+    select o.mortgage_id, o.status, o.dispersed from obligations o where o.id = ${obligationId}::uuid for update`);
+  if (!obligation) return "not-found";
+  if (obligation.dispersed) return "already-dispersed";
+  if (obligation.status !== "settled") return "not-settled";
+  const [healing] = await tx.execute<{ status: HealingStatus; attempt_count: number }>(sql`
+    select status, attempt_count from dispersal_healing_attempts where obligation_id = ${obligationId}::uuid for update`);
+  const [amounts] = await tx.execute<{ amount: bigint; cash_received: bigint; suspense_balance: bigint; parked: bigint }>(sql`
+    select o.amount,
+           (select coalesce(sum(j.amount), 0)::bigint from cash_journal_entries j
+             where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED') as cash_received,
+           coalesce((select a.cumulative_debits - a.cumulative_credits from cash_accounts a
+             where a.family = 'SUSPENSE' and a.subaccount is null and a.mortgage_id = o.mortgage_id
+               and a.obligation_id = o.id and a.lender_id is null), 0)::bigint as suspense_balance,
+           (select count(*) from cash_journal_entries j
+             where j.obligation_id = o.id and j.entry_type = 'SUSPENSE_ESCALATED') as parked
+      from obligations o where o.id = ${obligationId}::uuid`);
+  return {
+    mortgageId: obligation.mortgage_id,
+    healingStatus: healing?.status ?? null,
+    attemptCount: healing?.attempt_count ?? 0,
+    settledAmount: settledAmountOf(amounts!),
+    suspenseBalance: BigInt(amounts!.suspense_balance),
+    parkedBefore: BigInt(amounts!.parked) > 0n,
+  };
+}
+
+/**
+ * Brings the obligation's SUSPENSE to its settled amount (domain planSuspense): the first posting,
+ * a top-up of the difference, or a restatement. Returns what it posted (nothing when it already held it).
+ */
+async function parkSettledAmount(
+  tx: Tx,
+  obligationId: string,
+  locked: LockedForSuspense,
+  context: { actor: string; reason: string },
+): Promise<{ plan: SuspensePlan; postings: PostedEntry[] }> {
+  const plan = planSuspense(obligationId, locked);
+  if (plan.kind === "none") return { plan, postings: [] };
+  const reversals = plan.kind === "restate" ? await reverseAllSuspense(tx, obligationId, context.actor, "settled amount fell: suspense restated") : [];
+  const posting = await postEntry(tx, {
+    entryType: "SUSPENSE_ESCALATED",
+    amount: plan.amount,
+    debit: { family: "SUSPENSE", mortgageId: locked.mortgageId, obligationId },
+    credit: { family: "BORROWER_RECEIVABLE", obligationId },
+    idempotencyKey: plan.idempotencyKey,
+    mortgageId: locked.mortgageId,
+    obligationId,
+    reason: context.reason.slice(0, 2000),
+    metadata: { settledAmount: locked.settledAmount.toString(), suspenseBefore: locked.suspenseBalance.toString(), plan: plan.kind },
+    actor: context.actor,
+    channel: "dispersal-healing",
+  });
+  return { plan, postings: [...reversals, posting] };
+}
+
+/**
+ * Parks the settled cash in SUSPENSE (DESIGN.md §4 escalation), in one transaction: exactly once per
+ * round however many processes call it, because the obligation row is locked first (the same lock
+ * the dispersal takes) and the healing status is read after the lock is granted. A later round's
+ * escalation posts only what SUSPENSE lacks (late cash). `attemptCount` is the attempts the caller's
+ * round used: a healing row showing fewer belongs to a newer round (requeued since), which this
+ * escalation must not end.
  */
 export async function escalateToSuspense(
   tx: Tx,
   obligationId: string,
   context: { actor: string; reason: string; attemptCount?: number; jobId?: string },
 ): Promise<EscalationOutcome> {
-  const [row] = await tx.execute<{
-    id: string;
-    mortgage_id: string;
-    amount: bigint;
-    status: string;
-    dispersed: boolean;
-    cash_received: bigint;
-    healing_status: HealingStatus | null;
-  }>(sql`
-    select o.id, o.mortgage_id, o.amount, o.status, o.dispersed,
-           (select coalesce(sum(j.amount), 0)::bigint from cash_journal_entries j
-             where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED') as cash_received,
-           (select h.status from dispersal_healing_attempts h where h.obligation_id = o.id) as healing_status
-      from obligations o where o.id = ${obligationId}::uuid for update of o`);
-  if (!row) throw new ObligationNotFoundError(obligationId);
-  if (row.dispersed) return "already-dispersed";
-  if (row.status !== "settled") return "not-settled";
-  if (row.healing_status === "escalated") return "already-escalated";
+  const locked = await lockForSuspense(tx, obligationId);
+  if (locked === "not-found") throw new ObligationNotFoundError(obligationId);
+  if (typeof locked === "string") return locked;
+  if (locked.healingStatus === "escalated") return "already-escalated";
+  if (locked.healingStatus !== null && context.attemptCount !== undefined && locked.attemptCount < context.attemptCount) return "stale-round";
 
-  const amount = settledAmountOf(row);
   await tx.execute(sql`
     insert into dispersal_healing_attempts as h (obligation_id, attempt_count, status, last_error, escalated_at, last_attempt_at)
     values (${obligationId}::uuid, ${context.attemptCount ?? 0}, 'escalated', ${context.reason.slice(0, 2000)}, now(), now())
@@ -150,62 +271,129 @@ export async function escalateToSuspense(
        set status = 'escalated', escalated_at = now(), updated_at = now(),
            attempt_count = greatest(h.attempt_count, excluded.attempt_count),
            last_error = coalesce(h.last_error, excluded.last_error)`);
-  const posting = await postEntry(tx, {
-    entryType: "SUSPENSE_ESCALATED",
-    amount,
-    debit: { family: "SUSPENSE", mortgageId: row.mortgage_id, obligationId },
-    credit: { family: "BORROWER_RECEIVABLE", obligationId },
-    idempotencyKey: idempotencyKeys.suspenseEscalated(obligationId),
-    mortgageId: row.mortgage_id,
-    obligationId,
-    reason: context.reason.slice(0, 2000),
-    actor: context.actor,
-    channel: "dispersal-healing",
-  });
+  const { plan, postings } = await parkSettledAmount(tx, obligationId, locked, context);
+  const posted = plan.kind === "none" ? 0n : plan.amount;
   await writeAudit(tx, {
     action: "dispersal.self_healing_escalated",
     actor: context.actor,
     resourceType: "obligation",
     resourceId: obligationId,
     severity: "error",
-    metadata: { amount: amount.toString(), reason: context.reason.slice(0, 500), jobId: context.jobId, suspenseEntryId: posting.id, replayedPosting: posting.replayed },
+    metadata: {
+      amount: posted.toString(),
+      settledAmount: locked.settledAmount.toString(),
+      suspensePosting: plan.kind,
+      reason: context.reason.slice(0, 500),
+      jobId: context.jobId,
+      suspenseEntryIds: postings.map((p) => p.id),
+    },
   });
   return "escalated";
 }
 
+/** A requeue request being carried out (db/requeueRequests.ts decides when). */
+export interface RequeueToCarryOut {
+  requestId: string;
+  obligationId: string;
+  requestedBy: string;
+  approvedBy: string | null;
+  channel: string;
+  reason: string;
+  /** More for the audit row (e.g. the CLI's OS user). */
+  metadata?: Record<string, unknown>;
+}
+
+export type SuspenseTopUpOutcome = "topped-up" | "in-balance" | "not-parked" | "already-dispersed" | "not-settled";
+
 /**
- * The database half of a manual requeue: escalated → requeued, a new round (attempt_count 0), an
- * audit row naming the operator. Anything not escalated is refused with NotEscalatedError.
+ * Cash that arrived for an obligation whose settled amount sits in SUSPENSE: post the difference
+ * (DESIGN.md §4), in the caller's transaction. The payments intake calls it with its CASH_RECEIVED
+ * posting; the scan's backstop for cash posted by other systems. It acts on an escalated obligation,
+ * and on one requeued or retrying whose SUSPENSE still holds an earlier escalation's amount (its
+ * balance must be 0 or the settled amount); a resolved one has nothing parked.
  */
-export async function markRequeued(
-  tx: Tx,
-  obligationId: string,
-  actor: string,
-  channel: string,
-): Promise<{ requeueCount: number; previousJobId: string | null }> {
-  const [row] = await tx.execute<{ status: HealingStatus; last_job_id: string | null }>(sql`
-    select h.status, h.last_job_id from dispersal_healing_attempts h
-     where h.obligation_id = ${obligationId}::uuid for update`);
-  if (!row) {
-    const [obligation] = await tx.execute(sql`select 1 from obligations where id = ${obligationId}::uuid`);
-    if (!obligation) throw new ObligationNotFoundError(obligationId);
-    throw new NotEscalatedError(obligationId, null);
-  }
-  if (row.status !== "escalated") throw new NotEscalatedError(obligationId, row.status);
-  const [updated] = await tx.execute<{ requeue_count: number }>(sql`
-    update dispersal_healing_attempts
-       set status = 'requeued', attempt_count = 0, requeue_count = requeue_count + 1, updated_at = now()
-     where obligation_id = ${obligationId}::uuid
-    returning requeue_count`);
+export async function topUpSuspense(tx: Tx, obligationId: string, context: { actor: string; reason: string }): Promise<{ outcome: SuspenseTopUpOutcome; postings: PostedEntry[] }> {
+  const locked = await lockForSuspense(tx, obligationId);
+  if (locked === "not-found") throw new ObligationNotFoundError(obligationId);
+  if (typeof locked === "string") return { outcome: locked, postings: [] };
+  const parked = locked.healingStatus === "escalated" || (locked.healingStatus !== "resolved" && locked.healingStatus !== null && locked.suspenseBalance !== 0n);
+  if (!parked || !locked.parkedBefore) return { outcome: "not-parked", postings: [] };
+  const { plan, postings } = await parkSettledAmount(tx, obligationId, locked, context);
+  if (plan.kind === "none") return { outcome: "in-balance", postings };
   await writeAudit(tx, {
-    action: "dispersal.self_healing_requeued",
-    actor,
+    action: "dispersal.suspense_topped_up",
+    actor: context.actor,
     resourceType: "obligation",
     resourceId: obligationId,
     severity: "warning",
-    metadata: { channel, round: updated!.requeue_count + 1 },
+    metadata: {
+      amount: plan.amount.toString(),
+      settledAmount: locked.settledAmount.toString(),
+      suspenseBefore: locked.suspenseBalance.toString(),
+      suspensePosting: plan.kind,
+      healingStatus: locked.healingStatus,
+      suspenseEntryIds: postings.map((p) => p.id),
+    },
   });
-  return { requeueCount: updated!.requeue_count, previousJobId: row.last_job_id };
+  return { outcome: "topped-up", postings };
+}
+
+/**
+ * Obligations whose SUSPENSE holds an escalation's amount that is no longer their settled amount
+ * (cash posted by another system since): the backstop tops them up. Reads only the open healing
+ * rows that were ever escalated (partial index dispersal_healing_attempts_open_idx on status,
+ * escalated_at): its cost follows the escalations, neither the history nor the orphans in flight.
+ */
+export async function findSuspenseShortfalls(db: Executor, options: { limit: number }): Promise<string[]> {
+  const rows = await db.execute<{ id: string }>(sql`
+    select o.id from dispersal_healing_attempts h
+      join obligations o on o.id = h.obligation_id
+      cross join lateral (select coalesce((select a.cumulative_debits - a.cumulative_credits from cash_accounts a
+                            where a.family = 'SUSPENSE' and a.subaccount is null and a.mortgage_id = o.mortgage_id
+                              and a.obligation_id = o.id and a.lender_id is null), 0) as balance) s
+     where h.status in ('escalated', 'requeued', 'retrying')
+       and h.escalated_at is not null -- only a row escalated at some time can have anything parked
+       and o.status = 'settled' and not o.dispersed
+       and (h.status = 'escalated' or s.balance <> 0)
+       and s.balance <> coalesce(nullif((select sum(j.amount) from cash_journal_entries j
+                                         where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount)
+       and exists (select 1 from cash_journal_entries j where j.obligation_id = o.id and j.entry_type = 'SUSPENSE_ESCALATED')
+     order by o.id
+     limit ${options.limit}`);
+  return rows.map((r) => r.id);
+}
+
+/**
+ * The database half of carrying out a requeue, in the caller's transaction (which holds the healing
+ * row locked): escalated → requeued, a new round (attempt_count 0) that points at its request, and
+ * the audit row naming the operator who asked and the reason. Anything not escalated is refused.
+ */
+export async function markRequeued(tx: Tx, request: RequeueToCarryOut): Promise<{ round: number; previousJobId: string | null }> {
+  const [row] = await tx.execute<{ status: HealingStatus; last_job_id: string | null }>(sql`
+    select h.status, h.last_job_id from dispersal_healing_attempts h
+     where h.obligation_id = ${request.obligationId}::uuid for update`);
+  if (!row) {
+    const [obligation] = await tx.execute(sql`select 1 from obligations where id = ${request.obligationId}::uuid`);
+    if (!obligation) throw new ObligationNotFoundError(request.obligationId);
+    throw new NotEscalatedError(request.obligationId, null);
+  }
+  if (row.status !== "escalated") throw new NotEscalatedError(request.obligationId, row.status);
+  const [updated] = await tx.execute<{ requeue_count: number }>(sql`
+    update dispersal_healing_attempts
+       set status = 'requeued', attempt_count = 0, requeue_count = requeue_count + 1,
+           requeue_request_id = ${request.requestId}::uuid, updated_at = now()
+     where obligation_id = ${request.obligationId}::uuid
+    returning requeue_count`);
+  const round = updated!.requeue_count + 1;
+  await writeAudit(tx, {
+    action: "dispersal.self_healing_requeued",
+    actor: request.requestedBy,
+    resourceType: "obligation",
+    resourceId: request.obligationId,
+    severity: "warning",
+    metadata: { channel: request.channel, round, reason: request.reason, requestId: request.requestId, ...(request.approvedBy ? { approvedBy: request.approvedBy } : {}), ...request.metadata },
+  });
+  return { round, previousJobId: row.last_job_id };
 }
 
 export async function recordJobId(db: Executor, obligationId: string, jobId: string): Promise<void> {

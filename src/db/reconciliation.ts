@@ -2,6 +2,7 @@
 // stored in reconciliation_runs.
 import { sql, type SQL } from "drizzle-orm";
 import type { Executor } from "./client.js";
+import { orphanSince, orphansWithHealing } from "./orphanAges.js";
 
 export interface CheckFinding {
   count: number;
@@ -11,8 +12,10 @@ export interface CheckFinding {
 
 export type ReconciliationCheck =
   | "staleOrphans"
+  | "rejectedOrphans"
   | "conservationDefects"
   | "escalatedSuspenseMismatch"
+  | "openSuspenseMismatch"
   | "resolvedSuspenseNotCleared"
   | "accountTotalsMismatch"
   | "duplicateIdempotencyKeys";
@@ -33,13 +36,38 @@ const suspenseBalance = sql`coalesce((select a.cumulative_debits - a.cumulative_
   where a.family = 'SUSPENSE' and a.subaccount is null and a.mortgage_id = o.mortgage_id
     and a.obligation_id = o.id and a.lender_id is null), 0)`;
 
-function checks(scanIntervalMs: number): Record<ReconciliationCheck, SQL> {
+/** A retrigger job failed as unrecoverable (never retried, never escalated), read from the retrigger queue's failed set. */
+export interface RejectedRetrigger {
+  obligationId: string;
+  /** When the job failed (ms since the epoch). */
+  rejectedAt: number;
+}
+
+export interface ReconciliationOptions {
+  /** How long an orphan may stay undispersed and unescalated (domain/orphanDeadline.ts). */
+  orphanDeadlineMs?: number;
+  /** Older callers: the scan interval alone as the deadline. */
+  scanIntervalMs?: number;
+  rejectedRetriggers?: readonly RejectedRetrigger[];
+}
+
+function checks(orphanDeadlineMs: number, rejected: readonly RejectedRetrigger[]): Record<ReconciliationCheck, SQL> {
   return {
+    // Escalated ones are excluded: a human has them (and the SUSPENSE checks below watch their money).
     staleOrphans: sql`
-      select o.id::text as id from obligations o
-       where o.status = 'settled' and not o.dispersed
-         and coalesce(o.settled_at, o.created_at) < now() - make_interval(secs => ${scanIntervalMs / 1000})
-         and not exists (select 1 from dispersal_healing_attempts h where h.obligation_id = o.id and h.status = 'escalated')`,
+      select o.id::text as id from ${orphansWithHealing}
+         and (h.status is null or h.status <> 'escalated')
+         and ${orphanSince} < now() - make_interval(secs => ${orphanDeadlineMs / 1000})`,
+    // A job refused as unrecoverable after the obligation was settled, which is still an orphan: no
+    // retry and no escalation will come for it (DESIGN.md §4), only the next scan's new job.
+    rejectedOrphans: sql`
+      select distinct o.id::text as id
+        from jsonb_to_recordset(${JSON.stringify(rejected.map((r) => ({ id: r.obligationId, at: new Date(r.rejectedAt).toISOString() })))}::jsonb)
+             as r(id uuid, at timestamptz)
+       cross join ${orphansWithHealing}
+         and o.id = r.id
+         and (h.status is null or h.status <> 'escalated')
+         and r.at >= coalesce(o.settled_at, o.created_at)`,
     conservationDefects: sql`
       select o.id::text as id from obligations o
        where o.dispersed
@@ -48,6 +76,10 @@ function checks(scanIntervalMs: number): Record<ReconciliationCheck, SQL> {
     escalatedSuspenseMismatch: sql`
       select o.id::text as id from dispersal_healing_attempts h join obligations o on o.id = h.obligation_id
        where h.status = 'escalated' and ${suspenseBalance} <> ${settledAmount}`,
+    // Retrying or requeued: SUSPENSE holds nothing, or an earlier escalation's full settled amount.
+    openSuspenseMismatch: sql`
+      select o.id::text as id from dispersal_healing_attempts h join obligations o on o.id = h.obligation_id
+       where h.status in ('retrying', 'requeued') and ${suspenseBalance} <> 0 and ${suspenseBalance} <> ${settledAmount}`,
     resolvedSuspenseNotCleared: sql`
       select o.id::text as id from dispersal_healing_attempts h join obligations o on o.id = h.obligation_id
        where h.status = 'resolved' and ${suspenseBalance} <> 0`,
@@ -61,11 +93,12 @@ function checks(scanIntervalMs: number): Record<ReconciliationCheck, SQL> {
   };
 }
 
-export async function runReconciliation(db: Executor, options: { scanIntervalMs: number }): Promise<ReconciliationReport> {
+export async function runReconciliation(db: Executor, options: ReconciliationOptions): Promise<ReconciliationReport> {
+  const deadlineMs = options.orphanDeadlineMs ?? options.scanIntervalMs ?? 0;
   const [run] = await db.execute<{ id: string }>(sql`insert into reconciliation_runs (status) values ('running') returning id`);
   const findings: ReconciliationReport["findings"] = {};
   try {
-    for (const [name, query] of Object.entries(checks(options.scanIntervalMs)) as [ReconciliationCheck, SQL][]) {
+    for (const [name, query] of Object.entries(checks(deadlineMs, options.rejectedRetriggers ?? [])) as [ReconciliationCheck, SQL][]) {
       const [row] = await db.execute<{ count: bigint; sample: string[] | null }>(sql`
         with offending as (${query})
         select count(*) as count, (select array_agg(id) from (select id from offending limit 20) s) as sample from offending`);

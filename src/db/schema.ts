@@ -221,6 +221,8 @@ export const dispersalHealingAttempts = pgTable(
     /** How many times an operator has requeued this obligation (each requeue starts a new round). */
     requeueCount: integer("requeue_count").notNull().default(0),
     lastJobId: text("last_job_id"),
+    /** The requeue request that started the current round; null for rounds the service started itself. */
+    requeueRequestId: uuid("requeue_request_id"),
     createdAt: createdAt(),
   },
   (t) => [
@@ -229,6 +231,36 @@ export const dispersalHealingAttempts = pgTable(
     index("dispersal_healing_attempts_open_idx")
       .on(t.status, t.escalatedAt)
       .where(sql`${t.status} in ('escalated', 'requeued', 'retrying')`),
+  ],
+);
+
+export type RequeueRequestStatus = "pending" | "carried_out" | "withdrawn";
+
+/**
+ * Who asked for a new round of an escalation, why, and who approved it (REQUEUE_APPROVALS=2). The
+ * round it starts takes its actor from here, never from job data; at most one pending per obligation.
+ */
+export const requeueRequests = pgTable(
+  "requeue_requests",
+  {
+    id: id(),
+    obligationId: uuid("obligation_id").notNull().references(() => obligations.id),
+    requestedBy: text("requested_by").notNull(),
+    channel: text("channel").notNull(),
+    reason: text("reason").notNull(),
+    status: text("status").$type<RequeueRequestStatus>().notNull(),
+    approvedBy: text("approved_by"),
+    withdrawnBy: text("withdrawn_by"),
+    decidedAt: timestamp("decided_at", { withTimezone: true }),
+    /** The round this request started (requeue_count + 1 when carried out). */
+    round: integer("round"),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    check("requeue_requests_status_check", inList("status", ["pending", "carried_out", "withdrawn"])),
+    check("requeue_requests_reason_check", sql`length(btrim(${t.reason})) > 0`),
+    uniqueIndex("requeue_requests_one_pending_idx").on(t.obligationId).where(sql`${t.status} = 'pending'`),
+    index("requeue_requests_obligation_idx").on(t.obligationId, t.createdAt),
   ],
 );
 

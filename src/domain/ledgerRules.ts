@@ -149,6 +149,38 @@ export const idempotencyKeys = {
   cashReceived: (paymentRef: string) => `cash-ledger:cash-received:${paymentRef}`,
   lenderPayableCreated: (dispersalEntryId: string) => `cash-ledger:lender-payable-created:${dispersalEntryId}`,
   servicingFeeRecognized: (obligationId: string) => `cash-ledger:servicing-fee-recognized:${obligationId}`,
+  /** The first escalation of an obligation parks its settled amount under this key. */
   suspenseEscalated: (obligationId: string) => `suspense-escalation:${obligationId}`,
+  /** A later posting that brings SUSPENSE to a new settled amount: the key names that amount, so each amount is parked once. */
+  suspenseTopUp: (obligationId: string, settledAmount: bigint) => `suspense-escalation:${obligationId}:${settledAmount}`,
   reversal: (reversedEntryId: string) => `cash-ledger:reversal:${reversedEntryId}`,
 };
+
+/**
+ * What to post so that an escalated obligation's SUSPENSE equals its settled amount (DESIGN.md §4):
+ * - `park`: nothing was ever parked: the whole settled amount, under `suspense-escalation:<obligation>`;
+ * - `top-up`: late cash raised the settled amount: only the difference, under a key naming the new amount;
+ * - `restate`: the settled amount fell below what SUSPENSE holds (the first CASH_RECEIVED of an
+ *   obligation settled without cash postings, for less than its amount). A posting cannot be
+ *   negative and a REVERSAL moves a whole entry, so every suspense posting is reversed and the
+ *   settled amount parked again under the key naming it;
+ * - `none`: SUSPENSE already holds the settled amount.
+ */
+export type SuspensePlan =
+  | { kind: "none" }
+  | { kind: "park" | "top-up" | "restate"; amount: bigint; idempotencyKey: string };
+
+export function planSuspense(
+  obligationId: string,
+  state: { settledAmount: bigint; suspenseBalance: bigint; parkedBefore: boolean },
+): SuspensePlan {
+  const { settledAmount, suspenseBalance } = state;
+  if (settledAmount <= 0n) throw new LedgerRuleError(`settled amount must be positive, got ${settledAmount}`);
+  if (!state.parkedBefore) {
+    return { kind: "park", amount: settledAmount, idempotencyKey: idempotencyKeys.suspenseEscalated(obligationId) };
+  }
+  if (suspenseBalance === settledAmount) return { kind: "none" };
+  const idempotencyKey = idempotencyKeys.suspenseTopUp(obligationId, settledAmount);
+  if (suspenseBalance < settledAmount) return { kind: "top-up", amount: settledAmount - suspenseBalance, idempotencyKey };
+  return { kind: "restate", amount: settledAmount, idempotencyKey };
+}

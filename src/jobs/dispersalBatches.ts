@@ -10,7 +10,8 @@
 // without using an attempt (retrigger.ts putBackForOutage).
 import { isOutage } from "../db/client.js";
 import { disperseObligations, type DispersalResult } from "../db/dispersals.js";
-import { recordFailedAttempt, resolveHealing } from "../db/healing.js";
+import { authorizeDispersalRounds, recordFailedAttempt, resolveHealing } from "../db/healing.js";
+import { DomainError } from "../domain/errors.js";
 import { failpoint } from "../failpoint.js";
 import type { PipelineContext } from "./context.js";
 
@@ -26,7 +27,6 @@ export interface BatchRequest {
   obligationId: string;
   /** The job's attempt number (attemptsMade + 1), recorded on the healing row. */
   attempt: number;
-  actor: string;
   jobId?: string;
 }
 
@@ -104,12 +104,21 @@ export class DispersalBatches {
     let outcomes: Map<string, BatchOutcome>;
     try {
       outcomes = await this.ctx.database.db.transaction(async (tx) => {
-        const dispersals = await disperseObligations(tx, members.map((m) => m.request.obligationId));
+        const ids = members.map((m) => m.request.obligationId);
+        // Locks the batch's obligation rows in id order and reads who asked for each round; a job of
+        // an escalation nobody requeued is refused, as alone (db/healing.ts authorizeDispersalRounds).
+        const authority = await authorizeDispersalRounds(tx, ids);
+        const dispersals = await disperseObligations(tx, ids.filter((id) => !(authority.get(id) instanceof DomainError)));
         const results = new Map<string, BatchOutcome>();
         // The same bookkeeping as one obligation alone (resolved status, REVERSAL of its suspense,
         // audit), each obligation's own rows; sent together, so the round trips overlap.
         await Promise.all(
           members.map(async ({ request }) => {
+            const round = authority.get(request.obligationId)!;
+            if (round instanceof DomainError) {
+              results.set(request.obligationId, { kind: "failed", error: round });
+              return;
+            }
             const dispersal = dispersals.get(request.obligationId)!;
             if (dispersal.outcome === "rejected") {
               // A retryable failure uses an attempt: written here, in the batch's commit, instead
@@ -119,8 +128,13 @@ export class DispersalBatches {
               results.set(request.obligationId, { kind: "failed", error: dispersal.error, attemptRecorded });
               return;
             }
-            const resolution = await resolveHealing(tx, request.obligationId, request.attempt, { actor: request.actor, ...(request.jobId ? { jobId: request.jobId } : {}) });
-            results.set(request.obligationId, { kind: "dispersed", dispersal: dispersal.dispersal, resolvedEscalation: resolution.reversal !== undefined });
+            const resolution = await resolveHealing(tx, request.obligationId, request.attempt, {
+              actor: round.actor,
+              requeueRequestId: round.requeueRequestId,
+              approvedBy: round.approvedBy,
+              ...(request.jobId ? { jobId: request.jobId } : {}),
+            });
+            results.set(request.obligationId, { kind: "dispersed", dispersal: dispersal.dispersal, resolvedEscalation: resolution.reversals.length > 0 });
           }),
         );
         failpoint("batch.before-commit");

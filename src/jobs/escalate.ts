@@ -4,6 +4,7 @@
 import type { Job } from "bullmq";
 import { escalateToSuspense, type EscalationOutcome } from "../db/healing.js";
 import { isOutage } from "../db/client.js";
+import { normaliseId } from "../domain/ids.js";
 import type { RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
 import { UNRECOVERABLE_PREFIX } from "./retrigger.js";
@@ -23,7 +24,10 @@ export async function escalateFailedJob(
   batches?: EscalationBatches,
 ): Promise<EscalationOutcome | "not-final"> {
   if (!job || !isEscalatable(job, error)) return "not-final";
-  const obligationId = job.data.obligationId;
+  // The processor validated it (or the job was failed as unrecoverable, never escalated); lower case
+  // so that the audit row names the obligation as Postgres does.
+  const obligationId = normaliseId(job.data?.obligationId);
+  if (!obligationId) return "not-final";
   const context = { actor: "dispersal-healing", reason: error.message, attemptCount: job.attemptsMade, ...(job.id ? { jobId: job.id } : {}) };
   for (let attempt = 1; ; attempt++) {
     try {

@@ -1,9 +1,37 @@
 // Processor of the daily reconciliation: run the checks, store the run, log the defects loudly.
-import { runReconciliation, type ReconciliationReport } from "../db/reconciliation.js";
-import type { PipelineContext } from "./context.js";
+// Jobs refused as unrecoverable are read from the retrigger queue's failed set (where BullMQ keeps
+// them 30 days) rather than recorded in Postgres at refusal: a refusal then writes nothing (a flood
+// of hostile payloads cannot grow a table), and what Redis loses the stale-orphan check still catches.
+import { runReconciliation, type ReconciliationReport, type RejectedRetrigger } from "../db/reconciliation.js";
+import { normaliseId } from "../domain/ids.js";
+import { orphanDeadlineMs } from "../domain/orphanDeadline.js";
+import type { PipelineContext, PipelineSettings } from "./context.js";
+import { UNRECOVERABLE_PREFIX } from "./retrigger.js";
+
+const FAILED_PAGE = 500;
+
+/** The same deadline the metrics export for the stuck-orphan alert (domain/orphanDeadline.ts). */
+export function orphanDeadlineOf(settings: Pick<PipelineSettings, "HEALING_SCAN_EVERY_MS" | "HEALING_ATTEMPTS" | "HEALING_BACKOFF_MS">): number {
+  return orphanDeadlineMs({ scanEveryMs: settings.HEALING_SCAN_EVERY_MS, attempts: settings.HEALING_ATTEMPTS, backoffMs: settings.HEALING_BACKOFF_MS });
+}
+
+/** Failed retrigger jobs whose failedReason marks them unrecoverable and whose data names an obligation. */
+export async function findRejectedRetriggers(ctx: PipelineContext): Promise<RejectedRetrigger[]> {
+  const rejected: RejectedRetrigger[] = [];
+  for (let start = 0; ; start += FAILED_PAGE) {
+    const jobs = await ctx.queues.retrigger.getFailed(start, start + FAILED_PAGE - 1);
+    for (const job of jobs) {
+      if (!job?.failedReason?.startsWith(UNRECOVERABLE_PREFIX)) continue;
+      const obligationId = normaliseId((job.data as { obligationId?: unknown } | null)?.obligationId);
+      if (obligationId) rejected.push({ obligationId, rejectedAt: job.finishedOn ?? job.timestamp });
+    }
+    if (jobs.length < FAILED_PAGE) return rejected;
+  }
+}
 
 export async function reconcileLedger(ctx: PipelineContext): Promise<ReconciliationReport> {
-  const report = await runReconciliation(ctx.database.db, { scanIntervalMs: ctx.settings.HEALING_SCAN_EVERY_MS });
+  const rejectedRetriggers = await findRejectedRetriggers(ctx);
+  const report = await runReconciliation(ctx.database.db, { orphanDeadlineMs: orphanDeadlineOf(ctx.settings), rejectedRetriggers });
   const fields = { runId: report.id, defectCount: report.defectCount, findings: report.findings };
   if (report.defectCount > 0) ctx.log.error(fields, "reconciliation found defects");
   else ctx.log.info(fields, "reconciliation clean");

@@ -1,32 +1,90 @@
-// Manual requeue of an escalated obligation (DESIGN.md §4): the one path behind the ops API, the CLI
-// and Bull Board's retry button. The database transition commits first; if the process dies before
-// the job is added, the obligation is `requeued` with a fresh round and the next scan enqueues it.
-import { markRequeued, recordJobId } from "../db/healing.js";
+// Manual requeue of an escalated obligation (DESIGN.md §4): the one path behind the ops API, the ops
+// page, the CLI and Bull Board's retry button. The database decides (db/requeueRequests.ts: ask,
+// approve, withdraw, each audited) and commits first; only then is the round's job added, through
+// the one enqueue path. If the process dies in between, the obligation is `requeued` with a fresh
+// round and the next scan enqueues it.
+import { recordJobId } from "../db/healing.js";
+import {
+  approveRequeue as approveInDatabase,
+  askForRequeue,
+  withdrawRequeue as withdrawInDatabase,
+  type RequeueAsk,
+  type RequeueChannel,
+} from "../db/requeueRequests.js";
 import { enqueueRetriggers } from "../queues/retriggerJobs.js";
 import type { PipelineContext } from "./context.js";
 
+export type { RequeueChannel } from "../db/requeueRequests.js";
+
 export interface RequeueResult {
+  status: "requeued";
   obligationId: string;
-  /** Null when the backlog was full (HEALING_MAX_BACKLOG): the scan's top-up enqueues it as the backlog drains. */
+  requestId: string;
+  /** The round's job; null when the backlog is at its cap (the scan enqueues it later). */
   jobId: string | null;
   round: number;
 }
 
-export async function requeueEscalation(ctx: PipelineContext, obligationId: string, actor: string, channel: "api" | "cli" | "bull-board" | "ops-page"): Promise<RequeueResult> {
-  const { requeueCount, previousJobId } = await ctx.database.db.transaction((tx) => markRequeued(tx, obligationId, actor, channel));
-  // The requeued obligation is no longer escalated, so a deferred one is an orphan the scan will offer.
-  const [job] = await enqueueRetriggers(ctx.queues, ctx.settings, [obligationId], { requestedBy: actor });
-  if (job) await recordJobId(ctx.database.db, obligationId, job.jobId);
-  await removeSupersededJob(ctx, previousJobId, job?.jobId ?? null);
-  ctx.log.warn({ obligationId, actor, channel, jobId: job?.jobId, deferred: !job, round: requeueCount + 1 }, "escalation requeued");
-  return { obligationId, jobId: job?.jobId ?? null, round: requeueCount + 1 };
+export interface PendingRequeueResult {
+  status: "pending_approval";
+  obligationId: string;
+  requestId: string;
+}
+
+export interface RequeueRequest {
+  actor: string;
+  channel: RequeueChannel;
+  reason: string;
+  metadata?: Record<string, unknown>;
+}
+
+/** Carries the requeue out, or with REQUEUE_APPROVALS=2 leaves it waiting for a second operator. */
+export async function requestRequeue(ctx: PipelineContext, obligationId: string, request: RequeueRequest): Promise<RequeueResult | PendingRequeueResult> {
+  const ask: RequeueAsk = { obligationId, requestedBy: request.actor, channel: request.channel, reason: request.reason, ...(request.metadata ? { metadata: request.metadata } : {}) };
+  const decision = await ctx.database.db.transaction((tx) => askForRequeue(tx, ask, ctx.settings.REQUEUE_APPROVALS));
+  if (decision.status === "pending_approval") {
+    ctx.log.warn({ obligationId, actor: request.actor, channel: request.channel, requestId: decision.requestId }, "requeue requested: waiting for a second operator");
+    return { status: "pending_approval", obligationId, requestId: decision.requestId };
+  }
+  return startRound(ctx, obligationId, decision.requestId, decision.round, decision.previousJobId, request.actor, request.channel);
+}
+
+export async function approveRequeue(ctx: PipelineContext, obligationId: string, approver: string, channel: RequeueChannel): Promise<RequeueResult & { requestedBy: string; approvedBy: string }> {
+  const carried = await ctx.database.db.transaction((tx) => approveInDatabase(tx, obligationId, approver, channel));
+  const result = await startRound(ctx, obligationId, carried.requestId, carried.round, carried.previousJobId, approver, channel);
+  return { ...result, requestedBy: carried.requestedBy, approvedBy: approver };
+}
+
+export async function withdrawRequeue(ctx: PipelineContext, obligationId: string, actor: string, channel: RequeueChannel) {
+  const withdrawn = await ctx.database.db.transaction((tx) => withdrawInDatabase(tx, obligationId, actor, channel));
+  ctx.log.info({ obligationId, actor, channel, requestId: withdrawn.requestId }, "requeue request withdrawn");
+  return { ...withdrawn, obligationId };
+}
+
+async function startRound(
+  ctx: PipelineContext,
+  obligationId: string,
+  requestId: string,
+  round: number,
+  previousJobId: string | null,
+  actor: string,
+  channel: RequeueChannel,
+): Promise<RequeueResult> {
+  const [job] = await enqueueRetriggers(ctx.queues, ctx.settings, [obligationId]);
+  const jobId = job?.jobId ?? null;
+  if (jobId) {
+    await recordJobId(ctx.database.db, obligationId, jobId);
+    await removeSupersededJob(ctx, previousJobId, jobId);
+  }
+  ctx.log.warn({ obligationId, actor, channel, requestId, jobId, round, reusedLiveJob: job ? !job.added : undefined }, "escalation requeued");
+  return { status: "requeued", obligationId, requestId, jobId, round };
 }
 
 /**
  * The failed job of the round just replaced would otherwise linger in Bull Board, where retrying
  * it is refused (its obligation is no longer escalated). The audit log keeps the history.
  */
-async function removeSupersededJob(ctx: PipelineContext, previousJobId: string | null, newJobId: string | null): Promise<void> {
+async function removeSupersededJob(ctx: PipelineContext, previousJobId: string | null, newJobId: string): Promise<void> {
   if (!previousJobId || previousJobId === newJobId) return;
   try {
     const previous = await ctx.queues.retrigger.getJob(previousJobId);

@@ -2,18 +2,25 @@
 // use up the round's attempts; an outage of Postgres does not (the job is put back, delayed).
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import { z } from "zod";
+import { idSchema } from "../domain/ids.js";
 import { DomainError, InvalidJobDataError } from "../domain/errors.js";
 import { classifyDatabaseError, isOutage } from "../db/client.js";
 import { disperseObligation, type DispersalResult } from "../db/dispersals.js";
-import { recordFailedAttempt, resolveHealing } from "../db/healing.js";
+import { authorizeDispersalRound, recordFailedAttempt, resolveHealing } from "../db/healing.js";
 import type { RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
 import type { DispersalBatches } from "./dispersalBatches.js";
 
-const jobData = z.object({
-  obligationId: z.uuid(),
-  requestedBy: z.string().max(200).optional(),
-});
+/**
+ * Exactly the obligation id: a job carrying more (an actor, a hand-made field) was not made by
+ * enqueueRetriggers and is refused whole, so no field of job data can ever be mistaken for who acts.
+ * (A job of an older version with `requestedBy` fails without retry; its obligation, `requeued` and
+ * not escalated, is enqueued again by the next scan.)
+ */
+const jobData = z.strictObject({ obligationId: idSchema });
+
+/** Bull Board's retry only needs to know which obligation a job was for; the requeue checks the rest. */
+const jobObligation = z.object({ obligationId: idSchema });
 
 export interface RetriggerResult {
   obligationId: string;
@@ -26,13 +33,18 @@ export interface RetriggerResult {
 /** Prefix of failedReason for jobs that fail without retry and without escalation. */
 export const UNRECOVERABLE_PREFIX = "unrecoverable:";
 
-export function parseRetriggerData(data: unknown): { obligationId: string; requestedBy?: string | undefined } {
+export function parseRetriggerData(data: unknown): RetriggerJobData {
   const parsed = jobData.safeParse(data);
   if (!parsed.success) {
     const detail = parsed.error.issues.map((i) => `${i.path.join(".") || "data"}: ${i.message}`).join("; ");
     throw new InvalidJobDataError(`malformed retrigger job data (${detail.slice(0, 300)})`);
   }
   return parsed.data;
+}
+
+export function obligationOfJob(data: unknown): string | undefined {
+  const parsed = jobObligation.safeParse(data);
+  return parsed.success ? parsed.data.obligationId : undefined;
 }
 
 /**
@@ -50,20 +62,26 @@ export function retriggerProcessor(ctx: PipelineContext, batches?: DispersalBatc
       throw new UnrecoverableError(`${UNRECOVERABLE_PREFIX} ${(error as Error).message}`);
     }
     const attempt = job.attemptsMade + 1;
-    const actor = job.data.requestedBy && job.data.requestedBy !== "scan" ? job.data.requestedBy : "dispersal-healing";
     const started = performance.now();
     if (batches) {
-      const outcome = await batches.disperse({ obligationId, attempt, actor, ...(job.id ? { jobId: job.id } : {}) });
+      const outcome = await batches.disperse({ obligationId, attempt, ...(job.id ? { jobId: job.id } : {}) });
       if (outcome.kind === "dispersed") return dispersed(ctx, job, obligationId, attempt, outcome.dispersal, outcome.resolvedEscalation, started);
       if (outcome.kind === "failed") return handleFailure(ctx, job, token, obligationId, attempt, outcome.error, outcome.attemptRecorded);
     }
     try {
       const { dispersal, resolution } = await ctx.database.db.transaction(async (tx) => {
+        // Refuses (EscalatedWithoutRequeueError, not retried) a job nobody asked for since the escalation.
+        const round = await authorizeDispersalRound(tx, obligationId);
         const dispersal: DispersalResult = await disperseObligation(tx, obligationId);
-        const resolution = await resolveHealing(tx, obligationId, attempt, { actor, ...(job.id ? { jobId: job.id } : {}) });
+        const resolution = await resolveHealing(tx, obligationId, attempt, {
+          actor: round.actor,
+          requeueRequestId: round.requeueRequestId,
+          approvedBy: round.approvedBy,
+          ...(job.id ? { jobId: job.id } : {}),
+        });
         return { dispersal, resolution };
       });
-      return dispersed(ctx, job, obligationId, attempt, dispersal, resolution.reversal !== undefined, started);
+      return dispersed(ctx, job, obligationId, attempt, dispersal, resolution.reversals.length > 0, started);
     } catch (error) {
       return handleFailure(ctx, job, token, obligationId, attempt, error);
     }

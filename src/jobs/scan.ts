@@ -5,8 +5,12 @@
 // drains: requestTopUpWhenDrained) goes on from there, wrapping round the id space, until one tick
 // has gone all the way round. So a tick costs what it can enqueue, not the size of the disaster,
 // and orphans already queued are not read and offered again on every top-up.
+// The backstop also tops up the SUSPENSE of escalations whose settled amount grew (cash posted by
+// other systems). One obligation's error is logged and counted, and the scan goes on; an outage of
+// Postgres stops it (every obligation would fail the same way; the next scan starts again).
 import type { Job } from "bullmq";
-import { escalateToSuspense, findOrphanedObligations, type OrphanRow } from "../db/healing.js";
+import { isOutage } from "../db/client.js";
+import { escalateToSuspense, findOrphanedObligations, findSuspenseShortfalls, topUpSuspense, type OrphanRow } from "../db/healing.js";
 import { JOB } from "../queues/names.js";
 import { addRetriggers, liveRetriggerJobs, retriggerBacklog } from "../queues/retriggerJobs.js";
 import { acquireScanLock, readScanCursor, writeScanCursor, type ScanLock } from "../queues/scanState.js";
@@ -21,6 +25,10 @@ export interface ScanSummary {
   escalatedByBackstop: number;
   /** Orphans whose round used every attempt but whose last job is still live. */
   awaitingFinalFailure: number;
+  /** Escalations whose SUSPENSE the backstop brought up to a settled amount that grew (late cash). */
+  suspenseToppedUp: number;
+  /** Obligations the backstop failed on (logged with their id; reconciliation reports them): the scan went on. */
+  obligationErrors: number;
   /** True when the tick stopped at HEALING_MAX_BACKLOG: orphans are left for the top-up. */
   backlogFull: boolean;
   /** Retrigger jobs of the orphans found (enqueued + alreadyQueued). */
@@ -35,16 +43,19 @@ const NIL_UUID = "00000000-0000-0000-0000-000000000000";
 
 export async function scanForOrphans(ctx: PipelineContext, requestedBy = "scan"): Promise<ScanSummary> {
   const started = performance.now();
-  const summary: ScanSummary = { found: 0, enqueued: 0, alreadyQueued: 0, escalatedByBackstop: 0, awaitingFinalFailure: 0, backlogFull: false, jobs: 0, durationMs: 0 };
+  const summary: ScanSummary = {
+    found: 0, enqueued: 0, alreadyQueued: 0, escalatedByBackstop: 0, awaitingFinalFailure: 0, suspenseToppedUp: 0, obligationErrors: 0, backlogFull: false, jobs: 0, durationMs: 0,
+  };
   const lock = await acquireScanLock(ctx.queues);
   try {
     await scanTick(ctx, summary, lock);
+    await topUpShortfalls(ctx, summary);
   } finally {
     await lock.release().catch(() => {});
   }
   summary.jobs = summary.enqueued + summary.alreadyQueued;
   summary.durationMs = Math.round(performance.now() - started);
-  ctx.log.info({ ...summary, requestedBy }, "healing scan finished");
+  ctx.log.info({ ...summary, requestedBy }, summary.obligationErrors > 0 ? "healing scan finished with obligation errors" : "healing scan finished");
   return summary;
 }
 
@@ -132,14 +143,42 @@ async function offerPage(
 }
 
 async function escalateByBackstop(ctx: PipelineContext, orphan: OrphanRow, summary: ScanSummary): Promise<void> {
-  const outcome = await ctx.database.db.transaction((tx) =>
-    escalateToSuspense(tx, orphan.obligationId, {
-      actor: "dispersal-healing-backstop",
-      reason: `round used all ${orphan.attemptCount} attempts and its final failure was never escalated`,
-      attemptCount: orphan.attemptCount,
-    }),
+  const outcome = await isolated(ctx, summary, orphan.obligationId, "backstop escalation", () =>
+    ctx.database.db.transaction((tx) =>
+      escalateToSuspense(tx, orphan.obligationId, {
+        actor: "dispersal-healing-backstop",
+        reason: `round used all ${orphan.attemptCount} attempts and its final failure was never escalated`,
+        attemptCount: orphan.attemptCount,
+      }),
+    ),
   );
   if (outcome === "escalated") summary.escalatedByBackstop++;
+}
+
+/** Escalations short of their settled amount, topped up one transaction each; bounded per scan (the rest next time). */
+async function topUpShortfalls(ctx: PipelineContext, summary: ScanSummary): Promise<void> {
+  const shortfalls = await findSuspenseShortfalls(ctx.database.db, { limit: ctx.settings.HEALING_SCAN_PAGE_SIZE });
+  for (const obligationId of shortfalls) {
+    const result = await isolated(ctx, summary, obligationId, "suspense top-up", () =>
+      ctx.database.db.transaction((tx) =>
+        topUpSuspense(tx, obligationId, { actor: "dispersal-healing-backstop", reason: "cash received after escalation: SUSPENSE topped up to the settled amount" }),
+      ),
+    );
+    if (result?.outcome === "topped-up") summary.suspenseToppedUp++;
+  }
+}
+
+/** Runs one obligation's work; its error is logged and counted and the caller goes on. An outage is rethrown. */
+async function isolated<T>(ctx: PipelineContext, summary: ScanSummary, obligationId: string, what: string, work: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await work();
+  } catch (error) {
+    if (isOutage(error)) throw error;
+    summary.obligationErrors++;
+    const { code } = error as { code?: unknown };
+    ctx.log.error({ obligationId, what, code: typeof code === "string" ? code : undefined, error: (error as Error)?.stack ?? String(error) }, "healing scan: obligation failed, scan goes on");
+    return undefined;
+  }
 }
 
 export function scanProcessor(ctx: PipelineContext) {

@@ -14,6 +14,9 @@ export interface ScanWaitSummary {
   escalated: number;
   skipped: number;
   escalatedByBackstop: number;
+  suspenseToppedUp: number;
+  /** Obligations the scan's backstop failed on (each logged with its id); the scan went on. */
+  obligationErrors: number;
   unfinished: number;
   /** Scan ticks it took (more than one when the backlog cap held orphans back). */
   ticks: number;
@@ -25,7 +28,7 @@ export async function scanAndWait(ctx: PipelineContext, options: { timeoutMs: nu
   const deadline = Date.now() + options.timeoutMs;
   const [clock] = await ctx.database.db.execute<{ now: string }>(sql`select clock_timestamp()::text as now`);
   const since = clock!.now;
-  const totals = { found: 0, enqueued: 0, alreadyQueued: 0, escalatedByBackstop: 0, ticks: 0 };
+  const totals = { found: 0, enqueued: 0, alreadyQueued: 0, escalatedByBackstop: 0, suspenseToppedUp: 0, obligationErrors: 0, ticks: 0 };
   let backlog = 0;
   for (;;) {
     const tick = await scanForOrphans(ctx, "cli");
@@ -34,6 +37,8 @@ export async function scanAndWait(ctx: PipelineContext, options: { timeoutMs: nu
     totals.enqueued += tick.enqueued;
     totals.alreadyQueued += tick.alreadyQueued;
     totals.escalatedByBackstop += tick.escalatedByBackstop;
+    totals.suspenseToppedUp += tick.suspenseToppedUp;
+    totals.obligationErrors += tick.obligationErrors;
     // Wait for the jobs to end, or (the cap held orphans back) for room for the next tick.
     const enough = tick.backlogFull ? ctx.settings.HEALING_MAX_BACKLOG / 2 : 0;
     while ((backlog = await retriggerBacklog(ctx.queues)) > enough && Date.now() < deadline) {
@@ -51,6 +56,8 @@ export async function scanAndWait(ctx: PipelineContext, options: { timeoutMs: nu
     escalated,
     skipped: backlog === 0 ? Math.max(0, totals.enqueued - outcome.dispersed - escalated) : 0,
     escalatedByBackstop: totals.escalatedByBackstop,
+    suspenseToppedUp: totals.suspenseToppedUp,
+    obligationErrors: totals.obligationErrors,
     unfinished: backlog,
     ticks: totals.ticks,
     durationMs: Math.round(performance.now() - started),

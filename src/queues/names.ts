@@ -22,10 +22,9 @@ export const JOB = {
 
 export const DEFAULT_QUEUE_PREFIX = "{dispersal}";
 
+/** Only the obligation: who a round acts for is read from Postgres (db/healing.ts authorizeDispersalRound). */
 export interface RetriggerJobData {
   obligationId: string;
-  /** Who asked for this round: "scan", or the operator who requeued it. */
-  requestedBy?: string;
 }
 
 /**

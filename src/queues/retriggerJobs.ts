@@ -52,13 +52,12 @@ export async function addRetriggers(
   queues: Queues,
   settings: Pick<PipelineSettings, "HEALING_ATTEMPTS" | "HEALING_BACKOFF_MS">,
   obligationIds: readonly string[],
-  options: { requestedBy?: string } = {},
 ): Promise<EnqueuedRetrigger[]> {
   if (obligationIds.length === 0) return [];
   const jobOptions = { attempts: settings.HEALING_ATTEMPTS, backoffMs: settings.HEALING_BACKOFF_MS };
   const requests = obligationIds.map((obligationId) => ({
     name: JOB.retrigger,
-    data: (options.requestedBy ? { obligationId, requestedBy: options.requestedBy } : { obligationId }) satisfies RetriggerJobData,
+    data: { obligationId } satisfies RetriggerJobData,
     opts: retriggerJobOptions(obligationId, jobOptions),
   }));
   const jobs = await queues.retrigger.addBulk(requests);
@@ -78,7 +77,6 @@ export async function enqueueRetriggers(
   queues: Queues,
   settings: EnqueueSettings,
   obligationIds: readonly string[],
-  options: { requestedBy?: string } = {},
 ): Promise<EnqueueResult> {
   const unique = [...new Set(obligationIds)];
   if (unique.length === 0) return Object.assign([], { deferred: [] });
@@ -87,7 +85,7 @@ export async function enqueueRetriggers(
   const fresh = unique.filter((id) => !live.has(id));
   const admitted = fresh.slice(0, room);
   const deferred = fresh.slice(room);
-  const added = new Map((await addRetriggers(queues, settings, admitted, options)).map((job) => [job.obligationId, job]));
+  const added = new Map((await addRetriggers(queues, settings, admitted)).map((job) => [job.obligationId, job]));
   const queued = unique.flatMap((obligationId): EnqueuedRetrigger[] => {
     const job = added.get(obligationId);
     if (job) return [job];

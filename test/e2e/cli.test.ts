@@ -33,13 +33,37 @@ describe("the dispersal CLI", () => {
   it("requeue refuses what is not escalated and names the reason, and requeues what is", async () => {
     const [escalated] = await database.db.execute<{ obligation_id: string }>(sql`select obligation_id from dispersal_healing_attempts where status = 'escalated'`);
     const notEscalated = await givenSettledObligation(database, { status: "due" });
-    const { code, out } = await run(["requeue", escalated!.obligation_id, notEscalated.obligationId, "--actor", "carol"]);
+    const withoutReason = await run(["requeue", escalated!.obligation_id, "--actor", "carol"]);
+    expect(withoutReason.code).not.toBe(0);
+    const blankReason = await run(["requeue", escalated!.obligation_id, "--actor", "carol", "--reason", "   "]);
+    expect(blankReason.code).not.toBe(0);
+    const withoutActor = await run(["requeue", escalated!.obligation_id, "--reason", "positions corrected"]);
+    expect(withoutActor.code).not.toBe(0);
+    const { code, out } = await run(["requeue", escalated!.obligation_id, notEscalated.obligationId, "--actor", "carol", "--reason", "positions corrected"]);
     expect(code).toBe(1);
     const results = JSON.parse(out);
     expect(results[0]).toMatchObject({ obligationId: escalated!.obligation_id, requeued: true, round: 2 });
     expect(results[1]).toMatchObject({ obligationId: notEscalated.obligationId, requeued: false, code: "NOT_ESCALATED" });
-    const [audit] = await database.db.execute<{ actor: string }>(sql`select actor from audit_log where action = 'dispersal.self_healing_requeued'`);
-    expect(audit!.actor).toBe("carol");
+    const audits = await database.db.execute<{ actor: string; metadata: Record<string, unknown> }>(sql`select actor, metadata from audit_log where action = 'dispersal.self_healing_requeued'`);
+    expect(audits).toHaveLength(1);
+    expect(audits[0]).toMatchObject({ actor: "carol", metadata: { channel: "cli", reason: "positions corrected", osUser: expect.any(String) } });
+  });
+
+  it("requeue takes ids as Postgres holds them, in any case, and refuses a malformed one before changing anything", async () => {
+    const foreign = await givenSettledObligation(database, { lenders: [0], amount: 3_100n, ids: { obligation: "30000000-0000-0000-0000-0000000000c1" } });
+    expect((await run(["scan", "--wait", "--timeout", "60"])).code).toBe(0);
+    const requeues = async () => (await database.db.execute<{ n: bigint }>(sql`select count(*) as n from audit_log where action = 'dispersal.self_healing_requeued'`))[0]!.n;
+    const before = await requeues();
+
+    const refused = await run(["requeue", "30000000-0000-0000-0000-0000000000C1", "30000000-0000-0000-0000-0000000000cg", "--actor", "dave", "--reason", "positions fixed"]);
+    expect(refused.code).toBe(1);
+    expect(refused.out).toMatch(/must be a UUID \(8-4-4-4-12 hexadecimal\)/);
+    expect(await requeues()).toBe(before);
+
+    const { code, out } = await run(["requeue", "30000000-0000-0000-0000-0000000000C1", "--actor", "dave", "--reason", "positions fixed"]);
+    expect(code).toBe(0);
+    expect(JSON.parse(out)).toEqual([expect.objectContaining({ obligationId: foreign.obligationId, requeued: true, round: 2 })]);
+    expect(await requeues()).toBe(before + 1n);
   });
 
   it("reconcile stores a run and reports a clean ledger", async () => {

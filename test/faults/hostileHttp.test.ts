@@ -1,7 +1,7 @@
 // Hostile input, HTTP side, against a real `dispersal server` process: SQL-looking and oversized ids,
 // wrong content types, huge bodies, wrong or missing credentials, cross-site writes, a timing probe
 // of the credential check. Every one gets a clear 4xx; the server stays up; nothing is written
-// (refused state-changing requests leave only their ops.http_request audit row, by design).
+// (refused state-changing requests leave only their ops.* audit rows, by design).
 import { connect } from "node:net";
 import { randomUUID } from "node:crypto";
 import { sql } from "drizzle-orm";
@@ -63,7 +63,7 @@ async function snapshot(): Promise<string> {
       (select count(*) || '/' || coalesce(sum(amount), 0) || '/' || coalesce(max(sequence), 0) from cash_journal_entries),
       (select string_agg(family || coalesce(subaccount, '') || cumulative_debits || '/' || cumulative_credits, ',' order by id) from cash_accounts),
       (select string_agg(obligation_id || status || attempt_count || requeue_count || updated_at, ',' order by obligation_id) from dispersal_healing_attempts),
-      (select count(*) from audit_log where action <> 'ops.http_request'),
+      (select count(*) from audit_log where action not like 'ops.%'),
       (select count(*) || '/' || count(*) filter (where dispersed) from obligations))) as fingerprint`);
   const counts = await scenario.ctx.queues.retrigger.getJobCounts("waiting", "active", "delayed", "failed", "completed", "prioritized");
   const scans = await scenario.ctx.queues.healing.getJobCounts("waiting", "active", "delayed", "prioritized");
@@ -89,6 +89,9 @@ describe("hostile HTTP requests to the server", () => {
       ...scenario.workerEnv(),
       PORT: String(port),
       OPS_USERS: `${OPERATOR.name}:operator:${OPERATOR.secret},${VIEWER.name}:viewer:${VIEWER.secret}`,
+      // The probes below send ~140 wrong credentials from one address: throttling has its own tests.
+      SIGN_IN_FAILURES_PER_ADDRESS: "100000",
+      SIGN_IN_FAILURES_PER_USER: "100000",
     });
     const base = `http://127.0.0.1:${port}`;
     await waitFor(async () => (await send(base, "GET", "/readyz").catch(() => ({ status: 0 }))).status === 200, { timeoutMs: 60_000, what: "the server ready" });
@@ -119,8 +122,20 @@ describe("hostile HTTP requests to the server", () => {
       { name: "__proto__ smuggling all:true", method: "POST", path: "/api/escalations/requeue", headers: json, body: '{"__proto__": {"all": true}}', expect: 400 },
       { name: "SQL in the bulk filter", method: "POST", path: "/api/escalations/requeue", headers: json, body: JSON.stringify({ all: true, filter: { mortgageId: "' or 1=1" } }), expect: 400 },
       { name: "extra keys beside all", method: "POST", path: "/api/escalations/requeue", headers: json, body: JSON.stringify({ all: true, sql: "drop table obligations" }), expect: 400 },
-      { name: "unknown obligation", method: "POST", path: `/api/escalations/${randomUUID()}/requeue`, headers: AS_OPERATOR, expect: 404 },
-      { name: "requeue of a dispersed obligation", method: "POST", path: `/api/escalations/${dispersed}/requeue`, headers: AS_OPERATOR, expect: 409 },
+      { name: "unknown obligation", method: "POST", path: `/api/escalations/${randomUUID()}/requeue`, headers: json, body: '{"reason":"probe"}', expect: 404 },
+      { name: "requeue of a dispersed obligation", method: "POST", path: `/api/escalations/${dispersed}/requeue`, headers: json, body: '{"reason":"probe"}', expect: 409 },
+      { name: "requeue without a reason", method: "POST", path: `/api/escalations/${escalated}/requeue`, headers: AS_OPERATOR, expect: 400 },
+      { name: "requeue with a blank reason", method: "POST", path: `/api/escalations/${escalated}/requeue`, headers: json, body: '{"reason":"  "}', expect: 400 },
+      { name: "approval of nothing pending", method: "POST", path: `/api/escalations/${escalated}/requeue/approve`, headers: AS_OPERATOR, expect: 404 },
+      { name: "operator adds a job in Bull Board", method: "POST", path: "/admin/queues/api/queues/dispersal-retrigger/add", headers: json, body: JSON.stringify({ name: "retrigger-dispersal", data: { obligationId: escalated, requestedBy: "vic" } }), expect: 403 },
+      { name: "operator adds a job, queue name encoded", method: "POST", path: "/admin/queues/api/queues/dispersal%2Dretrigger/add", headers: json, body: JSON.stringify({ name: "retrigger-dispersal", data: { obligationId: escalated } }), expect: 403 },
+      { name: "operator obliterates a queue", method: "PUT", path: "/admin/queues/api/queues/dispersal-retrigger/obliterate", headers: json, body: '{"force":true}', expect: 403 },
+      { name: "operator empties a queue", method: "PUT", path: "/admin/queues/api/queues/dispersal%2Dretrigger/empty", headers: AS_OPERATOR, expect: 403 },
+      { name: "operator pauses every queue", method: "PUT", path: "/admin/queues/api/queues/pause", headers: AS_OPERATOR, expect: 403 },
+      { name: "operator removes the daily reconciliation", method: "PUT", path: "/admin/queues/api/queues/dispersal-reconciliation/job-schedulers/dispersal-reconciliation-daily/remove", headers: AS_OPERATOR, expect: 403 },
+      { name: "operator retries completed jobs", method: "PUT", path: "/admin/queues/api/queues/dispersal-retrigger/retry/completed", headers: AS_OPERATOR, expect: 409 },
+      { name: "impossible timestamp in a cursor", method: "GET", path: `/api/escalations?cursor=${Buffer.from(JSON.stringify(["2024-13-45 99:99:99+00", randomUUID()])).toString("base64url")}`, headers: AS_OPERATOR, expect: 400 },
+      { name: "forwarded host from anyone", method: "POST", path: `/api/escalations/${escalated}/requeue`, headers: { ...json, origin: "http://attacker.invalid", "x-forwarded-host": "attacker.invalid" }, body: '{"reason":"probe"}', expect: 403 },
       { name: "viewer requeues", method: "POST", path: `/api/escalations/${escalated}/requeue`, headers: AS_VIEWER, expect: 403 },
       { name: "viewer requests a scan", method: "POST", path: "/api/healing/scan", headers: AS_VIEWER, expect: 403 },
       { name: "viewer retries failed jobs in Bull Board", method: "PUT", path: "/admin/queues/api/queues/dispersal-retrigger/retry/failed", headers: AS_VIEWER, expect: 403 },

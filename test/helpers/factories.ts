@@ -21,6 +21,15 @@ export interface GivenObligation {
   /** Reuse a mortgage (and its lenders) made by an earlier call. */
   mortgageId?: string;
   settledAt?: Date;
+  /** Ids as another system would write them (any value Postgres's uuid accepts); random by default. */
+  ids?: GivenIds;
+}
+
+export interface GivenIds {
+  obligation?: string;
+  mortgage?: string;
+  /** One per entry of `lenders`. */
+  lenders?: string[];
 }
 
 export interface GivenObligationResult {
@@ -32,15 +41,16 @@ export interface GivenObligationResult {
 
 export async function givenMortgage(
   database: Database,
-  options: { lenders?: number[]; principal?: bigint; servicingFeeBps?: number; paymentFrequency?: PaymentFrequency } = {},
+  options: { lenders?: number[]; principal?: bigint; servicingFeeBps?: number; paymentFrequency?: PaymentFrequency; ids?: GivenIds } = {},
 ): Promise<{ mortgageId: string; lenderIds: string[] }> {
   const { db } = database;
-  const mortgageId = randomUUID();
+  // Postgres prints ids in lower case, so the returned ids are what a query would give back.
+  const mortgageId = (options.ids?.mortgage ?? randomUUID()).toLowerCase();
   const units = options.lenders ?? [10_000];
-  const lenderIds = units.map(() => randomUUID());
+  const lenderIds = units.map((_, i) => (options.ids?.lenders?.[i] ?? randomUUID()).toLowerCase());
   await db.transaction(async (tx) => {
     await tx.execute(sql`insert into mortgages (id, reference, principal, servicing_fee_bps, payment_frequency)
-      values (${mortgageId}::uuid, ${`M-${mortgageId.slice(0, 8)}`}, ${(options.principal ?? 50_000_000n).toString()}::bigint,
+      values (${mortgageId}::uuid, ${`M-${mortgageId}`}, ${(options.principal ?? 50_000_000n).toString()}::bigint,
               ${options.servicingFeeBps ?? 0}, ${options.paymentFrequency ?? "monthly"})`);
     for (const [i, lenderId] of lenderIds.entries()) {
       await tx.execute(sql`insert into lenders (id, name) values (${lenderId}::uuid, ${`Lender ${i + 1}`})`);
@@ -58,7 +68,7 @@ export async function givenSettledObligation(database: Database, options: GivenO
     : await givenMortgage(database, options);
   const amount = options.amount ?? 100_000n;
   const status = options.status ?? "settled";
-  const obligationId = randomUUID();
+  const obligationId = (options.ids?.obligation ?? randomUUID()).toLowerCase();
   await db.transaction(async (tx) => {
     await tx.execute(sql`insert into obligations (id, mortgage_id, type, amount, status, due_date, settled_at)
       values (${obligationId}::uuid, ${mortgage.mortgageId}::uuid, ${options.type ?? "regular_interest"}, ${amount.toString()}::bigint,

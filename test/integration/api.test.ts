@@ -17,6 +17,7 @@ import { testDb } from "../helpers/testDb.js";
 
 const OLGA = { name: "olga", secret: "olga-operator-secret" };
 const VICTOR = { name: "victor", secret: "victor-viewer-secret" };
+const REASON = { reason: "lender positions corrected" };
 
 const database = await testDb();
 const pipeline = testPipeline(database, { OPS_USERS: `${OLGA.name}:operator:${OLGA.secret},${VICTOR.name}:viewer:${VICTOR.secret}` });
@@ -136,7 +137,7 @@ describe("authentication (fails closed)", () => {
     const audit = await waitFor(
       async () => {
         const rows = await db.execute<{ actor: string; severity: string; metadata: { status: number } }>(sql`
-          select actor, severity, metadata from audit_log where action = 'ops.http_request' and actor = 'victor'`);
+          select actor, severity, metadata from audit_log where action = 'ops.http_response' and actor = 'victor'`);
         return rows.length > 0 ? rows : undefined;
       },
       { timeoutMs: 5000, what: "the audit row of the refused request" },
@@ -161,14 +162,14 @@ describe("POST /api/escalations/:obligationId/requeue", () => {
   });
 
   it("answers 404 for an unknown obligation", async () => {
-    const response = await call("POST", `/api/escalations/${randomUUID()}/requeue`, { as: OLGA });
+    const response = await call("POST", `/api/escalations/${randomUUID()}/requeue`, { as: OLGA, body: REASON });
     expect(response.status).toBe(404);
     expect(response.json.code).toBe("OBLIGATION_NOT_FOUND");
   });
 
   it("answers 409 for an obligation that is not escalated", async () => {
     const settled = await givenSettledObligation(database, { lenders: [1] });
-    const response = await call("POST", `/api/escalations/${settled.obligationId}/requeue`, { as: OLGA });
+    const response = await call("POST", `/api/escalations/${settled.obligationId}/requeue`, { as: OLGA, body: REASON });
     expect(response.status).toBe(409);
     expect(response.json).toMatchObject({ code: "NOT_ESCALATED" });
     expect(response.json.error).toMatch(/not escalated/);
@@ -177,23 +178,23 @@ describe("POST /api/escalations/:obligationId/requeue", () => {
   it("answers 202 with a new job for an escalation, named after the operator", async () => {
     const obligationId = escalated[0]!;
     const oldJob = await failedJobOf(obligationId);
-    const response = await call("POST", `/api/escalations/${obligationId}/requeue`, { as: OLGA });
+    const response = await call("POST", `/api/escalations/${obligationId}/requeue`, { as: OLGA, body: REASON });
     expect(response.status).toBe(202);
-    expect(response.json).toMatchObject({ obligationId, round: 2 });
+    expect(response.json).toMatchObject({ status: "requeued", obligationId, round: 2 });
     expect(oldJob).toBeDefined();
     expect(response.json.jobId).not.toBe(oldJob!.id);
     // The superseded round's failed job is removed: retrying it in Bull Board would only be refused.
     expect(await ctx.queues.retrigger.getJob(oldJob!.id!)).toBeUndefined();
     const job = await ctx.queues.retrigger.getJob(response.json.jobId);
-    expect(job?.data).toEqual({ obligationId, requestedBy: "olga" });
+    expect(job?.data).toEqual({ obligationId });
     expect(job?.opts.attempts).toBe(3);
     expect(await healingStatus(obligationId)).toMatchObject({ status: "requeued", attempt_count: 0 });
-    expect(await requeueAudits(obligationId)).toEqual([{ actor: "olga", metadata: { channel: "api", round: 2 } }]);
+    expect(await requeueAudits(obligationId)).toMatchObject([{ actor: "olga", metadata: { channel: "api", round: 2, reason: REASON.reason } }]);
   });
 
   it("makes exactly one new job and one audit row when the button is double-clicked", async () => {
     const obligationId = escalated[1]!;
-    const responses = await Promise.all([1, 2].map(() => call("POST", `/api/escalations/${obligationId}/requeue`, { as: OLGA })));
+    const responses = await Promise.all([1, 2].map(() => call("POST", `/api/escalations/${obligationId}/requeue`, { as: OLGA, body: REASON })));
     expect(responses.map((r) => r.status).sort()).toEqual([202, 409]);
     const accepted = responses.find((r) => r.status === 202)!;
     const live = await liveJobsOf(obligationId);
@@ -205,7 +206,7 @@ describe("POST /api/escalations/:obligationId/requeue", () => {
 describe("POST /api/escalations/requeue (bulk)", () => {
   it("requeues a list of ids and answers per item", async () => {
     const unknown = randomUUID();
-    const response = await call("POST", "/api/escalations/requeue", { as: OLGA, body: { obligationIds: [escalated[2], escalated[3], unknown, escalated[0], escalated[2]] } });
+    const response = await call("POST", "/api/escalations/requeue", { as: OLGA, body: { obligationIds: [escalated[2], escalated[3], unknown, escalated[0], escalated[2]], ...REASON } });
     expect(response.status).toBe(200);
     expect(response.json).toMatchObject({ requested: 4, requeued: 2, refused: 2, interrupted: false });
     const byId = new Map(response.json.results.map((r: { obligationId: string }) => [r.obligationId, r]));
@@ -215,12 +216,12 @@ describe("POST /api/escalations/requeue (bulk)", () => {
     expect(byId.get(escalated[0])).toMatchObject({ outcome: "refused", status: 409, code: "NOT_ESCALATED" });
     for (const id of [escalated[2]!, escalated[3]!]) {
       expect(await liveJobsOf(id)).toHaveLength(1);
-      expect(await requeueAudits(id)).toEqual([{ actor: "olga", metadata: { channel: "api", round: 2 } }]);
+      expect(await requeueAudits(id)).toMatchObject([{ actor: "olga", metadata: { channel: "api", round: 2, reason: REASON.reason } }]);
     }
   });
 
   it("requeues every escalation of one mortgage with {all: true, filter}", async () => {
-    const response = await call("POST", "/api/escalations/requeue", { as: OLGA, body: { all: true, filter: { mortgageId: sharedMortgageId } } });
+    const response = await call("POST", "/api/escalations/requeue", { as: OLGA, body: { all: true, filter: { mortgageId: sharedMortgageId }, ...REASON } });
     expect(response.status).toBe(200);
     expect(response.json.results.map((r: { obligationId: string }) => r.obligationId).sort()).toEqual([...onSharedMortgage].sort());
     expect(response.json.requeued).toBe(2);
@@ -341,16 +342,19 @@ describe("the ops page", () => {
     expect(viewer.status).toBe(403);
     expect(await healingStatus(obligationId)).toMatchObject({ status: "escalated" });
 
-    const accepted = await call("POST", "/ops/requeue", { as: OLGA, rawBody: form({ _token: token, only: obligationId }), headers: { ...headers, origin: new URL(http.url).origin } });
+    const withoutReason = await call("POST", "/ops/requeue", { as: OLGA, rawBody: form({ _token: token, only: obligationId, reason: "  " }), headers });
+    expect(withoutReason.status).toBe(400);
+    expect(await healingStatus(obligationId)).toMatchObject({ status: "escalated" });
+    const accepted = await call("POST", "/ops/requeue", { as: OLGA, rawBody: form({ _token: token, only: obligationId, reason: "lender positions corrected" }), headers: { ...headers, origin: new URL(http.url).origin } });
     expect(accepted.status).toBe(303);
     expect(accepted.headers.get("location")).toBe("/ops");
     const cookie = accepted.headers.get("set-cookie")!.split(";")[0]!;
     expect(await healingStatus(obligationId)).toMatchObject({ status: "requeued" });
-    expect(await requeueAudits(obligationId)).toEqual([{ actor: "olga", metadata: { channel: "ops-page", round: 2 } }]);
+    expect(await requeueAudits(obligationId)).toMatchObject([{ actor: "olga", metadata: { channel: "ops-page", round: 2, reason: "lender positions corrected" } }]);
 
     const after = await call("GET", "/ops", { as: OLGA, headers: { cookie } });
     expect(after.text).toMatch(/Requeued 1 escalation for a new round/);
-    const again = await call("POST", "/ops/requeue", { as: OLGA, rawBody: form({ _token: token, only: obligationId }), headers });
+    const again = await call("POST", "/ops/requeue", { as: OLGA, rawBody: form({ _token: token, only: obligationId, reason: "again" }), headers });
     const refusedCookie = again.headers.get("set-cookie")!.split(";")[0]!;
     expect((await call("GET", "/ops", { as: OLGA, headers: { cookie: refusedCookie } })).text).toMatch(/Not requeued \(1\):.*not escalated/);
   });
@@ -366,10 +370,10 @@ describe("Bull Board", () => {
     expect(response.json).toMatchObject({ obligationId, round: 2, removedJobId: failed.id });
     expect(await ctx.queues.retrigger.getJob(failed.id!)).toBeUndefined();
     expect(await healingStatus(obligationId)).toMatchObject({ status: "requeued", attempt_count: 0 });
-    expect(await requeueAudits(obligationId)).toEqual([{ actor: "olga", metadata: { channel: "bull-board", round: 2 } }]);
+    expect(await requeueAudits(obligationId)).toMatchObject([{ actor: "olga", metadata: { channel: "bull-board", round: 2, reason: "retried from Bull Board" } }]);
     const live = await liveJobsOf(obligationId);
     expect(live.map((j) => j.id)).toEqual([response.json.jobId]);
-    expect(live[0]!.data.requestedBy).toBe("olga");
+    expect(live[0]!.data).toEqual({ obligationId });
   });
 
   it("answers 409 with the reason when the failed job's obligation is not escalated", async () => {

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { sql } from "drizzle-orm";
-import { escalateToSuspense, markRequeued } from "../../src/db/healing.js";
+import { escalateToSuspense } from "../../src/db/healing.js";
 import { seedObligations } from "../../src/db/seed.js";
 import { DispersalBatches } from "../../src/jobs/dispersalBatches.js";
+import { requestRequeue } from "../../src/jobs/requeue.js";
 import { enqueueRetriggers, retriggerBacklog } from "../../src/queues/retriggerJobs.js";
 import { givenSettledObligation } from "../helpers/factories.js";
 import { testPipeline, type TestPipeline } from "../helpers/pipeline.js";
@@ -90,16 +91,18 @@ describe("batched healing", () => {
     const batchedIds = await obligationsOf(batched.tag);
     expect(aloneIds).toHaveLength(400);
     expect(batched.unfixableOrphans).toBeGreaterThan(0);
-    // Some requeued escalations (their resolution reverses the suspense) and one escalated obligation whose positions were fixed.
-    for (const ids of [aloneIds, batchedIds]) {
+    const pipelines = [testPipeline(database, { HEALING_BATCH_SIZE: "1" }), testPipeline(database, { HEALING_BATCH_SIZE: "50" })] as const;
+    // Some requeued escalations (their resolution reverses the suspense, in the requester's name).
+    for (const [i, ids] of [aloneIds, batchedIds].entries()) {
       for (const obligationId of ids.slice(0, 20)) {
         await db.transaction((tx) => escalateToSuspense(tx, obligationId, { actor: "test", reason: "earlier round failed", attemptCount: 3 }));
-        await db.transaction((tx) => markRequeued(tx, obligationId, "alice", "cli"));
+        const requeue = await requestRequeue(pipelines[i]!.ctx, obligationId, { actor: "alice", channel: "cli", reason: "positions fixed upstream" });
+        expect(requeue.status).toBe("requeued");
       }
     }
 
-    await healAll(testPipeline(database, { HEALING_BATCH_SIZE: "1" }), aloneIds);
-    await healAll(testPipeline(database, { HEALING_BATCH_SIZE: "50" }), batchedIds);
+    await healAll(pipelines[0], aloneIds);
+    await healAll(pipelines[1], batchedIds);
 
     const [left] = await db.execute<{ n: number }>(sql`select count(*)::int as n from obligations where status = 'settled' and not dispersed
       and id not in (select obligation_id from dispersal_healing_attempts where status = 'escalated')`);
@@ -135,7 +138,7 @@ describe("batched healing", () => {
     const notSettled = await givenSettledObligation(database, { status: "due" });
     const unknown = "0badc0de-0000-4000-8000-000000000000";
     const requests = [...good.map((g) => g.obligationId), noPositions.obligationId, notSettled.obligationId, unknown];
-    const outcomes = await Promise.all(requests.map((obligationId) => batches.disperse({ obligationId, attempt: 1, actor: "test" })));
+    const outcomes = await Promise.all(requests.map((obligationId) => batches.disperse({ obligationId, attempt: 1 })));
 
     expect(outcomes.slice(0, 8).map((o) => o.kind)).toEqual(Array(8).fill("dispersed"));
     const errorCode = (o: (typeof outcomes)[number]) => (o.kind === "failed" ? (o.error as { code: string }).code : o.kind);

@@ -3,7 +3,7 @@ import { sql } from "drizzle-orm";
 import { findAccount } from "../../src/db/ledger.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
-import { requeueEscalation } from "../../src/jobs/requeue.js";
+import { requestRequeue } from "../../src/jobs/requeue.js";
 import { JOB } from "../../src/queues/names.js";
 import { givenSettledObligation } from "../helpers/factories.js";
 import { testDb } from "../helpers/testDb.js";
@@ -22,8 +22,8 @@ async function healingRow(obligationId: string) {
 }
 
 async function postings(obligationId: string, entryType: string) {
-  return db.execute<{ id: string; amount: bigint }>(sql`
-    select id, amount from cash_journal_entries where obligation_id = ${obligationId}::uuid and entry_type = ${entryType}`);
+  return db.execute<{ id: string; amount: bigint; actor: string | null }>(sql`
+    select id, amount, actor from cash_journal_entries where obligation_id = ${obligationId}::uuid and entry_type = ${entryType}`);
 }
 
 beforeAll(() => {
@@ -66,8 +66,10 @@ describe("the healing pipeline", () => {
     expect(await healingRow(given.obligationId)).toMatchObject({ status: "escalated" });
     await db.execute(sql`update mortgage_positions set units = 10000 where mortgage_id = ${given.mortgageId}::uuid`);
 
-    const { jobId } = await requeueEscalation(ctx, given.obligationId, "alice", "cli");
-    await waitFor(async () => (await ctx.queues.retrigger.getJob(jobId!))?.isCompleted(), { timeoutMs: 20_000, what: "the requeued job" });
+    const requeue = await requestRequeue(ctx, given.obligationId, { actor: "alice", channel: "cli", reason: "positions fixed" });
+    if (requeue.status !== "requeued" || !requeue.jobId) throw new Error("expected the requeue to be carried out at once");
+    const jobId = requeue.jobId;
+    await waitFor(async () => (await ctx.queues.retrigger.getJob(jobId))?.isCompleted(), { timeoutMs: 20_000, what: "the requeued job" });
 
     expect(await healingRow(given.obligationId)).toMatchObject({ status: "resolved", attempt_count: 1 });
     expect(await postings(given.obligationId, "REVERSAL")).toHaveLength(1);
@@ -76,6 +78,10 @@ describe("the healing pipeline", () => {
     const actions = await db.execute<{ action: string; actor: string }>(sql`select action, actor from audit_log where resource_id = ${given.obligationId} order by created_at`);
     expect(actions.map((a) => a.action)).toEqual(["dispersal.self_healing_escalated", "dispersal.self_healing_requeued", "dispersal.self_healing_resolved"]);
     expect(actions[1]!.actor).toBe("alice");
+    // The round's actor comes from its requeue request in Postgres, not from the job.
+    expect(actions[2]!.actor).toBe("alice");
+    const [reversal] = await postings(given.obligationId, "REVERSAL");
+    expect(reversal).toMatchObject({ actor: "alice" });
   });
 
   it("fails a job with malformed data at once, without retry or escalation, and keeps working", async () => {

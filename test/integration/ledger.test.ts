@@ -98,6 +98,7 @@ describe("migrations", () => {
           "mortgages",
           "obligations",
           "reconciliation_runs",
+          "requeue_requests",
           "servicing_fee_entries",
         ]);
         const triggers = await fresh<{ tgname: string }[]>`

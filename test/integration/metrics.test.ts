@@ -68,7 +68,11 @@ describe("/metrics", () => {
     await givenSettledObligation(database, { lenders: [3000, 7000] });
     const unfixable = await givenSettledObligation(database, { lenders: [0] });
     await ctx.queues.retrigger.add(JOB.retrigger, { obligationId: "not-a-uuid" } as never, { attempts: 3 });
-    const scan = await fetch(`${http.url}/api/healing/scan`, { method: "POST", headers: { authorization: basic(OPERATOR) } });
+    const scan = await fetch(`${http.url}/api/healing/scan`, {
+        method: "POST",
+        headers: { authorization: basic(OPERATOR), "content-type": "application/json" },
+        body: JSON.stringify({ reason: "positions fixed" }),
+      });
     expect(scan.status).toBe(202);
 
     // The workers run in a child process: this server only sees them through Redis and Postgres.
@@ -107,7 +111,11 @@ describe("/metrics", () => {
 
       // A requeue moves the SQL-backed numbers: one requeue more, one open escalation less.
       await database.db.execute(sql`update mortgage_positions set units = 10000 where mortgage_id = ${unfixable.mortgageId}::uuid`);
-      const requeue = await fetch(`${http.url}/api/escalations/${unfixable.obligationId}/requeue`, { method: "POST", headers: { authorization: basic(OPERATOR) } });
+      const requeue = await fetch(`${http.url}/api/escalations/${unfixable.obligationId}/requeue`, {
+        method: "POST",
+        headers: { authorization: basic(OPERATOR), "content-type": "application/json" },
+        body: JSON.stringify({ reason: "positions fixed" }),
+      });
       expect(requeue.status).toBe(202);
       const resolved = await waitFor(
         async () => {

@@ -1,0 +1,198 @@
+// Requeue requests (DESIGN.md §4 manual requeue): who asked for a new round of an escalation and
+// why, and with REQUEUE_APPROVALS=2 who approved or withdrew it. Each step is one transaction that
+// holds the obligation's healing row locked, so asks, approvals and withdrawals of one obligation
+// run one after another; every step writes its audit row in that transaction.
+import { sql } from "drizzle-orm";
+import { NotEscalatedError, ObligationNotFoundError } from "../domain/errors.js";
+import { NoPendingRequeueError, RequeuePendingError, SelfApprovalError } from "../domain/requeueErrors.js";
+import { writeAudit } from "./audit.js";
+import type { Executor, Tx } from "./client.js";
+import { markRequeued } from "./healing.js";
+import type { HealingStatus } from "./schema.js";
+
+export type RequeueChannel = "api" | "cli" | "bull-board" | "ops-page";
+export type RequiredApprovals = 1 | 2;
+
+export interface RequeueAsk {
+  obligationId: string;
+  requestedBy: string;
+  channel: RequeueChannel;
+  reason: string;
+  /** Recorded in the audit row (e.g. the CLI's OS user). */
+  metadata?: Record<string, unknown>;
+}
+
+export type RequeueDecision =
+  | { status: "requeued"; requestId: string; round: number; previousJobId: string | null }
+  | { status: "pending_approval"; requestId: string };
+
+interface PendingRow extends Record<string, unknown> {
+  id: string;
+  requested_by: string;
+  channel: RequeueChannel;
+  reason: string;
+}
+
+/** Locks the healing row; refuses anything that is not an escalation. */
+async function lockEscalation(tx: Tx, obligationId: string): Promise<void> {
+  const [row] = await tx.execute<{ status: HealingStatus }>(sql`
+    select status from dispersal_healing_attempts where obligation_id = ${obligationId}::uuid for update`);
+  if (!row) {
+    const [obligation] = await tx.execute(sql`select 1 from obligations where id = ${obligationId}::uuid`);
+    if (!obligation) throw new ObligationNotFoundError(obligationId);
+    throw new NotEscalatedError(obligationId, null);
+  }
+  if (row.status !== "escalated") throw new NotEscalatedError(obligationId, row.status);
+}
+
+async function pendingRequestOf(tx: Tx, obligationId: string): Promise<PendingRow | undefined> {
+  const [row] = await tx.execute<PendingRow>(sql`
+    select id::text, requested_by, channel, reason from requeue_requests
+     where obligation_id = ${obligationId}::uuid and status = 'pending' for update`);
+  return row;
+}
+
+/**
+ * An operator asks for a new round. With one approval required it is carried out at once; with two
+ * it waits (`pending_approval`) and nothing else changes. One pending request per obligation.
+ */
+export async function askForRequeue(tx: Tx, ask: RequeueAsk, approvals: RequiredApprovals): Promise<RequeueDecision> {
+  await lockEscalation(tx, ask.obligationId);
+  const pending = await pendingRequestOf(tx, ask.obligationId);
+  if (pending) throw new RequeuePendingError(ask.obligationId, pending.requested_by);
+  const [request] = await tx.execute<{ id: string }>(sql`
+    insert into requeue_requests (obligation_id, requested_by, channel, reason, status)
+    values (${ask.obligationId}::uuid, ${ask.requestedBy}, ${ask.channel}, ${ask.reason}, 'pending')
+    returning id::text`);
+  const requestId = request!.id;
+  if (approvals === 2) {
+    await writeAudit(tx, {
+      action: "dispersal.self_healing_requeue_requested",
+      actor: ask.requestedBy,
+      resourceType: "obligation",
+      resourceId: ask.obligationId,
+      severity: "warning",
+      metadata: { channel: ask.channel, reason: ask.reason, requestId, approvalsRequired: 2, ...ask.metadata },
+    });
+    return { status: "pending_approval", requestId };
+  }
+  const carried = await markRequeued(tx, {
+    requestId,
+    obligationId: ask.obligationId,
+    requestedBy: ask.requestedBy,
+    approvedBy: null,
+    channel: ask.channel,
+    reason: ask.reason,
+    ...(ask.metadata ? { metadata: ask.metadata } : {}),
+  });
+  await closeRequest(tx, requestId, { round: carried.round });
+  return { status: "requeued", requestId, round: carried.round, previousJobId: carried.previousJobId };
+}
+
+/** A different operator approves the pending request: it is carried out in this transaction. */
+export async function approveRequeue(
+  tx: Tx,
+  obligationId: string,
+  approver: string,
+  channel: RequeueChannel,
+): Promise<{ status: "requeued"; requestId: string; requestedBy: string; round: number; previousJobId: string | null }> {
+  await lockHealingRow(tx, obligationId);
+  const pending = await pendingRequestOf(tx, obligationId);
+  if (!pending) throw new NoPendingRequeueError(obligationId);
+  if (pending.requested_by === approver) throw new SelfApprovalError(obligationId, approver);
+  const carried = await markRequeued(tx, { requestId: pending.id, obligationId, requestedBy: pending.requested_by, approvedBy: approver, channel: pending.channel, reason: pending.reason });
+  await closeRequest(tx, pending.id, { round: carried.round, approvedBy: approver });
+  await writeAudit(tx, {
+    action: "dispersal.self_healing_requeue_approved",
+    actor: approver,
+    resourceType: "obligation",
+    resourceId: obligationId,
+    severity: "warning",
+    metadata: { channel, requestedBy: pending.requested_by, reason: pending.reason, requestId: pending.id, round: carried.round },
+  });
+  return { status: "requeued", requestId: pending.id, requestedBy: pending.requested_by, round: carried.round, previousJobId: carried.previousJobId };
+}
+
+/** Any operator may withdraw a pending request (the requester changing their mind, or a colleague refusing it). */
+export async function withdrawRequeue(tx: Tx, obligationId: string, actor: string, channel: RequeueChannel): Promise<{ status: "withdrawn"; requestId: string; requestedBy: string }> {
+  await lockHealingRow(tx, obligationId);
+  const pending = await pendingRequestOf(tx, obligationId);
+  if (!pending) throw new NoPendingRequeueError(obligationId);
+  await tx.execute(sql`
+    update requeue_requests set status = 'withdrawn', withdrawn_by = ${actor}, decided_at = now() where id = ${pending.id}::uuid`);
+  await writeAudit(tx, {
+    action: "dispersal.self_healing_requeue_withdrawn",
+    actor,
+    resourceType: "obligation",
+    resourceId: obligationId,
+    severity: "info",
+    metadata: { channel, requestedBy: pending.requested_by, reason: pending.reason, requestId: pending.id },
+  });
+  return { status: "withdrawn", requestId: pending.id, requestedBy: pending.requested_by };
+}
+
+async function lockHealingRow(tx: Tx, obligationId: string): Promise<void> {
+  await tx.execute(sql`select 1 from dispersal_healing_attempts where obligation_id = ${obligationId}::uuid for update`);
+}
+
+async function closeRequest(tx: Tx, requestId: string, outcome: { round: number; approvedBy?: string }): Promise<void> {
+  await tx.execute(sql`
+    update requeue_requests
+       set status = 'carried_out', decided_at = now(), round = ${outcome.round}, approved_by = ${outcome.approvedBy ?? null}
+     where id = ${requestId}::uuid`);
+}
+
+export interface PendingRequeue {
+  requestId: string;
+  obligationId: string;
+  mortgageReference: string;
+  amount: bigint;
+  requestedBy: string;
+  channel: string;
+  reason: string;
+  requestedAt: string;
+}
+
+export async function listPendingRequeues(db: Executor, limit: number): Promise<PendingRequeue[]> {
+  const rows = await db.execute<{ id: string; obligation_id: string; reference: string; amount: bigint; requested_by: string; channel: string; reason: string; created_at: string }>(sql`
+    select r.id::text, r.obligation_id::text, m.reference, o.amount, r.requested_by, r.channel, r.reason, r.created_at
+      from requeue_requests r
+      join obligations o on o.id = r.obligation_id
+      join mortgages m on m.id = o.mortgage_id
+     where r.status = 'pending'
+     order by r.created_at, r.id
+     limit ${limit}`);
+  return rows.map((r) => ({
+    requestId: r.id,
+    obligationId: r.obligation_id,
+    mortgageReference: r.reference,
+    amount: BigInt(r.amount),
+    requestedBy: r.requested_by,
+    channel: r.channel,
+    reason: r.reason,
+    requestedAt: new Date(r.created_at).toISOString(),
+  }));
+}
+
+export type RequeueSkipReason = "not_found" | "not_escalated" | "already_pending";
+export type RequeuePreview = { obligationId: string; outcome: "would_requeue" } | { obligationId: string; outcome: "skipped"; reason: RequeueSkipReason; status?: HealingStatus | null; requestedBy?: string };
+
+/** The dry run of a bulk requeue: what each id would come to, read in one query, changing nothing. */
+export async function previewRequeues(db: Executor, obligationIds: readonly string[]): Promise<RequeuePreview[]> {
+  const ids = [...new Set(obligationIds)];
+  if (ids.length === 0) return [];
+  const rows = await db.execute<{ id: string; status: HealingStatus | null; pending_by: string | null }>(sql`
+    select o.id::text, h.status,
+           (select r.requested_by from requeue_requests r where r.obligation_id = o.id and r.status = 'pending') as pending_by
+      from obligations o
+      left join dispersal_healing_attempts h on h.obligation_id = o.id
+     where o.id in (${sql.join(ids.map((id) => sql`${id}::uuid`), sql`, `)})`);
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  return ids.map((obligationId): RequeuePreview => {
+    const row = byId.get(obligationId);
+    if (!row) return { obligationId, outcome: "skipped", reason: "not_found" };
+    if (row.status !== "escalated") return { obligationId, outcome: "skipped", reason: "not_escalated", status: row.status };
+    if (row.pending_by) return { obligationId, outcome: "skipped", reason: "already_pending", requestedBy: row.pending_by };
+    return { obligationId, outcome: "would_requeue" };
+  });
+}
