@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import type PgBoss from "pg-boss";
 import { connectDatabase, type Database } from "../src/db/client.js";
 import { disperseObligation, disperseObligations } from "../src/db/dispersals.js";
-import { findOrphanedObligations, resolveHealing } from "../src/db/healing.js";
+import { authorizeDispersalRound, authorizeDispersalRounds, findOrphanedObligations, resolveHealing } from "../src/db/healing.js";
 import { scanForOrphans } from "../src/jobs/scan.js";
 import { benchQueuePrefix, createBenchDatabase, REDIS_URL, type BenchDatabase } from "./benchResources.js";
 import { openBenchPipeline, spawnChildren, startWorkerProcesses } from "./benchPipeline.js";
@@ -195,7 +195,7 @@ async function healWithOurWorkers(
   }
 }
 
-/** The same transaction as the retrigger processor, at `concurrency` straight against Postgres: no queue, no Redis. */
+/** The same transaction as the unbatched retrigger processor, at `concurrency` straight against Postgres: no queue, no Redis. */
 async function healDirectly(database: BenchDatabase, orphans: number, concurrency: number, pool: number): Promise<HealRun> {
   await seedOrphans(database, { count: orphans });
   const direct = connectDatabase(database.url, { max: pool, applicationName: "bench-ceiling" });
@@ -215,6 +215,7 @@ async function healDirectly(database: BenchDatabase, orphans: number, concurrenc
           while (next < ids.length) {
             const obligationId = ids[next++]!;
             await direct.db.transaction(async (tx) => {
+              await authorizeDispersalRound(tx, obligationId);
               await disperseObligation(tx, obligationId);
               await resolveHealing(tx, obligationId, 1, { actor: "dispersal-healing" });
             });
@@ -230,8 +231,9 @@ async function healDirectly(database: BenchDatabase, orphans: number, concurrenc
 }
 
 /**
- * The batched queue-free ceiling: what the batch transaction (disperseObligations + resolveHealing
- * per obligation, as the workers' DispersalBatches run it) reaches straight at Postgres, `concurrency`
+ * The batched queue-free ceiling: what the batch transaction (authorizeDispersalRounds,
+ * disperseObligations, resolveHealing per obligation before the postings, as the workers'
+ * DispersalBatches run it) reaches straight at Postgres, `concurrency`
  * batches of `batchSize` at a time.
  */
 async function healDirectlyInBatches(database: BenchDatabase, orphans: number, concurrency: number, batchSize: number): Promise<HealRun> {
@@ -254,11 +256,17 @@ async function healDirectlyInBatches(database: BenchDatabase, orphans: number, c
             const batch = ids.slice(next, next + batchSize);
             next += batch.length;
             await direct.db.transaction(async (tx) => {
-              const dispersals = await disperseObligations(tx, batch);
-              for (const obligationId of batch) {
-                if (dispersals.get(obligationId)?.outcome !== "dispersed") throw new Error(`ceiling batch could not disperse ${obligationId}`);
-                await resolveHealing(tx, obligationId, 1, { actor: "dispersal-healing" });
-              }
+              await authorizeDispersalRounds(tx, batch);
+              await disperseObligations(tx, batch, {
+                beforePostings: async (dispersals) => {
+                  await Promise.all(
+                    batch.map((obligationId) => {
+                      if (dispersals.get(obligationId)?.outcome !== "dispersed") throw new Error(`ceiling batch could not disperse ${obligationId}`);
+                      return resolveHealing(tx, obligationId, 1, { actor: "dispersal-healing" });
+                    }),
+                  );
+                },
+              });
             });
           }
         }),

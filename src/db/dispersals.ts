@@ -196,7 +196,11 @@ async function lockObligations(tx: Tx, obligationIds: readonly string[]): Promis
  * active position) is left out with its error and nothing of it is written; any other error
  * rolls the caller's transaction back.
  */
-export async function disperseObligations(tx: Tx, obligationIds: readonly string[]): Promise<Map<string, BatchDispersal>> {
+export async function disperseObligations(
+  tx: Tx,
+  obligationIds: readonly string[],
+  options: { beforePostings?: (outcomes: ReadonlyMap<string, BatchDispersal>) => Promise<void> } = {},
+): Promise<Map<string, BatchDispersal>> {
   const outcomes = new Map<string, BatchDispersal>();
   const rows = new Map((await lockObligations(tx, obligationIds)).map((row) => [row.id, row]));
   failpoint("batch.after-lock");
@@ -233,7 +237,10 @@ export async function disperseObligations(tx: Tx, obligationIds: readonly string
       outcomes.set(obligationId, { obligationId, outcome: "rejected", error });
     }
   }
-  if (splits.length === 0) return outcomes;
+  if (splits.length === 0) {
+    await options.beforePostings?.(outcomes);
+    return outcomes;
+  }
 
   const date = today();
   const entryRows = splits.flatMap(({ row, shares }) =>
@@ -283,6 +290,10 @@ export async function disperseObligations(tx: Tx, obligationIds: readonly string
       },
     });
   }
+  // The caller's per-obligation work runs before the postings: the account rows the postings lock
+  // (a mortgage's CONTROL and LENDER_PAYABLE, shared by all its obligations) are then held only
+  // from here to the commit, so batches that meet on one mortgage wait on each other briefly.
+  await options.beforePostings?.(outcomes);
   // postEntries takes the account rows in a fixed order, so concurrent batches cannot deadlock.
   await postEntries(tx, postings);
   return outcomes;

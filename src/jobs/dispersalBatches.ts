@@ -9,7 +9,7 @@
 // transaction (one bad row never fails or delays its neighbours); an outage puts every job back
 // without using an attempt (retrigger.ts putBackForOutage).
 import { isOutage } from "../db/client.js";
-import { disperseObligations, type DispersalResult } from "../db/dispersals.js";
+import { disperseObligations, type BatchDispersal, type DispersalResult } from "../db/dispersals.js";
 import { authorizeDispersalRounds, recordFailedAttempt, resolveHealing } from "../db/healing.js";
 import { DomainError } from "../domain/errors.js";
 import { failpoint } from "../failpoint.js";
@@ -108,35 +108,37 @@ export class DispersalBatches {
         // Locks the batch's obligation rows in id order and reads who asked for each round; a job of
         // an escalation nobody requeued is refused, as alone (db/healing.ts authorizeDispersalRounds).
         const authority = await authorizeDispersalRounds(tx, ids);
-        const dispersals = await disperseObligations(tx, ids.filter((id) => !(authority.get(id) instanceof DomainError)));
         const results = new Map<string, BatchOutcome>();
         // The same bookkeeping as one obligation alone (resolved status, REVERSAL of its suspense,
-        // audit), each obligation's own rows; sent together, so the round trips overlap.
-        await Promise.all(
-          members.map(async ({ request }) => {
-            const round = authority.get(request.obligationId)!;
-            if (round instanceof DomainError) {
-              results.set(request.obligationId, { kind: "failed", error: round });
-              return;
-            }
-            const dispersal = dispersals.get(request.obligationId)!;
-            if (dispersal.outcome === "rejected") {
-              // A retryable failure uses an attempt: written here, in the batch's commit, instead
-              // of a transaction of its own per job (an escalation storm is 3 of them per obligation).
-              const attemptRecorded = dispersal.error.retryable;
-              if (attemptRecorded) await recordFailedAttempt(tx, request.obligationId, request.attempt, dispersal.error.message, request.jobId);
-              results.set(request.obligationId, { kind: "failed", error: dispersal.error, attemptRecorded });
-              return;
-            }
-            const resolution = await resolveHealing(tx, request.obligationId, request.attempt, {
-              actor: round.actor,
-              requeueRequestId: round.requeueRequestId,
-              approvedBy: round.approvedBy,
-              ...(request.jobId ? { jobId: request.jobId } : {}),
-            });
-            results.set(request.obligationId, { kind: "dispersed", dispersal: dispersal.dispersal, resolvedEscalation: resolution.reversals.length > 0 });
-          }),
-        );
+        // audit), each obligation's own rows, before the shared account rows are locked by the
+        // postings; sent together, so the round trips overlap.
+        const bookkeeping = (dispersals: ReadonlyMap<string, BatchDispersal>) =>
+          Promise.all(
+            members.map(async ({ request }) => {
+              const round = authority.get(request.obligationId)!;
+              if (round instanceof DomainError) {
+                results.set(request.obligationId, { kind: "failed", error: round });
+                return;
+              }
+              const dispersal = dispersals.get(request.obligationId)!;
+              if (dispersal.outcome === "rejected") {
+                // A retryable failure uses an attempt: written here, in the batch's commit, instead
+                // of a transaction of its own per job (an escalation storm is 3 of them per obligation).
+                const attemptRecorded = dispersal.error.retryable;
+                if (attemptRecorded) await recordFailedAttempt(tx, request.obligationId, request.attempt, dispersal.error.message, request.jobId);
+                results.set(request.obligationId, { kind: "failed", error: dispersal.error, attemptRecorded });
+                return;
+              }
+              const resolution = await resolveHealing(tx, request.obligationId, request.attempt, {
+                actor: round.actor,
+                requeueRequestId: round.requeueRequestId,
+                approvedBy: round.approvedBy,
+                ...(request.jobId ? { jobId: request.jobId } : {}),
+              });
+              results.set(request.obligationId, { kind: "dispersed", dispersal: dispersal.dispersal, resolvedEscalation: resolution.reversals.length > 0 });
+            }),
+          ).then(() => undefined);
+        await disperseObligations(tx, ids.filter((id) => !(authority.get(id) instanceof DomainError)), { beforePostings: bookkeeping });
         failpoint("batch.before-commit");
         return results;
       });
