@@ -66,6 +66,7 @@ export const configSchema = z.object({
   HEALING_BATCH_SIZE: positiveInt(100),
   INFRA_RETRY_DELAY_MS: positiveInt(5_000),
   RECONCILIATION_CRON: z.string().min(9).default("0 7 * * *"),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ error: "must be an http(s) URL" }).regex(/^https?:\/\//, "must be an http(s) URL").optional(),
   /** Operators needed to requeue an escalation: 1, or 2 (four eyes: a second operator approves). (Default: 1) */
   REQUEUE_APPROVALS: z.enum(["1", "2"]).default("1").transform((v) => Number(v) as 1 | 2),
   /** How often every process checks the scan and reconciliation schedules and puts back a missing one. (Default: 30 s) */

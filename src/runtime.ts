@@ -7,6 +7,7 @@ import type { PipelineContext } from "./jobs/context.js";
 import { log } from "./log.js";
 import { assertRedisReachable, createRedisConnection } from "./queues/connection.js";
 import { openQueues } from "./queues/queues.js";
+import { startTracing } from "./telemetry.js";
 
 export interface Runtime {
   config: Config;
@@ -26,6 +27,8 @@ export async function openRuntime(options: { config?: Config; migrate?: boolean;
     await database.close();
     throw unreachable(config.DATABASE_URL, error);
   }
+  // Before the queues: they take BullMQ's telemetry option when tracing is on.
+  const tracing = startTracing({ endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT, role: options.name });
   const connection = createRedisConnection(config, options.name);
   connection.on("error", (error) => log.warn({ error: error.message }, "redis connection error"));
   const queues = openQueues(connection, config.QUEUE_PREFIX);
@@ -37,6 +40,7 @@ export async function openRuntime(options: { config?: Config; migrate?: boolean;
       await queues.close();
       connection.disconnect();
       await database.close();
+      await tracing?.shutdown();
     },
   };
 }

@@ -11,6 +11,7 @@ import type { PipelineContext } from "../jobs/context.js";
 import { approveRequeue, requestRequeue, withdrawRequeue } from "../jobs/requeue.js";
 import { operatorOf, requireOperatorRole } from "./auth.js";
 import { HttpError, notFound } from "./httpErrors.js";
+import { obligationRoutes } from "./obligationsApi.js";
 import { MAX_BULK_REQUEUE, dryRunRequeueMany, requeueMany } from "./requeueMany.js";
 import { requestScan } from "./scanRequest.js";
 
@@ -127,6 +128,7 @@ export function apiRoutes(ctx: PipelineContext): Router {
     res.json(report);
   });
 
+  router.use(obligationRoutes(ctx));
   router.use(notFound());
   return router;
 }
@@ -156,6 +158,7 @@ function escalationJson(e: EscalationView) {
     escalatedAt: e.escalatedAt ? new Date(e.escalatedAt).toISOString() : null,
     status: e.status,
     lastJobId: e.lastJobId,
+    story: `/api/obligations/${e.obligationId}`,
   };
 }
 

@@ -11,6 +11,7 @@ import type { PipelineContext } from "../jobs/context.js";
 import { UNRECOVERABLE_PREFIX } from "../jobs/retrigger.js";
 import { schedulesPresent } from "../queues/schedulers.js";
 import { withinDeadline } from "./deadline.js";
+import { registerRiskMetrics } from "./riskMetrics.js";
 
 export interface OperationsMetrics {
   registry: Registry;
@@ -67,13 +68,14 @@ export function createMetrics(ctx: PipelineContext): OperationsMetrics {
   // Jobs for an escalation nobody requeued (added or edited by hand, stale): refused, never dispersed.
   jobsUnrecoverable.inc({ queue: ctx.queues.retrigger.name, reason: "escalated_without_requeue" }, 0);
 
+  const queueDepths = onePerScrape(() => readQueueDepths(ctx));
   new Gauge({
     name: "dispersal_queue_jobs",
     help: "Jobs in each queue by state, read at scrape time",
     labelNames: ["queue", "state"],
     registers,
     async collect() {
-      const counts = await readQueueDepths(ctx);
+      const counts = await queueDepths();
       sourceUp.set({ source: "redis" }, counts ? 1 : 0);
       if (!counts) return;
       this.reset();
@@ -144,6 +146,8 @@ export function createMetrics(ctx: PipelineContext): OperationsMetrics {
       }
     },
   });
+
+  registerRiskMetrics(registry, ctx, queueDepths, { scrapeDeadlineMs: SCRAPE_DEADLINE_MS, onePerScrape });
 
   // Start at "now" rather than "$": events written between here and the first XREAD are kept.
   const lastEventId = `${Date.now()}-0`;

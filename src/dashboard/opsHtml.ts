@@ -1,6 +1,8 @@
 // The HTML of the ops page, rendered on the server: no front-end build, no script, every value
 // escaped. Meant to be read by a tired person at 3 a.m.: big numbers, plain words, one action per row.
 import type { EscalationView } from "../db/healing.js";
+import type { MoneyAtRisk } from "../db/moneyAtRisk.js";
+import type { ObligationMatch } from "../db/obligationStory.js";
 import type { ReconciliationReport } from "../db/reconciliation.js";
 import type { PendingRequeue } from "../db/requeueRequests.js";
 import { MAX_REASON_LENGTH } from "../domain/requeueReason.js";
@@ -24,6 +26,9 @@ export interface OpsView {
   now: Date;
   bullBoardPath: string;
   retriggerQueue: string;
+  moneyAtRisk: MoneyAtRisk;
+  /** Present when the page was asked to search (/ops?q=…). */
+  search?: { q: string; results: ObligationMatch[] } | undefined;
   /** Requeue requests waiting for a second operator (REQUEUE_APPROVALS=2). */
   pending: PendingRequeue[];
   approvalsRequired: 1 | 2;
@@ -39,14 +44,14 @@ export function escapeHtml(value: unknown): string {
 }
 
 /** Tagged template that escapes every interpolation unless it is already rendered Html. */
-class Html {
+export class Html {
   constructor(readonly value: string) {}
   toString(): string {
     return this.value;
   }
 }
 
-function html(strings: TemplateStringsArray, ...values: unknown[]): Html {
+export function html(strings: TemplateStringsArray, ...values: unknown[]): Html {
   let out = strings[0]!;
   values.forEach((value, i) => {
     out += render(value) + strings[i + 1]!;
@@ -72,7 +77,7 @@ export function age(from: string | null, now: Date): string {
   return `${Math.floor(hours / 24)}d ${hours % 24}h`;
 }
 
-const STYLE = `
+export const STYLE = `
   :root { color-scheme: light dark; --bg:#f6f7f9; --fg:#1b1f24; --muted:#5b6470; --card:#fff; --line:#d8dde3;
           --accent:#0b5cad; --ok:#13733a; --okbg:#e3f4e8; --warn:#8a5a00; --warnbg:#fff4d6; --err:#a61b1b; --errbg:#fde8e8; }
   @media (prefers-color-scheme: dark) {
@@ -109,6 +114,14 @@ const STYLE = `
   .badge { padding:.1rem .5rem; border-radius:4px; font-size:.8rem; background:var(--line); }
   .status-clean { color:var(--ok); font-weight:600; } .status-defects, .status-failed { color:var(--err); font-weight:600; }
   input[type=checkbox] { width:1.1rem; height:1.1rem; }
+  .risk { display:flex; flex-wrap:wrap; gap:.8rem; margin:.2rem 0 1rem; }
+  .risk .tile { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:.6rem 1rem; min-width:11rem; }
+  .risk .tile .label { font-size:.8rem; color:var(--muted); text-transform:uppercase; letter-spacing:.03em; }
+  .risk .tile .value { font-size:1.5rem; font-weight:650; font-variant-numeric:tabular-nums; }
+  .risk .tile.alarm .value { color:var(--err); }
+  form.search { display:flex; gap:.5rem; margin:1rem 0 .4rem; }
+  form.search input[type=search] { font:inherit; padding:.3rem .6rem; min-width:28rem; border:1px solid var(--line); border-radius:5px; background:var(--card); color:var(--fg); }
+  .copy { user-select:all; -webkit-user-select:all; cursor:text; }
 `;
 
 export function renderOpsPage(view: OpsView): string {
@@ -130,12 +143,16 @@ export function renderOpsPage(view: OpsView): string {
   <nav>
     <a href="${board}">Bull Board</a>
     <a href="${failedJobs}">Failed retrigger jobs</a>
+    <a href="/api/escalations.csv">Escalations CSV</a>
     <a href="/api/reconciliation/latest">Reconciliation JSON</a>
     ${canAct ? scanForm(view.formToken) : ""}
   </nav>
 </header>
 <main>
 ${view.flash ? html`<div class="flash ${view.flash.kind}" role="status">${view.flash.text}</div>` : ""}
+${riskHeader(view.moneyAtRisk)}
+${searchForm(view.search?.q ?? "")}
+${view.search ? searchResults(view.search.q, view.search.results) : ""}
 <h2 id="open">Open escalations <span class="count ${view.open.length === 0 ? "zero" : ""}">${view.open.length}${view.openTruncated ? "+" : ""}</span></h2>
 <p class="muted">Settled cash that could not be dispersed after every attempt; it sits in SUSPENSE. Fix the cause (positions, data), then requeue.</p>
 <section aria-labelledby="open">${openTable(view, canAct)}</section>
@@ -160,8 +177,50 @@ function jobLink(view: OpsView, jobId: string | null): Html | string {
   return html`<a class="mono" href="${view.bullBoardPath}/queue/${encodeURIComponent(view.retriggerQueue)}/${encodeURIComponent(jobId)}">job</a>`;
 }
 
-function obligationCell(e: EscalationView): Html {
-  return html`<span class="mono" title="${e.obligationId}">${e.obligationId.slice(0, 8)}</span><br><span class="muted">${e.obligationType.replaceAll("_", " ")}</span>`;
+export function storyPath(obligationId: string): string {
+  return `/ops/obligations/${encodeURIComponent(obligationId)}`;
+}
+
+function obligationCell(e: { obligationId: string; obligationType: string }): Html {
+  return html`<a class="mono story-link" href="${storyPath(e.obligationId)}" title="the whole story of ${e.obligationId}">${e.obligationId.slice(0, 8)}</a><br><span class="muted">${e.obligationType.replaceAll("_", " ")}</span>`;
+}
+
+/** Money at risk at a glance: what is parked in SUSPENSE, how many escalations, for how long. */
+function riskHeader(risk: MoneyAtRisk): Html {
+  const b = risk.ageBuckets;
+  const alarm = risk.openEscalations > 0 ? "alarm" : "";
+  return html`<section class="risk" id="money-at-risk" aria-label="Money at risk">
+    <div class="tile ${alarm}" data-risk="suspense"><div class="label">In SUSPENSE</div><div class="value">${formatCents(risk.suspenseCents)}</div></div>
+    <div class="tile ${alarm}" data-risk="open"><div class="label">Open escalations</div><div class="value">${risk.openEscalations}</div></div>
+    <div class="tile" data-risk="oldest"><div class="label">Oldest open</div><div class="value">${risk.oldestEscalatedAt ? ageOfSeconds(risk.oldestAgeSeconds) : "–"}</div></div>
+    <div class="tile" data-risk="buckets"><div class="label">By age</div><div class="value">
+      <span title="less than a day" data-bucket="under-1d">${b.underOneDay}</span> <span class="muted">&lt;1d</span> ·
+      <span title="one to seven days" data-bucket="1-7d">${b.oneToSevenDays}</span> <span class="muted">1–7d</span> ·
+      <span title="more than seven days" data-bucket="over-7d">${b.overSevenDays}</span> <span class="muted">&gt;7d</span></div></div>
+  </section>`;
+}
+
+function ageOfSeconds(seconds: number): string {
+  return age(new Date(Date.now() - seconds * 1000).toISOString(), new Date());
+}
+
+function searchForm(q: string): Html {
+  return html`<form class="search" method="get" action="/ops" role="search">
+    <input type="search" name="q" value="${q}" placeholder="Obligation id (or its first 8 characters), mortgage reference, lender name" aria-label="search obligations" maxlength="200">
+    <button class="secondary" type="submit">Search</button>
+  </form>`;
+}
+
+function searchResults(q: string, results: ObligationMatch[]): Html {
+  if (results.length === 0) return html`<section id="search-results" class="card"><div class="empty">Nothing matches “${q}”.</div></section>`;
+  return html`<section id="search-results" class="card"><table>
+    <thead><tr><th>Mortgage</th><th>Obligation</th><th class="num">Amount</th><th>Status</th><th>Healing</th><th>Matched</th></tr></thead>
+    <tbody>${results.map(
+      (r) => html`<tr data-obligation="${r.obligationId}"><td><strong>${r.mortgageReference}</strong></td><td>${obligationCell(r)}</td>
+        <td class="num">${formatCents(r.amount)}</td><td>${r.status}${r.dispersed ? " · dispersed" : ""}</td>
+        <td>${r.healingStatus ?? html`<span class="muted">–</span>`}</td>
+        <td class="muted">${r.matchedBy === "lender" ? `lender ${r.lenderName ?? ""}` : r.matchedBy}</td></tr>`,
+    )}</tbody></table></section>`;
 }
 
 function openTable(view: OpsView, canAct: boolean): Html {

@@ -5,6 +5,8 @@ import { z } from "zod";
 import { idSchema } from "../domain/ids.js";
 import type { OpsUser } from "../config.js";
 import { listEscalations } from "../db/healing.js";
+import { readMoneyAtRisk } from "../db/moneyAtRisk.js";
+import { searchObligations } from "../db/obligationStory.js";
 import { latestReconciliation } from "../db/reconciliation.js";
 import { listPendingRequeues } from "../db/requeueRequests.js";
 import { requeueReasonSchema } from "../domain/requeueReason.js";
@@ -16,6 +18,8 @@ import { formToken, formTokenMatches, operatorOf, requireOperatorRole } from "./
 import { BULL_BOARD_PATH } from "./bullBoard.js";
 import { escapeHtml, renderOpsPage, type Flash } from "./opsHtml.js";
 import { MAX_BULK_REQUEUE, dryRunRequeueMany, requeueMany } from "./requeueMany.js";
+import { SEARCH_LIMIT } from "./obligationsApi.js";
+import { storyPage } from "./storyPage.js";
 import { requestScan } from "./scanRequest.js";
 
 const OPEN_ROWS = 200;
@@ -34,14 +38,19 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
   const router = Router();
   router.use(express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: MAX_BULK_REQUEUE + 10 }));
 
+  router.get("/obligations/:obligationId", storyPage(ctx));
+
   router.get("/", async (req, res) => {
     const operator = operatorOf(res);
     const db = ctx.database.db;
-    const [open, inProgress, recentlyResolved, reconciliation, pending] = await Promise.all([
+    const q = typeof req.query.q === "string" ? req.query.q.trim().slice(0, 200) : "";
+    const [open, inProgress, recentlyResolved, reconciliation, moneyAtRisk, results, pending] = await Promise.all([
       listEscalations(db, { status: "escalated", limit: OPEN_ROWS + 1 }),
       listEscalations(db, { status: "requeued", limit: 50 }),
       listEscalations(db, { status: "resolved", limit: 10 }),
       latestReconciliation(db),
+      readMoneyAtRisk(db),
+      q ? searchObligations(db, q, SEARCH_LIMIT) : Promise.resolve(undefined),
       listPendingRequeues(db, OPEN_ROWS),
     ]);
     const flash = takeFlash(req, res);
@@ -60,6 +69,8 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
         now: new Date(),
         bullBoardPath: BULL_BOARD_PATH,
         retriggerQueue: ctx.queues.retrigger.name,
+        moneyAtRisk,
+        search: results ? { q, results } : undefined,
         pending,
         approvalsRequired: ctx.settings.REQUEUE_APPROVALS,
       }),

@@ -7,6 +7,7 @@ import type { PgTransaction } from "drizzle-orm/pg-core";
 import type { PostgresJsQueryResultHKT } from "drizzle-orm/postgres-js";
 import * as schema from "./schema.js";
 import { InfrastructureError } from "../domain/errors.js";
+import { withSpan } from "../telemetry.js";
 
 export type Schema = typeof schema;
 export type Db = PostgresJsDatabase<Schema>;
@@ -77,7 +78,7 @@ function withTransactionsThatSurviveLostConnections(sql: postgres.Sql<{ bigint: 
       }
     };
     try {
-      return await driverBegin(...args.slice(0, at), guarded);
+      return await withSpan("postgres transaction", { "db.system": "postgresql" }, () => driverBegin(...args.slice(0, at), guarded));
     } finally {
       ended = true;
     }

@@ -66,6 +66,8 @@ export const mortgagePositions = pgTable(
   (t) => [
     primaryKey({ name: "mortgage_positions_pkey", columns: [t.mortgageId, t.lenderId] }),
     check("mortgage_positions_units_check", sql`${t.units} >= 0`),
+    // Search by lender name: from the lender to the mortgages it holds positions in.
+    index("mortgage_positions_lender_idx").on(t.lenderId),
   ],
 );
 
@@ -99,6 +101,13 @@ export const obligations = pgTable(
       .on(t.id)
       .where(sql`${t.status} = 'settled' and not ${t.dispersed}`),
     index("obligations_mortgage_id_idx").on(t.mortgageId),
+    // /metrics' oldest orphan: the first entry in order of settlement, whatever the number of
+    // orphans. "created_at is not null" (always true) keeps it out of the scan's plans: Postgres uses
+    // a partial index only where the query's own conditions imply its predicate, and the scan must
+    // walk obligations_healing_scan_idx in id order.
+    index("obligations_orphan_age_idx")
+      .on(sql`coalesce(${t.settledAt}, ${t.createdAt})`)
+      .where(sql`${t.status} = 'settled' and not ${t.dispersed} and ${t.createdAt} is not null`),
   ],
 );
 
@@ -160,6 +169,8 @@ export const cashAccounts = pgTable(
     ),
     check("cash_accounts_totals_check", sql`${t.cumulativeDebits} >= 0 and ${t.cumulativeCredits} >= 0`),
     index("cash_accounts_obligation_idx").on(t.obligationId).where(sql`${t.obligationId} is not null`),
+    // The total in SUSPENSE (/ops header, /metrics) reads only these few accounts, not every receivable.
+    index("cash_accounts_suspense_idx").on(t.obligationId).where(sql`${t.family} = 'SUSPENSE'`),
   ],
 );
 

@@ -4,6 +4,7 @@
 import { Worker, type Job } from "bullmq";
 import { hostname } from "node:os";
 import { QUEUE, type RetriggerJobData } from "../queues/names.js";
+import { queueTelemetry } from "../telemetry.js";
 import type { PipelineContext } from "./context.js";
 import { EscalationBatches, escalateFailedJob } from "./escalate.js";
 import { reconcileProcessor } from "./reconcile.js";
@@ -36,6 +37,7 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
     stalledInterval: ctx.settings.WORKER_STALLED_INTERVAL_MS,
     // A killed worker's job is taken over, not failed: crashes are not the obligation's fault.
     maxStalledCount: 10,
+    ...queueTelemetry(), // a consumer span per job, parented to the span that enqueued it (src/telemetry.ts)
   };
   const batches = ctx.settings.HEALING_BATCH_SIZE > 1 ? new DispersalBatches(ctx, { maxSize: ctx.settings.HEALING_BATCH_SIZE, lingerMs: BATCH_LINGER_MS, maxWaitMs: BATCH_MAX_WAIT_MS }) : undefined;
   const escalations = batches ? new EscalationBatches(ctx, { maxSize: ctx.settings.HEALING_BATCH_SIZE, lingerMs: BATCH_LINGER_MS }) : undefined;

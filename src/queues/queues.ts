@@ -1,5 +1,6 @@
 // The three BullMQ queues of the service, opened on one Redis connection under one prefix.
 import { Queue } from "bullmq";
+import { queueTelemetry } from "../telemetry.js";
 import type { RedisConnection } from "./connection.js";
 import { QUEUE, type RetriggerJobData } from "./names.js";
 
@@ -14,7 +15,7 @@ export interface Queues {
 }
 
 export function openQueues(connection: RedisConnection, prefix: string): Queues {
-  const options = { connection, prefix };
+  const options = { connection, prefix, ...queueTelemetry() };
   const healing = new Queue(QUEUE.healing, options);
   const retrigger = new Queue<RetriggerJobData>(QUEUE.retrigger, options);
   const reconciliation = new Queue(QUEUE.reconciliation, options);

@@ -27,7 +27,9 @@ describe("the orphan scan query", () => {
       select o.id, o.mortgage_id, p.lender_id, o.amount, 10000, 10000, current_date
         from obligations o join mortgage_positions p on p.mortgage_id = o.mortgage_id`);
     const orphans = await givenOrphans(database, { count: 25 });
-    await db.execute(sql`analyze`);
+    // As autovacuum would: the 60,000 rows that left the partial index when their entries were written
+    // leave dead index entries behind until a vacuum, and a bitmap scan counts those too.
+    await db.execute(sql`vacuum analyze obligations`);
 
     const page = await findOrphanedObligations(db, { limit: 1000 });
     expect(page.map((o) => o.obligationId).sort()).toEqual([...orphans.obligationIds].sort());

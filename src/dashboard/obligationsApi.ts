@@ -1,0 +1,122 @@
+// The read side finance and operators use without SQL: GET /api/obligations/:obligationId (the
+// whole story), GET /api/search?q= (obligation id, mortgage reference, lender name) and
+// GET /api/escalations.csv (the open escalations for finance). Viewers and operators alike.
+import { Router, type Response } from "express";
+import { z } from "zod";
+import { listEscalations, type EscalationView } from "../db/healing.js";
+import { searchObligations, type ObligationMatch } from "../db/obligationStory.js";
+import { formatCents } from "../domain/money.js";
+import { idSchema } from "../domain/ids.js";
+import type { PipelineContext } from "../jobs/context.js";
+import { csvLine } from "./csv.js";
+import { HttpError } from "./httpErrors.js";
+import { buildObligationStory } from "./obligationStoryView.js";
+
+export const SEARCH_LIMIT = 50;
+const CSV_PAGE = 500;
+
+const searchQuery = z.strictObject({
+  q: z.string().trim().min(1, { error: "must not be empty" }).max(200),
+  limit: z.coerce.number().int().min(1).max(200).default(SEARCH_LIMIT),
+});
+
+export function obligationRoutes(ctx: PipelineContext): Router {
+  const router = Router();
+
+  router.get("/obligations/:obligationId", async (req, res) => {
+    const id = parseOr400(idSchema, req.params.obligationId, "obligationId");
+    const story = await buildObligationStory(ctx, id);
+    if (!story) throw new HttpError(404, `no obligation ${id}`, { code: "OBLIGATION_NOT_FOUND" });
+    res.setHeader("Cache-Control", "no-store");
+    res.json(story);
+  });
+
+  router.get("/search", async (req, res) => {
+    const query = parseOr400(searchQuery, req.query, "query");
+    const matches = await searchObligations(ctx.database.db, query.q, query.limit);
+    res.json({ q: query.q, obligations: matches.map(matchJson) });
+  });
+
+  router.get("/escalations.csv", async (_req, res) => {
+    await sendEscalationsCsv(ctx, res);
+  });
+
+  return router;
+}
+
+function parseOr400<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const detail = result.error.issues.map((i) => `${[what, ...i.path.map(String)].join(".")} ${i.message}`).join("; ");
+  throw new HttpError(400, `invalid ${what}: ${detail}`.slice(0, 500));
+}
+
+export function matchJson(m: ObligationMatch) {
+  return {
+    obligationId: m.obligationId,
+    mortgageId: m.mortgageId,
+    mortgageReference: m.mortgageReference,
+    obligationType: m.obligationType,
+    amount: m.amount.toString(),
+    status: m.status,
+    dispersed: m.dispersed,
+    settledAt: m.settledAt ? new Date(m.settledAt).toISOString() : null,
+    healingStatus: m.healingStatus,
+    matchedBy: m.matchedBy,
+    lenderName: m.lenderName,
+  };
+}
+
+const CSV_HEADER = [
+  "obligation_id",
+  "mortgage_reference",
+  "obligation_type",
+  "amount_cents",
+  "amount",
+  "suspense_cents",
+  "suspense",
+  "attempts",
+  "requeues",
+  "escalated_at",
+  "age_seconds",
+  "age_days",
+  "last_error",
+];
+
+function csvRow(e: EscalationView, now: number): unknown[] {
+  const ageSeconds = e.escalatedAt ? Math.max(0, Math.floor((now - new Date(e.escalatedAt).getTime()) / 1000)) : "";
+  return [
+    e.obligationId,
+    e.mortgageReference,
+    e.obligationType,
+    e.amount.toString(),
+    formatCents(e.amount),
+    e.suspenseBalance.toString(),
+    formatCents(e.suspenseBalance),
+    e.attemptCount,
+    e.requeueCount,
+    e.escalatedAt ? new Date(e.escalatedAt).toISOString() : "",
+    ageSeconds,
+    ageSeconds === "" ? "" : (ageSeconds / 86_400).toFixed(2),
+    e.lastError ?? "",
+  ];
+}
+
+/** Every open escalation, newest first, read page by page (keyset) and written as it is read. */
+async function sendEscalationsCsv(ctx: PipelineContext, res: Response): Promise<void> {
+  const now = Date.now();
+  const first = await listEscalations(ctx.database.db, { status: "escalated", limit: CSV_PAGE });
+  const stamp = new Date(now).toISOString().slice(0, 19).replaceAll(":", "-");
+  res.setHeader("Content-Type", "text/csv; charset=utf-8; header=present");
+  res.setHeader("Content-Disposition", `attachment; filename="open-escalations-${stamp}.csv"`);
+  res.setHeader("Cache-Control", "no-store");
+  res.write(csvLine(CSV_HEADER));
+  let page = first;
+  for (;;) {
+    for (const e of page) res.write(csvLine(csvRow(e, now)));
+    const last = page[page.length - 1];
+    if (page.length < CSV_PAGE || !last) break;
+    page = await listEscalations(ctx.database.db, { status: "escalated", before: { listedAt: last.listedAt, obligationId: last.obligationId }, limit: CSV_PAGE });
+  }
+  res.end();
+}

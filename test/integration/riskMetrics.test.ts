@@ -1,0 +1,105 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startHttpServer, type HttpServer } from "../../src/dashboard/app.js";
+import { escalateToSuspense, recordFailedAttempt } from "../../src/db/healing.js";
+import { runReconciliation } from "../../src/db/reconciliation.js";
+import { orphanDeadlineMs } from "../../src/domain/orphanDeadline.js";
+import { enqueueRetriggers } from "../../src/queues/retriggerJobs.js";
+import { givenSettledObligation } from "../helpers/factories.js";
+import { givenRequeued } from "../helpers/healingRows.js";
+import { testPipeline } from "../helpers/pipeline.js";
+import { waitFor } from "../helpers/processes.js";
+import { testDb } from "../helpers/testDb.js";
+
+const SCRAPER = { name: "prometheus", secret: "scrape-secret-0001" };
+
+const database = await testDb();
+const pipeline = testPipeline(database, { OPS_USERS: `${SCRAPER.name}:viewer:${SCRAPER.secret}` });
+const { ctx, config } = pipeline;
+let http: HttpServer;
+
+async function scrape(): Promise<string> {
+  const response = await fetch(`${http.url}/metrics`, { headers: { authorization: `Basic ${Buffer.from(`${SCRAPER.name}:${SCRAPER.secret}`).toString("base64")}` } });
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
+function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  for (const line of text.split("\n")) {
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const pairs = Object.fromEntries([...(match[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
+    const wanted = Object.entries(labels);
+    if (wanted.length === Object.keys(pairs).length && wanted.every(([k, v]) => pairs[k] === v)) return Number(match[3]);
+  }
+  return Number.NaN;
+}
+
+/** The gauges are cached for a second per scrape: wait until a scrape shows what is expected. */
+async function scrapeUntil(check: (text: string) => boolean, what: string): Promise<string> {
+  return waitFor(async () => {
+    const text = await scrape();
+    return check(text) ? text : undefined;
+  }, { timeoutMs: 10_000, what, everyMs: 300 });
+}
+
+beforeAll(async () => {
+  http = await startHttpServer(ctx, { ...config, PORT: 0, HOST: "127.0.0.1" });
+});
+
+afterAll(async () => {
+  await http?.close();
+});
+
+describe("money-at-risk metrics", () => {
+  it("read zero when nothing is at risk, and the orphan deadline from the settings", async () => {
+    const text = await scrape();
+    expect(sample(text, "dispersal_suspense_cents")).toBe(0);
+    expect(sample(text, "dispersal_oldest_orphan_age_seconds")).toBe(0);
+    expect(sample(text, "dispersal_escalation_oldest_age_seconds")).toBe(0);
+    for (const state of ["new", "retrying", "requeued", "escalated"]) expect(sample(text, "dispersal_orphans", { state })).toBe(0);
+    expect(sample(text, "dispersal_retrigger_backlog")).toBe(0);
+    expect(sample(text, "dispersal_reconciliation_defects")).toBe(0);
+    expect(sample(text, "dispersal_orphan_deadline_seconds")).toBe(
+      orphanDeadlineMs({ scanEveryMs: config.HEALING_SCAN_EVERY_MS, backoffMs: config.HEALING_BACKOFF_MS, attempts: config.HEALING_ATTEMPTS }) / 1000,
+    );
+  });
+
+  it("count orphans by state, age the oldest one not escalated, total SUSPENSE, and count the retrigger backlog", async () => {
+    const hour = 3600 * 1000;
+    const fresh = await givenSettledObligation(database, { settledAt: new Date(Date.now() - 2 * hour) });
+    const retrying = await givenSettledObligation(database, { settledAt: new Date(Date.now() - 1 * hour) });
+    await recordFailedAttempt(database.db, retrying.obligationId, 1, "no active positions");
+    // Older than both, but escalated: it is in SUSPENSE, not a stuck orphan.
+    const parked = await givenSettledObligation(database, { lenders: [0], amount: 12_345n, settledAt: new Date(Date.now() - 5 * hour) });
+    await database.db.transaction((tx) => escalateToSuspense(tx, parked.obligationId, { actor: "test", reason: "no active positions", attemptCount: 3 }));
+    // Settled 30 days ago, escalated, requeued just now: a new round, so its clock starts at the requeue.
+    const requeued = await givenSettledObligation(database, { lenders: [0], amount: 500n, settledAt: new Date(Date.now() - 30 * 24 * hour) });
+    await database.db.transaction((tx) => escalateToSuspense(tx, requeued.obligationId, { actor: "test", reason: "no active positions", attemptCount: 3 }));
+    await givenRequeued(database, requeued.obligationId);
+    await enqueueRetriggers(ctx.queues, ctx.settings, [fresh.obligationId, retrying.obligationId]);
+
+    const text = await scrapeUntil((t) => sample(t, "dispersal_suspense_cents") > 0, "SUSPENSE in /metrics");
+    expect(sample(text, "dispersal_suspense_cents")).toBe(12_345 + 500); // a requeued one stays in SUSPENSE until resolved
+    expect(sample(text, "dispersal_orphans", { state: "new" })).toBe(1);
+    expect(sample(text, "dispersal_orphans", { state: "retrying" })).toBe(1);
+    expect(sample(text, "dispersal_orphans", { state: "escalated" })).toBe(1);
+    expect(sample(text, "dispersal_orphans", { state: "requeued" })).toBe(1);
+    const age = sample(text, "dispersal_oldest_orphan_age_seconds");
+    expect(age).toBeGreaterThanOrEqual(2 * 3600);
+    expect(age).toBeLessThan(2 * 3600 + 120);
+    expect(sample(text, "dispersal_escalation_oldest_age_seconds")).toBeLessThan(120);
+    // Reconciliation's clock for the same orphans: nothing older than the metric says.
+    const { orphanAges } = await import("../../src/db/orphanAges.js");
+    const oldestOnReconciliationClock = Math.max(...(await orphanAges(database.db)).filter((a) => a.state !== "escalated").map((a) => a.oldestAgeSeconds));
+    expect(Math.abs(oldestOnReconciliationClock - age)).toBeLessThan(60);
+    expect(sample(text, "dispersal_retrigger_backlog")).toBe(2);
+  });
+
+  it("report the latest reconciliation's defect count", async () => {
+    const report = await runReconciliation(database.db, { scanIntervalMs: config.HEALING_SCAN_EVERY_MS });
+    expect(report.defectCount).toBeGreaterThan(0); // the two-hour-old orphans are stale
+    const text = await scrapeUntil((t) => sample(t, "dispersal_reconciliation_defects") > 0, "defects in /metrics");
+    expect(sample(text, "dispersal_reconciliation_defects")).toBe(report.defectCount);
+    expect(sample(text, "dispersal_reconciliation_failed")).toBe(0);
+  });
+});
