@@ -1,6 +1,6 @@
-// `npm run bench` (full: scan at 100k and 1M, 10,000 orphans, a flood of 100,000), `npm run bench --
-// --quick` (a few minutes), `--huge` (adds the scan at 10M, the flood of 1M orphans).
-// `--only scan,heal,queue,storm,flood` runs some sections.
+// `npm run bench` (full: scan at 100k and 1M, 10,000 orphans, a flood of 100,000, the fast path),
+// `npm run bench -- --quick` (a few minutes), `--huge` (adds the scan at 10M, the flood of 1M
+// orphans). `--only scan,heal,queue,storm,flood,realtime` runs some sections.
 // Prints the tables and writes bench/results.json (every figure, the ratios and the targets).
 // Everything runs against its own databases (dispersal_bench_*) and queue prefixes, removed at the end.
 import { writeFileSync } from "node:fs";
@@ -13,6 +13,7 @@ import { runFlood } from "./floodBench.js";
 import { runHealSection } from "./healBench.js";
 import { machine, withMachineLoad } from "./measure.js";
 import { runQueueCeiling } from "./queueCeiling.js";
+import { renderRealtime, runRealtimeSection, type RealtimeResult } from "./realtimeBench.js";
 import { checkTargets, computeRatios, renderTables, type Sections } from "./report.js";
 import { runScanSection } from "./scanBench.js";
 
@@ -25,7 +26,7 @@ const { values } = parseArgs({
   },
 });
 const mode = values.quick ? "quick" : values.huge ? "huge" : "full";
-const sections = new Set((values.only ?? "scan,heal,queue,storm,flood").split(",").map((s) => s.trim()));
+const sections = new Set((values.only ?? "scan,heal,queue,storm,flood,realtime").split(",").map((s) => s.trim()));
 const out = values.out ?? fileURLToPath(new URL("./results.json", import.meta.url));
 const envInt = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 
@@ -60,6 +61,7 @@ const plan = values.quick
       queue: { jobs: 2000, runs: 3 },
       storm: { orphans: 1000, runs: 3 },
       flood: { enqueueOrphans: 5000, tickOrphans: 50_000, healOrphans: 30_000, runs: 3 },
+      realtime: { rate: 100, durationSeconds: 15, burst: 5_000, cap: 1_000 },
     }
   : {
       scan: { sizes: values.huge ? [100_000, 1_000_000, 10_000_000] : [100_000, 1_000_000], runs: 5, originalSample: 5000 },
@@ -79,6 +81,7 @@ const plan = values.quick
       flood: values.huge
         ? { enqueueOrphans: 20_000, tickOrphans: 1_000_000, healOrphans: 1_000_000, runs: 5 }
         : { enqueueOrphans: 20_000, tickOrphans: 200_000, healOrphans: 100_000, runs: 5 },
+      realtime: { rate: 200, durationSeconds: 60, burst: 50_000, cap: 20_000 },
     };
 
 const started = Date.now();
@@ -86,6 +89,7 @@ const say = (line: string) => process.stdout.write(`[${((Date.now() - started) /
 
 cleanupOnSignals();
 const results: Sections = {};
+let realtime: RealtimeResult | undefined;
 const busy: Record<string, number> = {};
 const machineBefore = machine();
 try {
@@ -126,6 +130,10 @@ try {
     results.flood = r.value;
     busy.flood = r.busy;
   }
+  if (sections.has("realtime")) {
+    say("§6 real time (fast path)");
+    realtime = await runRealtimeSection({ ...plan.realtime, workerConcurrency, poolSize, say });
+  }
 } catch (error) {
   process.exitCode = 1;
   process.stderr.write(`bench failed: ${(error as Error).stack ?? String(error)}\n`);
@@ -136,7 +144,7 @@ try {
 if (process.exitCode !== 1) {
   const { ratios, notes } = computeRatios(results);
   const targets = checkTargets(results, ratios);
-  const text = renderTables(results, ratios, targets);
+  const text = [renderTables(results, ratios, targets), ...(realtime ? [renderRealtime(realtime)] : [])].join("\n\n");
   process.stdout.write(`\n${text}\n\n`);
   const document = {
     mode,
@@ -148,6 +156,7 @@ if (process.exitCode !== 1) {
     notes,
     targets,
     ...results,
+    ...(realtime ? { realtime } : {}),
     table: text,
   };
   writeFileSync(out, `${JSON.stringify(document, null, 2)}\n`);

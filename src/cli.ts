@@ -1,11 +1,15 @@
 // `dispersal <command>`: parses arguments (commander) and calls the modules that do the work.
 import { Command, InvalidArgumentError } from "commander";
 import { userInfo } from "node:os";
-import { ConfigError, loadConfig } from "./config.js";
+import { z } from "zod";
+import { ConfigError, loadConfig, type Config } from "./config.js";
 import { DomainError, InfrastructureError } from "./domain/errors.js";
 import { normaliseId } from "./domain/ids.js";
 import { connectDatabase } from "./db/client.js";
 import { listEscalations } from "./db/healing.js";
+import { receivePayment } from "./db/payments.js";
+import { idSchema } from "./domain/ids.js";
+import { paymentAmountSchema, paymentReferenceSchema } from "./domain/paymentInput.js";
 import { migrateDatabase } from "./db/migrate.js";
 import { seedDemo, seedObligations } from "./db/seed.js";
 import { startHttpServer } from "./dashboard/app.js";
@@ -14,10 +18,12 @@ import { requestRequeue } from "./jobs/requeue.js";
 import { requeueReasonSchema } from "./domain/requeueReason.js";
 import { scanAndWait } from "./jobs/scanAndWait.js";
 import { scanForOrphans } from "./jobs/scan.js";
+import { startSettlementListener, type SettlementListener } from "./jobs/settlementListener.js";
 import { startWorkers } from "./jobs/worker.js";
 import { log } from "./log.js";
 import { keepSchedules } from "./queues/schedulers.js";
 import { openRuntime, type Runtime } from "./runtime.js";
+import { NoOpenObligationsError, runSimulation } from "./settlementSimulation.js";
 
 const program = new Command("dispersal").description("Self-healing dispersal of settled mortgage obligations").showHelpAfterError();
 
@@ -66,6 +72,12 @@ function untilSignal(stop: Array<() => Promise<void>>, timeoutMs: number): Promi
   });
 }
 
+/** The fast path, in every worker and start process unless SETTLEMENT_LISTENER=off. */
+function listenForSettlements(ctx: Runtime["ctx"], config: Config): SettlementListener | undefined {
+  if (config.SETTLEMENT_LISTENER === "off") return undefined;
+  return startSettlementListener(ctx, { databaseUrl: config.DATABASE_URL, reconnectMs: config.SETTLEMENT_LISTENER_RECONNECT_MS });
+}
+
 async function withRuntime<T>(options: { migrate?: boolean; name: string }, body: (runtime: Runtime) => Promise<T>): Promise<T> {
   const runtime = await openRuntime(options);
   try {
@@ -92,9 +104,11 @@ program
     await withRuntime({ migrate: true, name: "dispersal-start" }, async ({ ctx, config }) => {
       const schedules = await keepSchedules(ctx.queues, config, log);
       const workers = startWorkers(ctx, opts);
+      const listener = listenForSettlements(ctx, config);
       const http = await startHttpServer(ctx, config);
       log.info({ url: http.url }, "dispersal-healing started");
-      await untilSignal([() => schedules.stop(), () => http.close(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
+      // The listener stops first: what it holds goes to Redis while the workers still run.
+      await untilSignal([() => schedules.stop(), () => http.close(), async () => listener?.stop(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
@@ -106,7 +120,8 @@ program
     await withRuntime({ migrate: true, name: "dispersal-worker" }, async ({ ctx, config }) => {
       const schedules = await keepSchedules(ctx.queues, config, log);
       const workers = startWorkers(ctx, opts);
-      await untilSignal([() => schedules.stop(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
+      const listener = listenForSettlements(ctx, config);
+      await untilSignal([() => schedules.stop(), async () => listener?.stop(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
@@ -203,6 +218,68 @@ program
       const report = await reconcileLedger(ctx);
       print(report);
       if (report.defectCount > 0) process.exitCode = 2;
+    });
+  });
+
+/** zod at the CLI's edge: the same rules as the HTTP intake, a clear message on the first problem. */
+function cliArgument<T>(schema: z.ZodType<T>, value: unknown, name: string): T {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new InvalidArgumentError(`${name} ${result.error.issues[0]?.message ?? "is invalid"}`);
+  return result.data;
+}
+
+program
+  .command("pay")
+  .description("receive a borrower payment for an obligation (the payments intake, without HTTP)")
+  .argument("<obligationId>", "the obligation paid")
+  .requiredOption("--reference <r>", "the payment's reference (its idempotency key: the same reference twice is one payment)")
+  .requiredOption("--amount <cents>", "integer cents, e.g. 125000")
+  .option("--actor <name>", "who records it, for the ledger and the audit log", `cli:${userInfo().username}`)
+  .action(async (rawId: string, opts: { reference: string; amount: string; actor: string }) => {
+    const obligationId = cliArgument(idSchema, rawId, "obligationId");
+    const reference = cliArgument(paymentReferenceSchema, opts.reference, "--reference");
+    const amount = cliArgument(paymentAmountSchema, opts.amount, "--amount");
+    const config = loadConfig();
+    log.level = config.LOG_LEVEL;
+    const database = connectDatabase(config.DATABASE_URL, { max: 1, applicationName: "dispersal-pay" });
+    try {
+      print({ paid: true, ...(await receivePayment(database.db, { obligationId, reference, amount, actor: opts.actor.slice(0, 200), channel: "cli" })) });
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      print({ paid: false, obligationId, reference, code: error.code, error: error.message });
+      process.exitCode = 1;
+    } finally {
+      await database.close();
+    }
+  });
+
+program
+  .command("simulate")
+  .description("pay open obligations through the payments intake API at a steady rate, then report settle→dispersed latencies")
+  .option("--rate <n>", "payments a second", positiveInt, 20)
+  .option("--duration <seconds>", "how long to send payments", positiveInt, 30)
+  .option("--url <url>", "the server's base URL (default http://HOST:PORT)")
+  .option("--wait <seconds>", "after the last payment, wait this long at most for the dispersals", positiveInt, 30)
+  .action(async (opts: { rate: number; duration: number; url?: string; wait: number }) => {
+    await withRuntime({ name: "dispersal-simulate" }, async ({ ctx, config }) => {
+      const service = config.OPS_USERS.find((u) => u.role === "service");
+      if (!service) throw new InvalidArgumentError("OPS_USERS holds no service user (name:service:secret): simulate pays through the intake API as one");
+      const host = config.HOST === "0.0.0.0" ? "127.0.0.1" : config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST;
+      try {
+        const summary = await runSimulation(ctx, {
+          baseUrl: opts.url ?? `http://${host}:${config.PORT}`,
+          credentials: { name: service.name, secret: service.secret },
+          ratePerSecond: opts.rate,
+          durationSeconds: opts.duration,
+          waitSeconds: opts.wait,
+          onProgress: (line) => process.stderr.write(`${line}\n`),
+        });
+        print(summary);
+        if (summary.obligations.fixableNotDispersed > 0) process.exitCode = 3;
+      } catch (error) {
+        if (error instanceof NoOpenObligationsError) throw new InvalidArgumentError(error.message);
+        throw error;
+      }
     });
   });
 

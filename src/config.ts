@@ -14,7 +14,7 @@ const positiveInt = (fallback: number) => z.coerce.number().int().positive().def
 
 const opsUser = z
   .string()
-  .regex(/^[A-Za-z0-9._@-]+:(viewer|operator):.{12,}$/, "must be name:role:secret (role viewer|operator, secret at least 12 characters)");
+  .regex(/^[A-Za-z0-9._@-]+:(viewer|operator|service):.{12,}$/, "must be name:role:secret (role viewer|operator|service, secret at least 12 characters)");
 
 export const configSchema = z.object({
   DATABASE_URL: z
@@ -48,7 +48,7 @@ export const configSchema = z.object({
           return z.NEVER;
         }
         const [name, role, ...secret] = entry.split(":");
-        parsed.push({ name: name!, role: role as "viewer" | "operator", secret: secret.join(":") });
+        parsed.push({ name: name!, role: role as "viewer" | "operator" | "service", secret: secret.join(":") });
       }
       return parsed;
     }),
@@ -65,6 +65,10 @@ export const configSchema = z.object({
   /** Obligations one worker process disperses in one transaction (its concurrently active jobs). 1: no batching. (Default: 100) */
   HEALING_BATCH_SIZE: positiveInt(100),
   INFRA_RETRY_DELAY_MS: positiveInt(5_000),
+  /** Whether worker and start processes LISTEN for settlements (the fast path). (Default: on) */
+  SETTLEMENT_LISTENER: z.enum(["on", "off"]).default("on"),
+  /** First delay before the settlement listener reconnects; doubles up to 30 s. (Default: 1,000) */
+  SETTLEMENT_LISTENER_RECONNECT_MS: positiveInt(1_000),
   RECONCILIATION_CRON: z.string().min(9).default("0 7 * * *"),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ error: "must be an http(s) URL" }).regex(/^https?:\/\//, "must be an http(s) URL").optional(),
   /** Operators needed to requeue an escalation: 1, or 2 (four eyes: a second operator approves). (Default: 1) */

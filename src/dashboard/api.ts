@@ -4,18 +4,22 @@ import express, { Router, type Request } from "express";
 import { z } from "zod";
 import { idSchema } from "../domain/ids.js";
 import { listEscalations, type EscalationView } from "../db/healing.js";
+import { receivePayment, type PaymentReceipt } from "../db/payments.js";
 import { latestReconciliation } from "../db/reconciliation.js";
+import { paymentAmountSchema, paymentReferenceSchema } from "../domain/paymentInput.js";
 import { listPendingRequeues } from "../db/requeueRequests.js";
 import { requeueReasonSchema } from "../domain/requeueReason.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { approveRequeue, requestRequeue, withdrawRequeue } from "../jobs/requeue.js";
-import { operatorOf, requireOperatorRole } from "./auth.js";
+import { operatorOf, requireOperatorRole, requireServiceRole } from "./auth.js";
 import { HttpError, notFound } from "./httpErrors.js";
 import { obligationRoutes } from "./obligationsApi.js";
 import { MAX_BULK_REQUEUE, dryRunRequeueMany, requeueMany } from "./requeueMany.js";
 import { requestScan } from "./scanRequest.js";
 
 export const BODY_LIMIT = "64kb";
+/** A payment is two short strings: anything bigger is not one. */
+export const PAYMENT_BODY_LIMIT = "2kb";
 
 const healingStatus = z.enum(["escalated", "requeued", "retrying", "resolved"]);
 const obligationId = idSchema;
@@ -34,6 +38,8 @@ const listQuery = z.strictObject({
 const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?(Z|[+-](\d{2})(:?(\d{2}))?)$/;
 const timestamp = z.string().refine(isRealTimestamp, { error: "is not a timestamp" });
 const cursorContent = z.tuple([timestamp, idSchema]);
+
+const paymentBody = z.strictObject({ reference: paymentReferenceSchema, amount: paymentAmountSchema });
 
 function isRealTimestamp(value: string): boolean {
   const m = TIMESTAMP.exec(value);
@@ -58,6 +64,21 @@ const bulkSelection = z.union([
 
 export function apiRoutes(ctx: PipelineContext): Router {
   const router = Router();
+  // The payments intake (service accounts only) parses its own, smaller body: it comes before the
+  // router-wide parser. Same reference and amount again: the same answer, nothing written.
+  router.post(
+    "/obligations/:obligationId/payments",
+    requireServiceRole(),
+    express.json({ limit: PAYMENT_BODY_LIMIT, strict: true }),
+    async (req, res) => {
+      requireJson(req);
+      const id = parse(idSchema, req.params.obligationId, "obligationId");
+      const body = parse(paymentBody, req.body, "body");
+      const receipt = await receivePayment(ctx.database.db, { obligationId: id, ...body, actor: operatorOf(res).name, channel: "api" });
+      if (receipt.replayed) res.setHeader("Idempotent-Replayed", "true");
+      res.status(201).json(paymentJson(receipt));
+    },
+  );
   router.use(express.json({ limit: BODY_LIMIT, strict: true }));
 
   router.get("/escalations", async (req, res) => {
@@ -142,6 +163,18 @@ function parse<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
 
 function requireJson(req: Request): void {
   if (!req.is("application/json")) throw new HttpError(415, "send the body as application/json");
+}
+
+function paymentJson(p: PaymentReceipt) {
+  return {
+    obligationId: p.obligationId,
+    reference: p.reference,
+    amount: p.amount.toString(),
+    journalEntryId: p.journalEntryId,
+    receivedTotal: p.receivedTotal.toString(),
+    outstanding: p.outstanding.toString(),
+    status: p.status,
+  };
 }
 
 function escalationJson(e: EscalationView) {

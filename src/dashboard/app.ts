@@ -6,7 +6,7 @@ import type { Server } from "node:http";
 import type { Config } from "../config.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { apiRoutes } from "./api.js";
-import { requireCredentials, viewersReadOnly } from "./auth.js";
+import { requireCredentials, serviceAccountsIntakeOnly, viewersReadOnly } from "./auth.js";
 import { BULL_BOARD_PATH, bullBoardRoutes } from "./bullBoard.js";
 import { healthRoutes } from "./health.js";
 import { notFound, respondWithErrors } from "./httpErrors.js";
@@ -31,6 +31,7 @@ export function createApp(ctx: PipelineContext, config: Config): OperationsApp {
 
   app.use(requireCredentials(config.OPS_USERS, signInThrottle(ctx, config)));
   app.use(auditStateChanges(ctx));
+  app.use(serviceAccountsIntakeOnly());
   app.use(refuseCrossSiteWrites());
   app.use(viewersReadOnly());
 

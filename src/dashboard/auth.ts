@@ -1,5 +1,5 @@
 // Who is asking: HTTP Basic credentials checked against OPS_USERS, roles (viewer reads, operator
-// acts), and failing closed when no user is configured.
+// acts, service posts payments and nothing else), and failing closed when no user is configured.
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import type { OpsUser } from "../config.js";
@@ -95,6 +95,38 @@ export function requireOperatorRole(): RequestHandler {
   };
 }
 
+/** The one route service accounts may call (DESIGN.md §5); case-insensitive, as express matches routes. */
+const PAYMENTS_INTAKE_PATH = /^\/api\/obligations\/[^/]+\/payments\/?$/i;
+
+export function isPaymentsIntake(req: Request): boolean {
+  return req.method === "POST" && PAYMENTS_INTAKE_PATH.test(req.path);
+}
+
+/**
+ * Service accounts (other systems' payment feeds) reach the payments intake and nothing else: not
+ * the escalations, /ops, Bull Board or /metrics. A leaked service secret must not requeue or read.
+ */
+export function serviceAccountsIntakeOnly(): RequestHandler {
+  return (req, res, next) => {
+    if (operatorOf(res).role === "service" && !isPaymentsIntake(req)) {
+      res.status(403).json({ error: "service accounts may only post payments (POST /api/obligations/:obligationId/payments)" });
+      return;
+    }
+    next();
+  };
+}
+
+/** Payments come from service accounts only: operators and viewers may not post them. */
+export function requireServiceRole(): RequestHandler {
+  return (_req, res, next) => {
+    if (operatorOf(res).role !== "service") {
+      res.status(403).json({ error: "posting payments needs the service role" });
+      return;
+    }
+    next();
+  };
+}
+
 export function isMutating(method: string): boolean {
   return !["GET", "HEAD", "OPTIONS"].includes(method.toUpperCase());
 }
@@ -102,7 +134,8 @@ export function isMutating(method: string): boolean {
 /** Viewers may look at anything but change nothing, whatever the route. */
 export function viewersReadOnly(): RequestHandler {
   return (req, res, next) => {
-    if (isMutating(req.method) && operatorOf(res).role !== "operator") {
+    const role = operatorOf(res).role;
+    if (isMutating(req.method) && role !== "operator" && !(role === "service" && isPaymentsIntake(req))) {
       res.status(403).json({ error: "this needs the operator role; viewers may only read" });
       return;
     }

@@ -1,7 +1,11 @@
 // /healthz (the process answers) and /readyz (Redis and Postgres both answer within the deadline),
-// without credentials: load balancers and orchestrators call them.
+// without credentials: load balancers and orchestrators call them. /readyz also lists the
+// settlement listeners (this process's and those other processes report through Redis); a listener
+// that is down degrades latency, not correctness (the scan is the net), so it does not make 503.
 import { Router } from "express";
 import type { PipelineContext } from "../jobs/context.js";
+import { localListenerStatuses } from "../jobs/settlementListener.js";
+import { readHeartbeats } from "../queues/listenerHeartbeats.js";
 import { schedulesPresent } from "../queues/schedulers.js";
 import { DeadlineExceededError, withinDeadline } from "./deadline.js";
 
@@ -20,9 +24,27 @@ export function healthRoutes(ctx: PipelineContext): Router {
     const missingSchedules = schedules ? Object.entries(schedules).flatMap(([id, present]) => (present ? [] : [id])) : [];
     // Bull Board cannot pause a queue any more, but redis-cli can: say so rather than stall silently.
     const pausedQueues = redis.up ? await readPausedQueues(ctx) : undefined;
-    res.status(down.length === 0 ? 200 : 503).json({ status: down.length === 0 ? "ready" : "unavailable", down, redis, postgres, schedules, missingSchedules, pausedQueues });
+    const settlementListeners = await listenerStates(ctx, redis.up);
+    res
+      .status(down.length === 0 ? 200 : 503)
+      .json({ status: down.length === 0 ? "ready" : "unavailable", down, redis, postgres, schedules, missingSchedules, pausedQueues, settlementListeners });
   });
   return router;
+}
+
+export interface ListenerState {
+  process: string;
+  state: string;
+  up: boolean;
+}
+
+/** This process's listeners, then the fresh heartbeats of the others (no error text: the answer is public). */
+export async function listenerStates(ctx: PipelineContext, redisUp = ctx.queues.connection.status === "ready"): Promise<ListenerState[]> {
+  const local = localListenerStatuses().map(({ process, state, up }) => ({ process, state, up }));
+  if (!redisUp) return local;
+  const reported = await withinDeadline(readHeartbeats(ctx.queues), READINESS_DEADLINE_MS, "listener heartbeats").catch(() => []);
+  const seen = new Set(local.map((l) => l.process));
+  return [...local, ...reported.filter((h) => !seen.has(h.process)).map(({ process, state, up }) => ({ process, state, up }))];
 }
 
 async function readSchedules(ctx: PipelineContext): Promise<Record<string, boolean> | undefined> {

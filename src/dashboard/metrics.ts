@@ -11,6 +11,7 @@ import type { PipelineContext } from "../jobs/context.js";
 import { UNRECOVERABLE_PREFIX } from "../jobs/retrigger.js";
 import { schedulesPresent } from "../queues/schedulers.js";
 import { withinDeadline } from "./deadline.js";
+import { listenerStates } from "./health.js";
 import { registerRiskMetrics } from "./riskMetrics.js";
 
 export interface OperationsMetrics {
@@ -147,6 +148,19 @@ export function createMetrics(ctx: PipelineContext): OperationsMetrics {
     },
   });
 
+  // The settlement listeners (the fast path): this process's and those reporting through Redis.
+  new Gauge({
+    name: "dispersal_settlement_listener_up",
+    help: "1 while a process's settlement listener is LISTENing, 0 while it reconnects; one series per process that reported in the last 30 s",
+    labelNames: ["process"],
+    registers,
+    async collect() {
+      const upByProcess = new Map<string, boolean>();
+      for (const l of await listenerStates(ctx)) upByProcess.set(l.process, (upByProcess.get(l.process) ?? true) && l.up);
+      this.reset();
+      for (const [process, up] of upByProcess) this.set({ process }, up ? 1 : 0);
+    },
+  });
   registerRiskMetrics(registry, ctx, queueDepths, { scrapeDeadlineMs: SCRAPE_DEADLINE_MS, onePerScrape });
 
   // Start at "now" rather than "$": events written between here and the first XREAD are kept.

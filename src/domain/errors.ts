@@ -74,3 +74,28 @@ export class InfrastructureError extends Error {
     this.name = "InfrastructureError";
   }
 }
+
+// The payments intake's refusals (db/payments.ts).
+export class PaymentReferenceConflictError extends DomainError {
+  readonly code = "PAYMENT_REFERENCE_CONFLICT";
+  readonly retryable = false;
+  constructor(readonly reference: string, detail: string) {
+    super(`payment reference ${reference} was already received ${detail}`);
+  }
+}
+
+export class ObligationNotPayableError extends DomainError {
+  readonly code = "OBLIGATION_NOT_PAYABLE";
+  readonly retryable = false;
+  constructor(readonly obligationId: string, readonly status: string) {
+    super(`obligation ${obligationId} is ${status}: it takes no more payments`);
+  }
+}
+
+export class PaymentExceedsOutstandingError extends DomainError {
+  readonly code = "PAYMENT_EXCEEDS_OUTSTANDING";
+  readonly retryable = false;
+  constructor(readonly obligationId: string, readonly amount: bigint, readonly outstanding: bigint) {
+    super(`payment of ${amount} cents exceeds the ${outstanding} cents outstanding on obligation ${obligationId}`);
+  }
+}

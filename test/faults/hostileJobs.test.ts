@@ -111,6 +111,9 @@ describe("hostile retrigger job payloads", () => {
       returning id::text`);
     const payloads = hostilePayloads(decoy, notSettled!.id);
     const labels = payloads.map(([label]) => label);
+    // The decoys were inserted settled: the settlement listeners disperse them at once. Count after that.
+    await waitFor(async () => (await rowCounts()).dispersed === 3n, { timeoutMs: 30_000, what: "the decoys dispersed by the fast path" });
+    await scenario.waitQuiescent();
 
     const before = await rowCounts();
     const first = await addHostile("a", payloads);

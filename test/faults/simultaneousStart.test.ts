@@ -36,17 +36,24 @@ describe("fault: ten worker processes started at once", () => {
       { key: SCHEDULER.reconciliation, pattern: "0 7 * * *", tz: "UTC" },
     ]);
 
-    // The scheduled scan (run at once by an `every` schedule) enqueues the orphans; nobody else scans.
+    // The scheduled scan (run at once by an `every` schedule) runs once; besides it, only the
+    // settlement listeners' catch-up scans (each process asks for one when its listener connects;
+    // requests made while one waits join it) and nobody else.
     await scenario.settle();
     const scanJobs = await healing.getJobs(["completed", "failed", "active", "wait"], 0, 100);
-    const ranScans = scanJobs.filter((j) => j.finishedOn || j.processedOn);
+    const requestedBy = (j: (typeof scanJobs)[number]) => String((j.data as { requestedBy?: string }).requestedBy);
+    const ran = scanJobs.filter((j) => j.finishedOn || j.processedOn);
+    const ranScans = ran.filter((j) => requestedBy(j) === "scheduler");
+    const catchUps = ran.filter((j) => requestedBy(j) !== "scheduler");
     const end = await measureEndState(scenario.database, orphans);
     recordFaults(import.meta.url, "ten worker processes started at once", { injected: 1, ...end });
-    note("end", { scheduledScansRun: ranScans.length, byProcess: ranScans.map((j) => j.processedBy) });
+    note("end", { scheduledScansRun: ranScans.length, catchUpScansRun: catchUps.length, byProcess: ranScans.map((j) => j.processedBy) });
 
     expect(await healing.getJobSchedulersCount()).toBe(1);
     expect(await reconciliation.getJobSchedulersCount()).toBe(1);
     expect(ranScans).toHaveLength(1);
+    expect(catchUps.length).toBeLessThanOrEqual(workers.length);
+    expect(catchUps.every((j) => requestedBy(j).startsWith("settlement-listener: listener connected"))).toBe(true);
     expect(workers.map((w) => w.alive())).toEqual(workers.map(() => true));
     expectNothingLostOrDoubled(end, { dispersed: 1100, escalated: 60 });
   }, 180_000);

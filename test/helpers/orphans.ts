@@ -11,7 +11,8 @@ export interface OrphanSet {
 
 export async function givenOrphans(
   database: Database,
-  options: { count: number; unfixable?: number; perMortgage?: number; lenderUnits?: number[]; amount?: bigint },
+  /** status "due": open obligations instead (not settled, no settled_at), for tests that settle them. */
+  options: { count: number; unfixable?: number; perMortgage?: number; lenderUnits?: number[]; amount?: bigint; status?: "settled" | "due" },
 ): Promise<OrphanSet> {
   const perMortgage = options.perMortgage ?? 50;
   const units = options.lenderUnits ?? [5000, 3000, 2000];
@@ -35,7 +36,8 @@ export async function givenOrphans(
         select mortgage_id, lender_id, ${zeroUnits ? sql`0` : sql`units`} from new_lenders`);
       return tx.execute<{ id: string }>(sql`
         insert into obligations (mortgage_id, type, amount, status, due_date, settled_at)
-        select m.id, 'principal_repayment', ${(options.amount ?? 100_000n).toString()}::bigint + (g % 997), 'settled', current_date, now()
+        select m.id, 'principal_repayment', ${(options.amount ?? 100_000n).toString()}::bigint + (g % 997),
+               ${options.status ?? "settled"}, current_date, ${options.status === "due" ? sql`null` : sql`now()`}
           from generate_series(0, ${count - 1}) g
           join new_mortgages m on m.n = (g / ${perMortgage}) + 1
         returning id`);

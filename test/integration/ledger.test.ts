@@ -108,6 +108,8 @@ describe("migrations", () => {
           "cash_journal_entries_append_only",
           "dispersal_entries_mark_obligations_delete",
           "dispersal_entries_mark_obligations_insert",
+          "obligations_notify_settled_insert",
+          "obligations_notify_settled_update",
         ]);
         const indexes = await fresh<{ indexname: string }[]>`select indexname from pg_indexes where schemaname = 'public'`;
         expect(indexes.map((i) => i.indexname)).toEqual(
