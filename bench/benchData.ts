@@ -7,8 +7,10 @@ import { disperseObligation } from "../src/db/dispersals.js";
 import { resolveHealing } from "../src/db/healing.js";
 import { seedObligations, type SeedSummary } from "../src/db/seed.js";
 
-/** seedObligations keeps mortgage ordinals × 100,003 in a 32-bit integer: at most 21,474 mortgages per data set. */
-const MAX_MORTGAGES = 20_000;
+/** Mortgages per data set the benchmark makes at most (seed ordinals are int8 since the seed's fix; this only bounds the lender pool). */
+const MAX_MORTGAGES = 1_000_000;
+/** The scan section's history keeps the shape of earlier runs: at most 20,000 mortgages (50 obligations each at 1M). */
+const SCAN_HISTORY_MORTGAGES = 20_000;
 
 /**
  * `settled` settled obligations (1–3 lenders per mortgage, at least 12 obligations per mortgage),
@@ -21,7 +23,7 @@ export async function seedScanHistory(
 ): Promise<SeedSummary> {
   const summary = await seedObligations(database, {
     obligations: options.settled,
-    mortgages: Math.max(1, Math.min(MAX_MORTGAGES, Math.ceil(options.settled / 12))),
+    mortgages: Math.max(1, Math.min(SCAN_HISTORY_MORTGAGES, Math.ceil(options.settled / 12))),
     settledShare: 1,
     orphanShare: options.orphanShare,
     lendersPerMortgage: { min: 1, max: 3 },
@@ -35,14 +37,15 @@ export async function seedScanHistory(
 
 /**
  * `count` fresh orphans: settled (accrued, CASH_RECEIVED posted), no dispersal entry, two per
- * mortgage (an incident orphans payments of many mortgages, rarely many of one), 1–5 lenders each,
+ * mortgage unless `perMortgage` says otherwise (an incident orphans payments of many mortgages,
+ * rarely many of one; obligations of a mortgage have consecutive ids), 1–5 lenders each,
  * the generator's mix of obligation types and servicing fees. `unfixable`: every position has 0
  * units, so they can only be escalated.
  */
-export async function seedOrphans(database: Database, options: { count: number; unfixable?: boolean }): Promise<SeedSummary> {
+export async function seedOrphans(database: Database, options: { count: number; unfixable?: boolean; perMortgage?: number }): Promise<SeedSummary> {
   const summary = await seedObligations(database, {
     obligations: options.count,
-    mortgages: Math.min(MAX_MORTGAGES, Math.ceil(options.count / 2)),
+    mortgages: Math.min(MAX_MORTGAGES, Math.ceil(options.count / (options.perMortgage ?? 2))),
     settledShare: 1,
     orphanShare: 1,
     unfixableOrphanShare: options.unfixable ? 1 : 0,

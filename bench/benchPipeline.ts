@@ -76,6 +76,7 @@ export async function startWorkerProcesses(
   pipeline: BenchPipeline,
   processes: number,
   env: Record<string, string>,
+  options: { waitForStartUpScan?: boolean } = {},
 ): Promise<ChildProcesses> {
   const { queues } = pipeline.ctx;
   const children = spawnChildren(
@@ -93,6 +94,7 @@ export async function startWorkerProcesses(
   );
   try {
     await waitUntil(async () => (await queues.retrigger.getWorkersCount()) >= processes, { timeoutMs: 60_000, what: "worker processes", everyMs: 100 });
+    if (options.waitForStartUpScan === false) return children;
     await waitUntil(
       async () => {
         const counts = await queues.healing.getJobCounts("active", "waiting", "completed", "failed");

@@ -4,8 +4,8 @@
 import { fileURLToPath } from "node:url";
 import type PgBoss from "pg-boss";
 import { connectDatabase, type Database } from "../src/db/client.js";
-import { disperseObligation } from "../src/db/dispersals.js";
-import { findOrphanedObligations, resolveHealing } from "../src/db/healing.js";
+import { disperseObligation, disperseObligations } from "../src/db/dispersals.js";
+import { authorizeDispersalRound, authorizeDispersalRounds, findOrphanedObligations, resolveHealing } from "../src/db/healing.js";
 import { scanForOrphans } from "../src/jobs/scan.js";
 import { benchQueuePrefix, createBenchDatabase, REDIS_URL, type BenchDatabase } from "./benchResources.js";
 import { openBenchPipeline, spawnChildren, startWorkerProcesses } from "./benchPipeline.js";
@@ -52,9 +52,17 @@ export interface HealSectionResult {
   orphans: number;
   contenders: Contender[];
   ceilingSweep: Array<{ concurrency: number; pool: number; perSecond: number }>;
-  /** Our 2 worker processes at other WORKER_CONCURRENCY values (DATABASE_POOL_SIZE alike), one run each. */
-  workerConcurrencySweep: Array<{ workerConcurrency: number; poolSize: number; perSecond: number }>;
+  /** Our 2 worker processes (batched) at other WORKER_CONCURRENCY values, one run each. */
+  workerConcurrencySweep: Array<{ workerConcurrency: number; poolSize: number; batchSize: number; perSecond: number }>;
   ledgerDefects: Record<string, number>;
+}
+
+/** The settings of our worker processes for one contender. */
+export interface WorkerSettings {
+  workerConcurrency: number;
+  poolSize: number;
+  /** HEALING_BATCH_SIZE; 1 is the one-transaction-per-obligation pipeline. */
+  batchSize: number;
 }
 
 export interface HealSectionOptions {
@@ -64,11 +72,17 @@ export interface HealSectionOptions {
   originalSample: number;
   oursProcesses: number[];
   pgBossProcesses: number[];
-  workerConcurrency: number;
-  poolSize: number;
+  /** Ours, batched: the service's defaults unless BENCH_* say otherwise. */
+  batched: WorkerSettings;
+  /** Ours, one transaction per obligation (HEALING_BATCH_SIZE=1), at its best settings of earlier runs. */
+  unbatched: WorkerSettings;
+  /** pg-boss's workers: jobs at a time and pool per process. */
+  pgBoss: { concurrency: number; poolSize: number };
   ceilingSweep: number[];
   ceilingSweepOrphans: number;
   workerConcurrencySweep: number[];
+  /** Orphans per mortgage of the clustered contender (the spread one has one per mortgage). */
+  clusteredPerMortgage: number;
   say(line: string): void;
 }
 
@@ -157,16 +171,19 @@ async function healWithOurWorkers(
   database: BenchDatabase,
   processes: number,
   orphans: number,
-  settings: { workerConcurrency: number; poolSize: number },
+  settings: WorkerSettings,
   label: string,
+  perMortgage?: number,
 ): Promise<HealRun> {
-  const pipeline = openBenchPipeline(database, benchQueuePrefix(`heal-${label}`));
+  const pipeline = openBenchPipeline(database, benchQueuePrefix(`heal-${label}`), { HEALING_MAX_BACKLOG: String(Math.max(20_000, orphans)) });
   const workers = await startWorkerProcesses(pipeline, processes, {
     WORKER_CONCURRENCY: String(settings.workerConcurrency),
     DATABASE_POOL_SIZE: String(settings.poolSize),
+    HEALING_BATCH_SIZE: String(settings.batchSize),
+    HEALING_MAX_BACKLOG: String(Math.max(20_000, orphans)),
   });
   try {
-    await seedOrphans(database, { count: orphans });
+    await seedOrphans(database, { count: orphans, ...(perMortgage ? { perMortgage } : {}) });
     return await timeHealing(database, orphans, workers.pids, async () => {
       const summary = await scanForOrphans(pipeline.ctx, "bench");
       if (summary.enqueued !== orphans) throw new Error(`scan enqueued ${summary.enqueued} of ${orphans} orphans`);
@@ -178,7 +195,7 @@ async function healWithOurWorkers(
   }
 }
 
-/** The same transaction as the retrigger processor, at `concurrency` straight against Postgres: no queue, no Redis. */
+/** The same transaction as the unbatched retrigger processor, at `concurrency` straight against Postgres: no queue, no Redis. */
 async function healDirectly(database: BenchDatabase, orphans: number, concurrency: number, pool: number): Promise<HealRun> {
   await seedOrphans(database, { count: orphans });
   const direct = connectDatabase(database.url, { max: pool, applicationName: "bench-ceiling" });
@@ -198,6 +215,7 @@ async function healDirectly(database: BenchDatabase, orphans: number, concurrenc
           while (next < ids.length) {
             const obligationId = ids[next++]!;
             await direct.db.transaction(async (tx) => {
+              await authorizeDispersalRound(tx, obligationId);
               await disperseObligation(tx, obligationId);
               await resolveHealing(tx, obligationId, 1, { actor: "dispersal-healing" });
             });
@@ -212,11 +230,60 @@ async function healDirectly(database: BenchDatabase, orphans: number, concurrenc
   }
 }
 
+/**
+ * The batched queue-free ceiling: what the batch transaction (authorizeDispersalRounds,
+ * disperseObligations, resolveHealing per obligation before the postings, as the workers'
+ * DispersalBatches run it) reaches straight at Postgres, `concurrency`
+ * batches of `batchSize` at a time.
+ */
+async function healDirectlyInBatches(database: BenchDatabase, orphans: number, concurrency: number, batchSize: number): Promise<HealRun> {
+  await seedOrphans(database, { count: orphans });
+  const direct = connectDatabase(database.url, { max: concurrency, applicationName: "bench-ceiling" });
+  try {
+    await direct.sql`select 1`;
+    const run = await timeHealing(database, orphans, [], async () => {
+      const ids: string[] = [];
+      for (let after: string | null = null; ; ) {
+        const page = await findOrphanedObligations(direct.db, { after, limit: 1000 });
+        ids.push(...page.map((o) => o.obligationId));
+        if (page.length < 1000) break;
+        after = page[page.length - 1]!.obligationId;
+      }
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          while (next < ids.length) {
+            const batch = ids.slice(next, next + batchSize);
+            next += batch.length;
+            await direct.db.transaction(async (tx) => {
+              await authorizeDispersalRounds(tx, batch);
+              await disperseObligations(tx, batch, {
+                beforePostings: async (dispersals) => {
+                  await Promise.all(
+                    batch.map((obligationId) => {
+                      if (dispersals.get(obligationId)?.outcome !== "dispersed") throw new Error(`ceiling batch could not disperse ${obligationId}`);
+                      return resolveHealing(tx, obligationId, 1, { actor: "dispersal-healing" });
+                    }),
+                  );
+                },
+              });
+            });
+          }
+        }),
+      );
+    });
+    if ((await remainingOrphans(database)) !== 0) throw new Error("batched ceiling run left orphans");
+    return run;
+  } finally {
+    await direct.close();
+  }
+}
+
 async function healWithPgBoss(database: BenchDatabase, boss: PgBoss, processes: number, orphans: number, options: HealSectionOptions): Promise<HealRun> {
   const workers = spawnChildren(
     processes,
     ["--import", "tsx", PGBOSS_WORKER],
-    { DATABASE_URL: database.url, PGBOSS_CONCURRENCY: String(options.workerConcurrency), DATABASE_POOL_SIZE: String(options.poolSize) },
+    { DATABASE_URL: database.url, PGBOSS_CONCURRENCY: String(options.pgBoss.concurrency), DATABASE_POOL_SIZE: String(options.pgBoss.poolSize) },
     "pg-boss worker",
   );
   try {
@@ -263,23 +330,23 @@ export async function runHealSection(options: HealSectionOptions): Promise<HealS
   const database = await createBenchDatabase("heal", { max: 4 });
   let boss: PgBoss | undefined;
   try {
-    options.say(`  ceiling sweep over ${options.ceilingSweep.join(", ")} concurrent transactions (${options.ceilingSweepOrphans} orphans each)`);
+    options.say(`  batched ceiling sweep over ${options.ceilingSweep.join(", ")} concurrent batches of ${options.batched.batchSize} (${options.ceilingSweepOrphans} orphans each)`);
     const ceilingSweep: HealSectionResult["ceilingSweep"] = [];
     for (const concurrency of options.ceilingSweep) {
-      const run = await healDirectly(database, options.ceilingSweepOrphans, concurrency, concurrency);
+      const run = await healDirectlyInBatches(database, options.ceilingSweepOrphans, concurrency, options.batched.batchSize);
       ceilingSweep.push({ concurrency, pool: concurrency, perSecond: Math.round((options.ceilingSweepOrphans * 1000) / run.ms) });
     }
     const best = ceilingSweep.reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
-    options.say(`  ceiling sweep: ${ceilingSweep.map((s) => `${s.concurrency}→${s.perSecond}/s`).join(", ")}; using ${best.concurrency}`);
+    options.say(`  batched ceiling sweep: ${ceilingSweep.map((s) => `${s.concurrency}→${s.perSecond}/s`).join(", ")}; using ${best.concurrency}`);
 
     const workerConcurrencySweep: HealSectionResult["workerConcurrencySweep"] = [];
     for (const workerConcurrency of options.workerConcurrencySweep) {
-      const settings = { workerConcurrency, poolSize: workerConcurrency };
+      const settings = { ...options.batched, workerConcurrency };
       const run = await healWithOurWorkers(database, 2, options.ceilingSweepOrphans, settings, `sweep-${workerConcurrency}`);
       workerConcurrencySweep.push({ ...settings, perSecond: Math.round((options.ceilingSweepOrphans * 1000) / run.ms) });
     }
     if (workerConcurrencySweep.length > 0) {
-      options.say(`  our 2 processes, WORKER_CONCURRENCY = DATABASE_POOL_SIZE = ${workerConcurrencySweep.map((s) => `${s.workerConcurrency}→${s.perSecond}/s`).join(", ")}`);
+      options.say(`  our 2 processes (batches of ${options.batched.batchSize}), WORKER_CONCURRENCY = ${workerConcurrencySweep.map((s) => `${s.workerConcurrency}→${s.perSecond}/s`).join(", ")}`);
     }
 
     boss = options.pgBossProcesses.length > 0 ? await openPgBoss(database) : undefined;
@@ -291,27 +358,35 @@ export async function runHealSection(options: HealSectionOptions): Promise<HealS
     // Rounds, each contender once per round: whatever else runs on the machine meanwhile spreads over all of them.
     for (let round = 0; round < options.runs; round++) {
       for (const processes of options.oursProcesses) {
-        record(`ours-${processes}p`, await healWithOurWorkers(database, processes, options.orphans, options, `${processes}p-${round}`));
+        record(`ours-${processes}p`, await healWithOurWorkers(database, processes, options.orphans, options.batched, `${processes}p-${round}`));
       }
-      record("ceiling", await healDirectly(database, options.orphans, best.concurrency, best.pool));
+      record("ours-unbatched-2p", await healWithOurWorkers(database, 2, options.orphans, options.unbatched, `unbatched-${round}`));
+      record("clustered-2p", await healWithOurWorkers(database, 2, options.orphans, options.batched, `clustered-${round}`, options.clusteredPerMortgage));
+      record("spread-2p", await healWithOurWorkers(database, 2, options.orphans, options.batched, `spread-${round}`, 1));
+      record("ceiling", await healDirectlyInBatches(database, options.orphans, best.concurrency, options.batched.batchSize));
+      record("ceiling-unbatched", await healDirectly(database, options.orphans, 8, 8));
       for (const processes of options.pgBossProcesses) record(`pgboss-${processes}p`, await healWithPgBoss(database, boss!, processes, options.orphans, options));
       record("original", await healDirectly(database, options.originalSample, 1, 1));
     }
 
-    const workerSettings = { WORKER_CONCURRENCY: options.workerConcurrency, DATABASE_POOL_SIZE: options.poolSize };
+    const settingsOf = (w: WorkerSettings) => ({ WORKER_CONCURRENCY: w.workerConcurrency, DATABASE_POOL_SIZE: w.poolSize, HEALING_BATCH_SIZE: w.batchSize });
     const contenders: Contender[] = [
       ...options.oursProcesses.map((p) =>
-        contender(`ours-${p}p`, `BullMQ, ${p} worker process${p > 1 ? "es" : ""} (node bin/dispersal.js worker)`, options.orphans, runs.get(`ours-${p}p`)!, { processes: p, ...workerSettings }),
+        contender(`ours-${p}p`, `BullMQ, ${p} worker process${p > 1 ? "es" : ""} (node bin/dispersal.js worker), batched`, options.orphans, runs.get(`ours-${p}p`)!, { processes: p, ...settingsOf(options.batched) }),
       ),
-      contender("ceiling", "queue-free ceiling: the same transaction straight at Postgres, in one process", options.orphans, runs.get("ceiling")!, {
+      contender("ours-unbatched-2p", "the same, one transaction per obligation (HEALING_BATCH_SIZE=1)", options.orphans, runs.get("ours-unbatched-2p")!, { processes: 2, ...settingsOf(options.unbatched) }),
+      contender("clustered-2p", `batched, ${options.clusteredPerMortgage} orphans per mortgage, enqueued in id order (mortgage by mortgage)`, options.orphans, runs.get("clustered-2p")!, { processes: 2, ...settingsOf(options.batched) }),
+      contender("spread-2p", "batched, 1 orphan per mortgage", options.orphans, runs.get("spread-2p")!, { processes: 2, ...settingsOf(options.batched) }),
+      contender("ceiling", "batched queue-free ceiling: the batch transaction straight at Postgres, in one process", options.orphans, runs.get("ceiling")!, {
         concurrency: best.concurrency,
-        pool: best.pool,
+        batchSize: options.batched.batchSize,
       }),
+      contender("ceiling-unbatched", "queue-free, one transaction per obligation, straight at Postgres", options.orphans, runs.get("ceiling-unbatched")!, { concurrency: 8, pool: 8 }),
       ...options.pgBossProcesses.map((p) =>
         contender(`pgboss-${p}p`, `pg-boss 10, ${p} worker process${p > 1 ? "es" : ""}, retryLimit 3 + retryBackoff`, options.orphans, runs.get(`pgboss-${p}p`)!, {
           processes: p,
-          concurrency: options.workerConcurrency,
-          pool: options.poolSize,
+          concurrency: options.pgBoss.concurrency,
+          pool: options.pgBoss.poolSize,
         }),
       ),
       contender("original", "original loop: one obligation after the other", options.orphans, runs.get("original")!, { concurrency: 1 }, options.originalSample),

@@ -24,7 +24,7 @@ export async function enqueueOrphansOnPgBoss(database: Database, boss: PgBoss, p
     if (page.length === 0) break;
     after = page[page.length - 1]!.obligationId;
     await boss.insert(
-      page.map((o) => ({ name: PGBOSS_QUEUE, data: { obligationId: o.obligationId, requestedBy: "scan" }, retryLimit: 3, retryDelay: 1, retryBackoff: true })),
+      page.map((o) => ({ name: PGBOSS_QUEUE, data: { obligationId: o.obligationId }, retryLimit: 3, retryDelay: 1, retryBackoff: true })),
     );
     enqueued += page.length;
     if (page.length < pageSize) break;

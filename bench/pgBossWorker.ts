@@ -8,7 +8,7 @@
 import PgBoss from "pg-boss";
 import { connectDatabase, isOutage } from "../src/db/client.js";
 import { disperseObligation } from "../src/db/dispersals.js";
-import { recordFailedAttempt, resolveHealing } from "../src/db/healing.js";
+import { authorizeDispersalRound, recordFailedAttempt, resolveHealing } from "../src/db/healing.js";
 import { DomainError } from "../src/domain/errors.js";
 import { parseRetriggerData } from "../src/jobs/retrigger.js";
 import { PGBOSS_QUEUE, PGBOSS_SCHEMA } from "./pgBossQueue.js";
@@ -41,8 +41,9 @@ async function processOne(job: PgBoss.Job<unknown>): Promise<void> {
   }
   try {
     await database.db.transaction(async (tx) => {
+      const round = await authorizeDispersalRound(tx, obligationId);
       await disperseObligation(tx, obligationId);
-      await resolveHealing(tx, obligationId, 1, { actor: "dispersal-healing", jobId: job.id });
+      await resolveHealing(tx, obligationId, 1, { actor: round.actor, jobId: job.id });
     });
     await boss.complete(PGBOSS_QUEUE, job.id);
   } catch (error) {

@@ -42,7 +42,7 @@ export async function runQueueCeiling(options: { jobs: number; runs: number; con
           await queue.addBulk(
             ids.slice(i, i + 1000).map((obligationId) => ({
               name: JOB.retrigger,
-              data: { obligationId, requestedBy: "bench" },
+              data: { obligationId },
               opts: retriggerJobOptions(obligationId, { attempts: 3, backoffMs: 60_000 }),
             })),
           );

@@ -1,12 +1,15 @@
-// `npm run bench` (full: scan at 100k and 1M, 10,000 orphans), `npm run bench -- --quick` (under two
-// minutes), `--huge` (adds the scan at 10M). `--only scan,heal,queue,storm,realtime` runs some sections.
+// `npm run bench` (full: scan at 100k and 1M, 10,000 orphans, a flood of 100,000, the fast path),
+// `npm run bench -- --quick` (a few minutes), `--huge` (adds the scan at 10M, the flood of 1M
+// orphans). `--only scan,heal,queue,storm,flood,realtime` runs some sections.
 // Prints the tables and writes bench/results.json (every figure, the ratios and the targets).
 // Everything runs against its own databases (dispersal_bench_*) and queue prefixes, removed at the end.
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { cleanupAll, cleanupOnSignals } from "./benchResources.js";
+import { loadConfig } from "../src/config.js";
 import { runEscalationStorm } from "./escalationStorm.js";
+import { runFlood } from "./floodBench.js";
 import { runHealSection } from "./healBench.js";
 import { machine, withMachineLoad } from "./measure.js";
 import { runQueueCeiling } from "./queueCeiling.js";
@@ -23,29 +26,41 @@ const { values } = parseArgs({
   },
 });
 const mode = values.quick ? "quick" : values.huge ? "huge" : "full";
-const sections = new Set((values.only ?? "scan,heal,queue,storm,realtime").split(",").map((s) => s.trim()));
+const sections = new Set((values.only ?? "scan,heal,queue,storm,flood,realtime").split(",").map((s) => s.trim()));
 const out = values.out ?? fileURLToPath(new URL("./results.json", import.meta.url));
 const envInt = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 
-// Worker settings for our processes (and pg-boss's): what a 2-core machine runs best (see README).
-const workerConcurrency = envInt("BENCH_WORKER_CONCURRENCY", 8);
-const poolSize = envInt("BENCH_DATABASE_POOL_SIZE", 8);
+// Our worker processes run the service's defaults (what an operator gets) unless BENCH_* say
+// otherwise; the unbatched pipeline and pg-boss run 8 jobs at a time with a pool of 8, their best
+// on a 2-core machine in earlier runs (see README).
+const defaults = loadConfig({});
+const batched = {
+  workerConcurrency: envInt("BENCH_WORKER_CONCURRENCY", defaults.WORKER_CONCURRENCY),
+  poolSize: envInt("BENCH_DATABASE_POOL_SIZE", defaults.DATABASE_POOL_SIZE),
+  batchSize: envInt("BENCH_HEALING_BATCH_SIZE", defaults.HEALING_BATCH_SIZE),
+};
+const unbatched = { workerConcurrency: 8, poolSize: 8, batchSize: 1 };
+const pgBoss = { concurrency: 8, poolSize: 8 };
+const workerConcurrency = batched.workerConcurrency;
+const poolSize = batched.poolSize;
 
 const plan = values.quick
   ? {
       scan: { sizes: [10_000, 100_000], runs: 3, originalSample: 500 },
       heal: {
-        orphans: 1500,
+        orphans: 2000,
         runs: 3,
         originalSample: 200,
         oursProcesses: [1, 2],
         pgBossProcesses: [2],
-        ceilingSweep: [4, 8, 16],
-        ceilingSweepOrphans: 300,
+        ceilingSweep: [1, 2, 4],
+        ceilingSweepOrphans: 1000,
         workerConcurrencySweep: [],
+        clusteredPerMortgage: 100,
       },
       queue: { jobs: 2000, runs: 3 },
       storm: { orphans: 1000, runs: 3 },
+      flood: { enqueueOrphans: 5000, tickOrphans: 50_000, healOrphans: 30_000, runs: 3 },
       realtime: { rate: 100, durationSeconds: 15, burst: 5_000, cap: 1_000 },
     }
   : {
@@ -55,13 +70,17 @@ const plan = values.quick
         runs: 3,
         originalSample: 2000,
         oursProcesses: [1, 2],
-        pgBossProcesses: [1, 2],
-        ceilingSweep: [2, 4, 8, 16, 32],
-        ceilingSweepOrphans: 2000,
-        workerConcurrencySweep: [2, 4, 8, 16, 32],
+        pgBossProcesses: [2],
+        ceilingSweep: [1, 2, 4, 8],
+        ceilingSweepOrphans: 4000,
+        workerConcurrencySweep: [25, 50, 100, 200, 400],
+        clusteredPerMortgage: 100,
       },
       queue: { jobs: 10_000, runs: 3 },
       storm: { orphans: 10_000, runs: 3 },
+      flood: values.huge
+        ? { enqueueOrphans: 20_000, tickOrphans: 1_000_000, healOrphans: 1_000_000, runs: 5 }
+        : { enqueueOrphans: 20_000, tickOrphans: 200_000, healOrphans: 100_000, runs: 5 },
       realtime: { rate: 200, durationSeconds: 60, burst: 50_000, cap: 20_000 },
     };
 
@@ -85,7 +104,7 @@ try {
   }
   if (sections.has("heal")) {
     say("§2 healing");
-    const r = await withMachineLoad(() => runHealSection({ ...plan.heal, workerConcurrency, poolSize, say }));
+    const r = await withMachineLoad(() => runHealSection({ ...plan.heal, batched, unbatched, pgBoss, say }));
     results.heal = r.value;
     busy.heal = r.busy;
   }
@@ -103,8 +122,16 @@ try {
     results.storm = r.value;
     busy.storm = r.busy;
   }
+  if (sections.has("flood")) {
+    say("§5 flood");
+    const r = await withMachineLoad(() =>
+      runFlood({ ...plan.flood, worker: { ...batched, maxBacklog: defaults.HEALING_MAX_BACKLOG }, say }),
+    );
+    results.flood = r.value;
+    busy.flood = r.busy;
+  }
   if (sections.has("realtime")) {
-    say("§5 real time (fast path)");
+    say("§6 real time (fast path)");
     realtime = await runRealtimeSection({ ...plan.realtime, workerConcurrency, poolSize, say });
   }
 } catch (error) {
@@ -124,7 +151,7 @@ if (process.exitCode !== 1) {
     date: new Date().toISOString(),
     durationSeconds: Math.round((Date.now() - started) / 1000),
     machine: { ...machineBefore, loadavgAfter: machine().loadavg, busyDuringSections: busy },
-    settings: { workerConcurrency, poolSize, plan },
+    settings: { batched, unbatched, pgBoss, maxBacklog: defaults.HEALING_MAX_BACKLOG, plan },
     ratios,
     notes,
     targets,

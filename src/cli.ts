@@ -145,8 +145,7 @@ program
   .action(async (opts: { wait?: boolean; timeout: number }) => {
     await withRuntime({ name: "dispersal-scan" }, async ({ ctx }) => {
       if (!opts.wait) {
-        const { jobIds, ...summary } = await scanForOrphans(ctx, "cli");
-        print({ ...summary, jobs: jobIds.length });
+        print(await scanForOrphans(ctx, "cli"));
         return;
       }
       const workers = startWorkers(ctx);

@@ -58,7 +58,7 @@ export const configSchema = z.object({
       }
       return parsed;
     }),
-  WORKER_CONCURRENCY: positiveInt(16),
+  WORKER_CONCURRENCY: positiveInt(200),
   WORKER_LOCK_DURATION_MS: positiveInt(30_000),
   WORKER_STALLED_INTERVAL_MS: positiveInt(30_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt(30_000),
@@ -66,6 +66,10 @@ export const configSchema = z.object({
   HEALING_BACKOFF_MS: positiveInt(60_000),
   HEALING_ATTEMPTS: positiveInt(3),
   HEALING_SCAN_PAGE_SIZE: positiveInt(1000),
+  /** Retrigger jobs Redis may hold at once (waiting, delayed, prioritised, active); the scan stops paging here. (Default: 20,000) */
+  HEALING_MAX_BACKLOG: positiveInt(20_000),
+  /** Obligations one worker process disperses in one transaction (its concurrently active jobs). 1: no batching. (Default: 100) */
+  HEALING_BATCH_SIZE: positiveInt(100),
   INFRA_RETRY_DELAY_MS: positiveInt(5_000),
   /** Whether worker and start processes LISTEN for settlements (the fast path). (Default: on) */
   SETTLEMENT_LISTENER: z.enum(["on", "off"]).default("on"),

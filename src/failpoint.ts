@@ -26,6 +26,9 @@ export const FAILPOINTS = [
   "escalate.after-posting",
   "escalate.before-commit",
   "escalate.after-commit",
+  // jobs/escalate.ts: a batch of escalations in one transaction (HEALING_BATCH_SIZE > 1)
+  "batch.escalate.before-commit",
+  "batch.escalate.after-commit",
   // jobs/scan.ts: the page loop and its backstop
   "scan.before-enqueue",
   "scan.after-enqueue",
@@ -33,6 +36,7 @@ export const FAILPOINTS = [
   "backstop.after-commit",
   "topup.before-commit",
   "topup.after-commit",
+  "scan.after-cursor",
   // jobs/requeue.ts
   "requeue.before-commit",
   "requeue.after-commit",

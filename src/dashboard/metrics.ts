@@ -86,6 +86,13 @@ export function createMetrics(ctx: PipelineContext): OperationsMetrics {
     },
   });
 
+  // With dispersal_retrigger_backlog (the backlog now): "is the cap reached" is backlog >= cap.
+  new Gauge({
+    name: "dispersal_retrigger_backlog_cap",
+    help: "HEALING_MAX_BACKLOG: the retrigger jobs (waiting, delayed, prioritised, active) the scan fills the backlog up to",
+    registers,
+  }).set(ctx.settings.HEALING_MAX_BACKLOG);
+
   const healingStats = onePerScrape(() => readHealingStats(ctx));
   new Gauge({
     name: "dispersal_healing_obligations",

@@ -18,23 +18,24 @@ function isEscalatable(job: Job<RetriggerJobData>, error: Error | undefined): bo
   return job.attemptsMade >= (job.opts.attempts ?? 1);
 }
 
-export async function escalateFailedJob(ctx: PipelineContext, job: Job<RetriggerJobData> | undefined, error: Error): Promise<EscalationOutcome | "not-final"> {
+export async function escalateFailedJob(
+  ctx: PipelineContext,
+  job: Job<RetriggerJobData> | undefined,
+  error: Error,
+  batches?: EscalationBatches,
+): Promise<EscalationOutcome | "not-final"> {
   if (!job || !isEscalatable(job, error)) return "not-final";
   // The processor validated it (or the job was failed as unrecoverable, never escalated); lower case
   // so that the audit row names the obligation as Postgres does.
   const obligationId = normaliseId(job.data?.obligationId);
   if (!obligationId) return "not-final";
   failpoint("escalate.before-transaction");
+  const context = { actor: "dispersal-healing", reason: error.message, attemptCount: job.attemptsMade, ...(job.id ? { jobId: job.id } : {}) };
   for (let attempt = 1; ; attempt++) {
     try {
-      const outcome = await ctx.database.db.transaction((tx) =>
-        escalateToSuspense(tx, obligationId, {
-          actor: "dispersal-healing",
-          reason: error.message,
-          attemptCount: job.attemptsMade,
-          ...(job.id ? { jobId: job.id } : {}),
-        }).then(passFailpoint("escalate.before-commit")),
-      );
+      const outcome = batches
+        ? await batches.escalate(obligationId, context)
+        : await ctx.database.db.transaction((tx) => escalateToSuspense(tx, obligationId, context).then(passFailpoint("escalate.before-commit")));
       failpoint("escalate.after-commit");
       const fields = { obligationId, jobId: job.id, attempts: job.attemptsMade, outcome, error: error.message };
       if (outcome === "escalated") ctx.log.error(fields, "dispersal escalated to suspense");
@@ -48,6 +49,81 @@ export async function escalateFailedJob(ctx: PipelineContext, job: Job<Retrigger
       // Left to the scan's backstop, which escalates any round that used its attempts with no live job.
       ctx.log.error({ obligationId, jobId: job.id, error: (escalationError as Error).message }, "escalation failed; the next scan's backstop will escalate");
       throw escalationError;
+    }
+  }
+}
+
+type EscalationContext = Parameters<typeof escalateToSuspense>[2];
+
+interface PendingEscalation {
+  obligationId: string;
+  context: EscalationContext;
+  resolve(outcome: EscalationOutcome): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * Group commit for escalations (an escalation storm ends thousands of rounds at once): the final
+ * failures one process sees within a few milliseconds are escalated in one transaction, each by
+ * the same escalateToSuspense as alone (exactly once: it locks the obligation row first), in
+ * obligation id order so that two batches cannot deadlock. A batch that fails for a reason other
+ * than an outage escalates each obligation in a transaction of its own.
+ */
+export class EscalationBatches {
+  private waiting: PendingEscalation[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly running = new Set<Promise<void>>();
+
+  constructor(
+    private readonly ctx: PipelineContext,
+    private readonly options: { maxSize: number; lingerMs: number },
+  ) {}
+
+  escalate(obligationId: string, context: EscalationContext): Promise<EscalationOutcome> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ obligationId, context, resolve, reject });
+      if (this.waiting.length >= this.options.maxSize) this.flush();
+      else this.timer ??= setTimeout(() => this.flush(), this.options.lingerMs);
+    });
+  }
+
+  async drained(): Promise<void> {
+    this.flush();
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
+
+  private flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    while (this.waiting.length > 0) {
+      const batch = this.waiting.splice(0, this.options.maxSize);
+      const run = this.run(batch).finally(() => this.running.delete(run));
+      this.running.add(run);
+    }
+  }
+
+  private async run(batch: PendingEscalation[]): Promise<void> {
+    const ordered = [...batch].sort((a, b) => (a.obligationId < b.obligationId ? -1 : a.obligationId > b.obligationId ? 1 : 0));
+    const unique = ordered.filter((p, i) => i === 0 || ordered[i - 1]!.obligationId !== p.obligationId);
+    const alone = ordered.filter((p, i) => i > 0 && ordered[i - 1]!.obligationId === p.obligationId);
+    try {
+      const outcomes = await this.ctx.database.db.transaction(async (tx) => {
+        const results: EscalationOutcome[] = [];
+        for (const p of unique) results.push(await escalateToSuspense(tx, p.obligationId, p.context));
+        failpoint("batch.escalate.before-commit");
+        return results;
+      });
+      failpoint("batch.escalate.after-commit");
+      unique.forEach((p, i) => p.resolve(outcomes[i]!));
+    } catch (error) {
+      if (isOutage(error)) {
+        for (const p of unique) p.reject(error);
+      } else {
+        alone.push(...unique);
+      }
+    }
+    for (const p of alone) {
+      this.ctx.database.db.transaction((tx) => escalateToSuspense(tx, p.obligationId, p.context)).then(p.resolve, p.reject);
     }
   }
 }

@@ -10,6 +10,7 @@ import { authorizeDispersalRound, recordFailedAttempt, resolveHealing } from "..
 import { failpoint } from "../failpoint.js";
 import type { RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
+import type { DispersalBatches } from "./dispersalBatches.js";
 
 /**
  * Exactly the obligation id: a job carrying more (an actor, a hand-made field) was not made by
@@ -47,7 +48,12 @@ export function obligationOfJob(data: unknown): string | undefined {
   return parsed.success ? parsed.data.obligationId : undefined;
 }
 
-export function retriggerProcessor(ctx: PipelineContext) {
+/**
+ * The retrigger processor. With `batches` (HEALING_BATCH_SIZE > 1) the job joins the batch this
+ * process is gathering; otherwise, or when its batch could not commit, it runs in a transaction of
+ * its own. Either way the job completes or fails on its own, with the same ledger result.
+ */
+export function retriggerProcessor(ctx: PipelineContext, batches?: DispersalBatches) {
   return async function processRetrigger(job: Job<RetriggerJobData>, token?: string): Promise<RetriggerResult> {
     let obligationId: string;
     try {
@@ -58,6 +64,11 @@ export function retriggerProcessor(ctx: PipelineContext) {
     }
     const attempt = job.attemptsMade + 1;
     const started = performance.now();
+    if (batches) {
+      const outcome = await batches.disperse({ obligationId, attempt, ...(job.id ? { jobId: job.id } : {}) });
+      if (outcome.kind === "dispersed") return dispersed(ctx, job, obligationId, attempt, outcome.dispersal, outcome.resolvedEscalation, started);
+      if (outcome.kind === "failed") return handleFailure(ctx, job, token, obligationId, attempt, outcome.error, outcome.attemptRecorded);
+    }
     try {
       const { dispersal, resolution } = await ctx.database.db.transaction(async (tx) => {
         // Refuses (EscalatedWithoutRequeueError, not retried) a job nobody asked for since the escalation.
@@ -73,25 +84,29 @@ export function retriggerProcessor(ctx: PipelineContext) {
         return { dispersal, resolution };
       });
       failpoint("retrigger.after-commit");
-      const resolvedEscalation = resolution.reversals.length > 0;
-      ctx.log.info(
-        { obligationId, jobId: job.id, attempt, entries: dispersal.entries.length, replayed: dispersal.replayed, resolvedEscalation, ms: Math.round(performance.now() - started) },
-        resolvedEscalation ? "escalated obligation dispersed: suspense reversed" : "obligation dispersed",
-      );
-      return {
-        obligationId,
-        outcome: dispersal.replayed ? "already-dispersed" : "dispersed",
-        entries: dispersal.entries.length,
-        settledAmount: dispersal.settledAmount.toString(),
-        resolvedEscalation,
-      };
+      return dispersed(ctx, job, obligationId, attempt, dispersal, resolution.reversals.length > 0, started);
     } catch (error) {
       return handleFailure(ctx, job, token, obligationId, attempt, error);
     }
   };
 }
 
-async function handleFailure(ctx: PipelineContext, job: Job<RetriggerJobData>, token: string | undefined, obligationId: string, attempt: number, error: unknown): Promise<never> {
+function dispersed(ctx: PipelineContext, job: Job<RetriggerJobData>, obligationId: string, attempt: number, dispersal: DispersalResult, resolvedEscalation: boolean, started: number): RetriggerResult {
+  ctx.log.info(
+    { obligationId, jobId: job.id, attempt, entries: dispersal.entries.length, replayed: dispersal.replayed, resolvedEscalation, ms: Math.round(performance.now() - started) },
+    resolvedEscalation ? "escalated obligation dispersed: suspense reversed" : "obligation dispersed",
+  );
+  return {
+    obligationId,
+    outcome: dispersal.replayed ? "already-dispersed" : "dispersed",
+    entries: dispersal.entries.length,
+    settledAmount: dispersal.settledAmount.toString(),
+    resolvedEscalation,
+  };
+}
+
+/** `attemptRecorded`: the batch already wrote the failed attempt in its transaction (the same row recordFailedAttempt writes). */
+async function handleFailure(ctx: PipelineContext, job: Job<RetriggerJobData>, token: string | undefined, obligationId: string, attempt: number, error: unknown, attemptRecorded = false): Promise<never> {
   if (isOutage(error)) return putBackForOutage(ctx, job, token, obligationId, error);
   const message = (error as Error).message ?? String(error);
   if (error instanceof DomainError && !error.retryable) {
@@ -100,7 +115,7 @@ async function handleFailure(ctx: PipelineContext, job: Job<RetriggerJobData>, t
   }
   try {
     failpoint("retrigger.before-record-failure");
-    await recordFailedAttempt(ctx.database.db, obligationId, attempt, message, job.id);
+    if (!attemptRecorded) await recordFailedAttempt(ctx.database.db, obligationId, attempt, message, job.id);
   } catch (recordError) {
     if (isOutage(recordError)) return putBackForOutage(ctx, job, token, obligationId, recordError);
     throw recordError;

@@ -6,10 +6,18 @@ import { hostname } from "node:os";
 import { QUEUE, type RetriggerJobData } from "../queues/names.js";
 import { queueTelemetry } from "../telemetry.js";
 import type { PipelineContext } from "./context.js";
-import { escalateFailedJob } from "./escalate.js";
+import { EscalationBatches, escalateFailedJob } from "./escalate.js";
 import { reconcileProcessor } from "./reconcile.js";
 import { retriggerProcessor } from "./retrigger.js";
-import { scanProcessor } from "./scan.js";
+import { requestTopUpWhenDrained, scanProcessor } from "./scan.js";
+import { DispersalBatches } from "./dispersalBatches.js";
+
+/** A batch closes when no job joined it for this long… */
+const BATCH_LINGER_MS = 5;
+/** …or this long after its first job at the latest (the latency batching adds to one job). */
+const BATCH_MAX_WAIT_MS = 50;
+/** How often each process checks whether the backlog has drained enough for the scan's next tick. */
+const TOP_UP_CHECK_MS = 500;
 
 export interface Workers {
   workers: Worker[];
@@ -31,7 +39,9 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
     maxStalledCount: 10,
     ...queueTelemetry(), // a consumer span per job, parented to the span that enqueued it (src/telemetry.ts)
   };
-  const retrigger = new Worker<RetriggerJobData>(QUEUE.retrigger, retriggerProcessor(ctx), {
+  const batches = ctx.settings.HEALING_BATCH_SIZE > 1 ? new DispersalBatches(ctx, { maxSize: ctx.settings.HEALING_BATCH_SIZE, lingerMs: BATCH_LINGER_MS, maxWaitMs: BATCH_MAX_WAIT_MS }) : undefined;
+  const escalations = batches ? new EscalationBatches(ctx, { maxSize: ctx.settings.HEALING_BATCH_SIZE, lingerMs: BATCH_LINGER_MS }) : undefined;
+  const retrigger = new Worker<RetriggerJobData>(QUEUE.retrigger, retriggerProcessor(ctx, batches), {
     ...common,
     concurrency: options.concurrency ?? ctx.settings.WORKER_CONCURRENCY,
   });
@@ -41,7 +51,7 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
 
   const pending = new Set<Promise<unknown>>();
   retrigger.on("failed", (job: Job<RetriggerJobData> | undefined, error: Error) => {
-    const escalation = escalateFailedJob(ctx, job, error).catch(() => {});
+    const escalation = escalateFailedJob(ctx, job, error, escalations).catch(() => {});
     pending.add(escalation);
     void escalation.finally(() => pending.delete(escalation));
   });
@@ -51,7 +61,18 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
       if (worker !== retrigger) ctx.log.error({ queue: worker.name, jobId: job?.id, error: error.message }, "job failed");
     });
   }
-  ctx.log.info({ concurrency: retrigger.concurrency, prefix: ctx.queues.prefix }, "workers started");
+  ctx.log.info({ concurrency: retrigger.concurrency, batchSize: ctx.settings.HEALING_BATCH_SIZE, prefix: ctx.queues.prefix }, "workers started");
+
+  // The scan stops at HEALING_MAX_BACKLOG; whoever sees the backlog drained asks for the next tick.
+  let checking = false;
+  const topUp = setInterval(() => {
+    if (checking) return;
+    checking = true;
+    requestTopUpWhenDrained(ctx)
+      .catch((error: Error) => ctx.log.warn({ error: error.message }, "backlog top-up check failed"))
+      .finally(() => (checking = false));
+  }, TOP_UP_CHECK_MS);
+  topUp.unref();
 
   const settled = async () => {
     while (pending.size > 0) await Promise.allSettled([...pending]);
@@ -60,7 +81,14 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
     workers,
     settled,
     close: async () => {
+      clearInterval(topUp);
       await Promise.all(workers.map((w) => w.close()));
+      await batches?.drained();
+      await escalations?.drained();
+      if (batches && batches.committed.batches > 0) {
+        const { batches: count, obligations } = batches.committed;
+        ctx.log.info({ batches: count, obligations, averageSize: Number((obligations / count).toFixed(1)) }, "dispersal batches committed");
+      }
       await settled();
     },
   };

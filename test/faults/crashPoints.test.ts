@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FAILPOINTS } from "../../src/failpoint.js";
+import { BATCH_FAILPOINTS } from "../../src/jobs/dispersalBatches.js";
 import { QUEUE } from "../../src/queues/names.js";
 import { reconcileLedger } from "../../src/jobs/reconcile.js";
 import { requestRequeue } from "../../src/jobs/requeue.js";
@@ -23,6 +24,9 @@ import { sleep, waitFor, type Child } from "./children.js";
 import { note, Scenario } from "./scenario.js";
 
 type Phase = "requeue" | "scan" | "worker" | "reconcile";
+
+/** Every failpoint of the code: the registry and the batch path's own list. */
+const ALL_FAILPOINTS: readonly string[] = [...FAILPOINTS, ...BATCH_FAILPOINTS];
 
 /** Which step of the scenario reaches a failpoint (so that it is armed in that step's process). */
 function phaseOf(failpoint: string): Phase {
@@ -47,7 +51,12 @@ const CHILD_TIMEOUT_MS = 60_000;
  * the others are on the one-obligation path, which a batch size of 1 takes for every job.
  */
 function armedEnv(failpoint: string, action: "kill" | "pause"): Record<string, string> {
-  return { DISPERSAL_FAILPOINTS: `${failpoint}=${action}`, HEALING_BATCH_SIZE: failpoint.startsWith("batch.") ? "8" : "1" };
+  return {
+    DISPERSAL_FAILPOINTS: `${failpoint}=${action}`,
+    HEALING_BATCH_SIZE: failpoint.startsWith("batch.") ? "8" : "1",
+    // The scan leaves a cursor only when it stops at the backlog cap.
+    ...(failpoint === "scan.after-cursor" ? { HEALING_MAX_BACKLOG: "5" } : {}),
+  };
 }
 
 /**
@@ -237,10 +246,10 @@ describe("a crash at every failpoint", () => {
     expect(healing.filter((l) => / t resolved (0 0 0|1 1 1)$/.test(l))).toHaveLength(11);
     expect(healing.filter((l) => / f escalated 1 0 0$/.test(l))).toHaveLength(7);
     expect(baseline.fingerprint.postings!.filter((l) => l.startsWith("REVERSAL "))).toHaveLength(2);
-    expect(FAILPOINTS.length).toBeGreaterThanOrEqual(20);
+    expect(ALL_FAILPOINTS.length).toBeGreaterThanOrEqual(20);
   });
 
-  for (const failpoint of FAILPOINTS) {
+  for (const failpoint of ALL_FAILPOINTS) {
     it(`recovers from a kill at ${failpoint} to the crash-free end state`, async () => {
       const outcome = await runCrashScenario(failpoint);
       recordFaults(import.meta.url, `kill at ${failpoint}`, {

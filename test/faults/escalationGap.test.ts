@@ -58,17 +58,22 @@ describe("fault: worker killed between the final failure and the escalation", ()
       const scan = await scanForOrphans(scenario.ctx, "fault-suite");
       expect(scan.found).toBeGreaterThan(0);
 
-      // Every unfixable job used its 3 attempts and sits in the failed set, and its escalation is
-      // blocked on the blocker's key: the window between final failure and escalation, held open.
+      // Every unfixable job used its 3 attempts and sits in the failed set, and the escalations are
+      // blocked on the blocker's keys: the window between final failure and escalation, held open.
+      // (Escalations are batched: several share one blocked transaction, so count the final
+      // failures, and wait for escalation transactions blocked by the blocker.)
       await waitFor(
         async () => {
           const [row] = await scenario.database.db.execute<{ blocked: bigint }>(sql`
             select count(*) as blocked from pg_stat_activity
              where datname = ${scenario.databaseName} and application_name like 'dispersal%'
                and ${blockerPid}::int = any(pg_blocking_pids(pid))`);
-          return Number(row!.blocked) === unfixable.length;
+          if (Number(row!.blocked) === 0) return false;
+          const failedJobs = await scenario.ctx.queues.retrigger.getJobs(["failed"], 0, 1000);
+          const final = failedJobs.filter((j) => unfixable.includes(j.data.obligationId) && j.attemptsMade === 3);
+          return new Set(final.map((j) => j.data.obligationId)).size === unfixable.length;
         },
-        { timeoutMs: 60_000, what: "every unfixable escalation blocked", everyMs: 100 },
+        { timeoutMs: 60_000, what: "every unfixable job failed for good, its escalation blocked", everyMs: 100 },
       );
       const failed = await scenario.ctx.queues.retrigger.getJobs(["failed"], 0, 1000);
       const finalFailures = failed.filter((j) => unfixable.includes(j.data.obligationId));

@@ -185,6 +185,7 @@ async function recover(): Promise<void> {
   throw new Error("recovery: the scan still finds orphans after 8 rounds");
 }
 
+/** Where a worker is killed: the one-obligation path (batch size 1) and the batch path (batch size 8). */
 const KILL_POINTS = [
   "retrigger.before-commit",
   "retrigger.after-commit",
@@ -193,6 +194,11 @@ const KILL_POINTS = [
   "resolve.after-reversal",
   "escalate.before-transaction",
   "escalate.after-commit",
+  "batch.after-lock",
+  "batch.before-commit",
+  "batch.after-commit",
+  "batch.before-complete",
+  "batch.escalate.after-commit",
 ] as const;
 
 const WORKER_CHILD = fileURLToPath(new URL("./modelWorker.ts", import.meta.url));
@@ -204,6 +210,7 @@ async function killAWorker(failpoint: string): Promise<boolean> {
     HOME: process.env.HOME ?? "/root",
     ...settingsEnv,
     DISPERSAL_FAILPOINTS: `${failpoint}=kill`,
+    HEALING_BATCH_SIZE: failpoint.startsWith("batch.") ? "8" : "1",
   });
   const idle = waitFor(async () => ((await liveJobs()) === 0 ? true : undefined), { timeoutMs: 30_000, what: "the worker to finish or die", everyMs: 25 });
   const result = await Promise.race([child.exited, idle.then(() => "idle" as const)]);

@@ -195,8 +195,7 @@ export class Scenario {
       await this.waitQuiescent({ timeoutMs: Math.max(5_000, deadline - Date.now()) });
       const summary = await scanForOrphans(this.ctx, "fault-suite");
       scans.push(summary);
-      const { jobIds: _ids, ...counts } = summary;
-      note("settle: scan", counts);
+      note("settle: scan", { ...summary });
       if (summary.found === 0) return scans;
       await sleep(300);
     }

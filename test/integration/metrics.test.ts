@@ -61,6 +61,7 @@ describe("/metrics", () => {
       expect(sample(before, "dispersal_jobs_failed_total", { queue })).toBeGreaterThanOrEqual(0);
     }
     expect(sample(before, "dispersal_escalations_open")).toBe(0);
+    expect(sample(before, "dispersal_retrigger_backlog_cap")).toBe(20_000);
     expect(sample(before, "dispersal_healing_scan_duration_seconds_count")).toBe(0);
 
     await givenSettledObligation(database, { lenders: [5000, 5000] });

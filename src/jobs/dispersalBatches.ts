@@ -1,0 +1,167 @@
+// Group commit for retrigger jobs: the jobs one worker process runs at the same moment are gathered
+// for a few milliseconds and dispersed in one Postgres transaction of up to HEALING_BATCH_SIZE
+// obligations (db/dispersals.ts disperseObligations), each job still completing or failing on its
+// own. Postgres CPU per obligation is the bound (README, Performance): a batch shares the round
+// trips, the statements and the commit's WAL flush.
+//
+// Isolation: an obligation that cannot be dispersed is left out and fails alone, exactly as it
+// would unbatched; an unexpected error rolls the batch back and every job runs alone in its own
+// transaction (one bad row never fails or delays its neighbours); an outage puts every job back
+// without using an attempt (retrigger.ts putBackForOutage).
+import { isOutage } from "../db/client.js";
+import { disperseObligations, type BatchDispersal, type DispersalResult } from "../db/dispersals.js";
+import { authorizeDispersalRounds, recordFailedAttempt, resolveHealing } from "../db/healing.js";
+import { DomainError } from "../domain/errors.js";
+import { failpoint } from "../failpoint.js";
+import type { PipelineContext } from "./context.js";
+
+/** The await boundaries of the batch path where money or queue state changes, in order. */
+export const BATCH_FAILPOINTS = [
+  "batch.after-lock", // obligation rows locked and read, nothing written (db/dispersals.ts)
+  "batch.before-commit", // entries, postings and healing rows written, not committed
+  "batch.after-commit", // committed, no job completed yet
+  "batch.before-complete", // about to hand each job its outcome (BullMQ then completes or fails it)
+] as const;
+
+export interface BatchRequest {
+  obligationId: string;
+  /** The job's attempt number (attemptsMade + 1), recorded on the healing row. */
+  attempt: number;
+  jobId?: string;
+}
+
+export type BatchOutcome =
+  | { kind: "dispersed"; dispersal: DispersalResult; resolvedEscalation: boolean }
+  /** Left out of the batch: fail with this error exactly as the job would alone (its failed attempt already written when `attemptRecorded`). */
+  | { kind: "failed"; error: unknown; attemptRecorded?: boolean }
+  /** The batch could not commit for a reason that is not the obligation's: run the job alone. */
+  | { kind: "alone" };
+
+interface Waiting {
+  request: BatchRequest;
+  resolve(outcome: BatchOutcome): void;
+}
+
+export class DispersalBatches {
+  private waiting: Waiting[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private firstArrival = 0;
+  private readonly running = new Set<Promise<void>>();
+  /** Batches committed and the obligations in them, since start (the average batch size shows whether batching happens). */
+  readonly committed = { batches: 0, obligations: 0 };
+
+  /**
+   * maxSize: HEALING_BATCH_SIZE. A batch closes when it is full, when no job has joined it for
+   * `lingerMs` (the worker fetches the jobs of a deep queue back to back, a fraction of a millisecond
+   * apart, so a pause means the burst is over), or `maxWaitMs` after its first job at the latest.
+   */
+  constructor(
+    private readonly ctx: PipelineContext,
+    private readonly options: { maxSize: number; lingerMs: number; maxWaitMs: number },
+  ) {}
+
+  /** Resolves when the batch holding this obligation has committed or given up; never rejects. */
+  disperse(request: BatchRequest): Promise<BatchOutcome> {
+    return new Promise((resolve) => {
+      if (this.waiting.length === 0) this.firstArrival = Date.now();
+      this.waiting.push({ request, resolve });
+      if (this.waiting.length >= this.options.maxSize) return this.flush();
+      clearTimeout(this.timer);
+      const wait = Math.max(0, Math.min(this.options.lingerMs, this.firstArrival + this.options.maxWaitMs - Date.now()));
+      this.timer = setTimeout(() => this.flush(), wait);
+    });
+  }
+
+  /** Resolves when every batch started so far has finished (for shutdown). */
+  async drained(): Promise<void> {
+    this.flush();
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
+
+  private flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    while (this.waiting.length > 0) {
+      const batch = this.waiting.splice(0, this.options.maxSize);
+      const run = this.run(batch).finally(() => this.running.delete(run));
+      this.running.add(run);
+    }
+  }
+
+  private async run(batch: Waiting[]): Promise<void> {
+    // Two jobs of one obligation at once (a stalled job taken over while its first worker still
+    // runs it) cannot share a transaction: the second runs alone and replays.
+    const seen = new Set<string>();
+    const members: Waiting[] = [];
+    for (const w of batch) {
+      if (seen.has(w.request.obligationId)) w.resolve({ kind: "alone" });
+      else {
+        seen.add(w.request.obligationId);
+        members.push(w);
+      }
+    }
+    const started = performance.now();
+    let outcomes: Map<string, BatchOutcome>;
+    try {
+      outcomes = await this.ctx.database.db.transaction(async (tx) => {
+        const ids = members.map((m) => m.request.obligationId);
+        // Locks the batch's obligation rows in id order and reads who asked for each round; a job of
+        // an escalation nobody requeued is refused, as alone (db/healing.ts authorizeDispersalRounds).
+        const authority = await authorizeDispersalRounds(tx, ids);
+        const results = new Map<string, BatchOutcome>();
+        // The same bookkeeping as one obligation alone (resolved status, REVERSAL of its suspense,
+        // audit), each obligation's own rows, before the shared account rows are locked by the
+        // postings; sent together, so the round trips overlap.
+        const bookkeeping = (dispersals: ReadonlyMap<string, BatchDispersal>) =>
+          Promise.all(
+            members.map(async ({ request }) => {
+              const round = authority.get(request.obligationId)!;
+              if (round instanceof DomainError) {
+                results.set(request.obligationId, { kind: "failed", error: round });
+                return;
+              }
+              const dispersal = dispersals.get(request.obligationId)!;
+              if (dispersal.outcome === "rejected") {
+                // A retryable failure uses an attempt: written here, in the batch's commit, instead
+                // of a transaction of its own per job (an escalation storm is 3 of them per obligation).
+                const attemptRecorded = dispersal.error.retryable;
+                if (attemptRecorded) await recordFailedAttempt(tx, request.obligationId, request.attempt, dispersal.error.message, request.jobId);
+                results.set(request.obligationId, { kind: "failed", error: dispersal.error, attemptRecorded });
+                return;
+              }
+              const resolution = await resolveHealing(tx, request.obligationId, request.attempt, {
+                actor: round.actor,
+                requeueRequestId: round.requeueRequestId,
+                approvedBy: round.approvedBy,
+                ...(request.jobId ? { jobId: request.jobId } : {}),
+              });
+              results.set(request.obligationId, { kind: "dispersed", dispersal: dispersal.dispersal, resolvedEscalation: resolution.reversals.length > 0 });
+            }),
+          ).then(() => undefined);
+        await disperseObligations(tx, ids.filter((id) => !(authority.get(id) instanceof DomainError)), { beforePostings: bookkeeping });
+        failpoint("batch.before-commit");
+        return results;
+      });
+      failpoint("batch.after-commit");
+    } catch (error) {
+      if (isOutage(error)) {
+        for (const m of members) m.resolve({ kind: "failed", error });
+        return;
+      }
+      this.ctx.log.warn({ obligations: members.length, error: (error as Error).message }, "dispersal batch rolled back: each obligation runs alone");
+      for (const m of members) m.resolve({ kind: "alone" });
+      return;
+    }
+    this.ctx.log.debug({ obligations: members.length, ms: Math.round(performance.now() - started) }, "dispersal batch committed");
+    this.committed.batches++;
+    this.committed.obligations += members.length;
+    try {
+      failpoint("batch.before-complete");
+    } catch {
+      // Committed: alone, each job replays its dispersal (idempotent) and completes.
+      for (const m of members) m.resolve({ kind: "alone" });
+      return;
+    }
+    for (const m of members) m.resolve(outcomes.get(m.request.obligationId)!);
+  }
+}
