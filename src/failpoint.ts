@@ -42,6 +42,11 @@ export const FAILPOINTS = [
   "requeue.after-commit",
   "requeue.after-enqueue",
   "requeue.after-record-job",
+  // jobs/requeue.ts: four-eyes requeue (REQUEUE_APPROVALS=2), a second operator's approval carried out
+  "approve.before-commit",
+  "approve.after-commit",
+  "approve.after-enqueue",
+  "approve.after-record-job",
   // db/reconciliation.ts and jobs/reconcile.ts
   "reconcile.after-start",
   "reconcile.after-run",

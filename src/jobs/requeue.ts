@@ -48,12 +48,13 @@ export async function requestRequeue(ctx: PipelineContext, obligationId: string,
     ctx.log.warn({ obligationId, actor: request.actor, channel: request.channel, requestId: decision.requestId }, "requeue requested: waiting for a second operator");
     return { status: "pending_approval", obligationId, requestId: decision.requestId };
   }
-  return startRound(ctx, obligationId, decision.requestId, decision.round, decision.previousJobId, request.actor, request.channel);
+  return startRound(ctx, obligationId, decision.requestId, decision.round, decision.previousJobId, request.actor, request.channel, "request");
 }
 
 export async function approveRequeue(ctx: PipelineContext, obligationId: string, approver: string, channel: RequeueChannel): Promise<RequeueResult & { requestedBy: string; approvedBy: string }> {
-  const carried = await ctx.database.db.transaction((tx) => approveInDatabase(tx, obligationId, approver, channel));
-  const result = await startRound(ctx, obligationId, carried.requestId, carried.round, carried.previousJobId, approver, channel);
+  const carried = await ctx.database.db.transaction((tx) => approveInDatabase(tx, obligationId, approver, channel).then(passFailpoint("approve.before-commit")));
+  failpoint("approve.after-commit");
+  const result = await startRound(ctx, obligationId, carried.requestId, carried.round, carried.previousJobId, approver, channel, "approval");
   return { ...result, requestedBy: carried.requestedBy, approvedBy: approver };
 }
 
@@ -71,13 +72,17 @@ async function startRound(
   previousJobId: string | null,
   actor: string,
   channel: RequeueChannel,
+  /** Which step carried the requeue out: an operator's request, or (four eyes) the second operator's approval. */
+  via: "request" | "approval",
 ): Promise<RequeueResult> {
   const [job] = await enqueueRetriggers(ctx.queues, ctx.settings, [obligationId]);
-  failpoint("requeue.after-enqueue");
+  if (via === "approval") failpoint("approve.after-enqueue");
+  else failpoint("requeue.after-enqueue");
   const jobId = job?.jobId ?? null;
   if (jobId) {
     await recordJobId(ctx.database.db, obligationId, jobId);
-    failpoint("requeue.after-record-job");
+    if (via === "approval") failpoint("approve.after-record-job");
+    else failpoint("requeue.after-record-job");
     await removeSupersededJob(ctx, previousJobId, jobId);
   }
   ctx.log.warn({ obligationId, actor, channel, requestId, jobId, round, reusedLiveJob: job ? !job.added : undefined }, "escalation requeued");

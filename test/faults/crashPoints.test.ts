@@ -5,7 +5,8 @@
 // entries, the same postings (by key and amount), balances and healing outcomes; at most one
 // escalation per round, no REVERSAL without its dispersal, reconciliation clean. Two more scenarios
 // freeze a worker mid-job (before and after its commit) until its lock runs out, so that a second
-// worker runs the same job at the same time.
+// worker runs the same job at the same time. The four-eyes requeue's approval failpoints kill the
+// second operator's approval (a child process) on the same data.
 import { readFileSync } from "node:fs";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +14,9 @@ import { FAILPOINTS } from "../../src/failpoint.js";
 import { BATCH_FAILPOINTS } from "../../src/jobs/dispersalBatches.js";
 import { QUEUE } from "../../src/queues/names.js";
 import { reconcileLedger } from "../../src/jobs/reconcile.js";
-import { requestRequeue } from "../../src/jobs/requeue.js";
+import { fileURLToPath } from "node:url";
+import { approveRequeue, requestRequeue } from "../../src/jobs/requeue.js";
+import type { PipelineContext } from "../../src/jobs/context.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { startWorkers, type Workers } from "../../src/jobs/worker.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
@@ -23,7 +26,7 @@ import { recordFaults } from "./faultCounts.js";
 import { sleep, waitFor, type Child } from "./children.js";
 import { note, Scenario } from "./scenario.js";
 
-type Phase = "requeue" | "scan" | "worker" | "reconcile";
+type Phase = "requeue" | "approve" | "scan" | "worker" | "reconcile";
 
 /** Every failpoint of the code: the registry and the batch path's own list. */
 const ALL_FAILPOINTS: readonly string[] = [...FAILPOINTS, ...BATCH_FAILPOINTS];
@@ -31,6 +34,7 @@ const ALL_FAILPOINTS: readonly string[] = [...FAILPOINTS, ...BATCH_FAILPOINTS];
 /** Which step of the scenario reaches a failpoint (so that it is armed in that step's process). */
 function phaseOf(failpoint: string): Phase {
   if (failpoint.startsWith("requeue.")) return "requeue";
+  if (failpoint.startsWith("approve.")) return "approve";
   if (failpoint.startsWith("scan.") || failpoint.startsWith("backstop.") || failpoint.startsWith("topup.")) return "scan";
   if (failpoint.startsWith("reconcile.")) return "reconcile";
   return "worker";
@@ -68,7 +72,19 @@ async function letDeadScanLockExpire(scenario: Scenario): Promise<void> {
 }
 
 async function runArmedChild(scenario: Scenario, label: string, args: string[], failpoint: string): Promise<boolean> {
-  const child = scenario.children.cli(label, args, scenario.workerEnv(armedEnv(failpoint, "kill")));
+  return awaitArmedChild(scenario, label, scenario.children.cli(label, args, scenario.workerEnv(armedEnv(failpoint, "kill"))), failpoint);
+}
+
+const APPROVE_CHILD = fileURLToPath(new URL("./approveChild.ts", import.meta.url));
+
+/** The second operator's approval of the pending requeues, in a child with the failpoint armed. */
+async function runArmedApproval(scenario: Scenario, obligationIds: string[], failpoint: string): Promise<boolean> {
+  const env = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...scenario.workerEnv(armedEnv(failpoint, "kill")), REQUEUE_APPROVALS: "2" };
+  const child = scenario.children.spawn("approve", process.execPath, ["--import", "tsx", APPROVE_CHILD, APPROVER, ...obligationIds], env);
+  return awaitArmedChild(scenario, "approve", child, failpoint);
+}
+
+async function awaitArmedChild(scenario: Scenario, label: string, child: Child, failpoint: string): Promise<boolean> {
   const exit = await Promise.race([child.exited, sleep(CHILD_TIMEOUT_MS).then(() => undefined)]);
   if (!exit) throw new Error(`${label} with ${failpoint} armed did not end within ${CHILD_TIMEOUT_MS} ms:\n${child.output().slice(-2000)}`);
   if (exit.signal === "SIGKILL") {
@@ -95,7 +111,11 @@ async function runArmedWorker(scenario: Scenario, failpoint: string): Promise<bo
 }
 
 async function endOf(scenario: Scenario, data: CrashData, fired: boolean): Promise<Outcome> {
-  const end = await measureEndState(scenario.database, { fixable: data.fixable, unfixable: [...data.unfixable, ...data.exhausted, ...data.lateCash] });
+  return endStateOf(scenario, { fixable: data.fixable, unfixable: [...data.unfixable, ...data.exhausted, ...data.lateCash] }, fired);
+}
+
+async function endStateOf(scenario: Scenario, groups: { fixable: string[]; unfixable: string[] }, fired: boolean): Promise<Outcome> {
+  const end = await measureEndState(scenario.database, groups);
   const report = await runReconciliation(scenario.database.db, { scanIntervalMs: 0 });
   return {
     fired,
@@ -121,7 +141,19 @@ async function runCrashScenario(failpoint: string | undefined): Promise<Outcome>
     const phase = failpoint ? phaseOf(failpoint) : undefined;
     let fired = false;
 
-    if (phase === "requeue") {
+    if (phase === "approve") {
+      // Four eyes: one operator asks, a second one approves in a process killed at the failpoint.
+      const fourEyes = withApprovals(scenario.ctx, 2);
+      for (const o of data.escalated) await requestRequeue(fourEyes, o, { actor: "crash-test", channel: "cli", reason: "positions repaired" });
+      fired = await runArmedApproval(scenario, data.escalated, failpoint!);
+      // The approver saw the approval die and approves again what is still pending (an approval that
+      // committed left nothing pending: the next scan enqueues its `requeued` row).
+      for (const o of await stillPending(scenario, data.escalated)) await approveRequeue(fourEyes, o, APPROVER, "api");
+      // One approval carried out per request, by the second operator, whichever process committed it.
+      const [approvals] = await scenario.database.db.execute<{ n: bigint }>(sql`
+        select count(*) as n from requeue_requests where status = 'carried_out' and approved_by = ${APPROVER}`);
+      expect(Number(approvals!.n)).toBe(data.escalated.length);
+    } else if (phase === "requeue") {
       fired = await runArmedChild(scenario, "requeue", ["requeue", ...data.escalated, "--actor", "crash-test", "--reason", "positions repaired"], failpoint!);
       // The operator saw the command die and runs it again for what is still escalated (a requeue
       // that committed is refused as not escalated: the next scan enqueues it).
@@ -149,6 +181,19 @@ async function runCrashScenario(failpoint: string | undefined): Promise<Outcome>
     await workers?.close().catch(() => {});
     await scenario.close();
   }
+}
+
+const APPROVER = "crash-approver";
+
+function withApprovals(ctx: PipelineContext, approvals: 1 | 2): PipelineContext {
+  return { ...ctx, settings: { ...ctx.settings, REQUEUE_APPROVALS: approvals } };
+}
+
+async function stillPending(scenario: Scenario, ids: string[]): Promise<string[]> {
+  const rows = await scenario.database.db.execute<{ id: string }>(sql`
+    select obligation_id::text as id from requeue_requests
+     where status = 'pending' and obligation_id in (select (jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))::uuid)`);
+  return rows.map((r) => r.id);
 }
 
 async function stillEscalated(scenario: Scenario, ids: string[]): Promise<string[]> {
@@ -284,3 +329,4 @@ describe("a crash at every failpoint", () => {
     }, 180_000);
   }
 });
+
