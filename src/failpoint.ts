@@ -47,6 +47,10 @@ export const FAILPOINTS = [
   "approve.after-commit",
   "approve.after-enqueue",
   "approve.after-record-job",
+  // jobs/settlementListener.ts: the fast path (LISTEN/NOTIFY)
+  "listener.after-drain",
+  "listener.after-enqueue",
+  "listener.after-catch-up-request",
   // db/reconciliation.ts and jobs/reconcile.ts
   "reconcile.after-start",
   "reconcile.after-run",

@@ -11,6 +11,7 @@ import { normaliseId } from "../domain/ids.js";
 import { publishHeartbeat, removeHeartbeat } from "../queues/listenerHeartbeats.js";
 import { JOB } from "../queues/names.js";
 import { enqueueRetriggers } from "../queues/retriggerJobs.js";
+import { failpoint } from "../failpoint.js";
 import type { PipelineContext } from "./context.js";
 
 // Both names are the migration's (drizzle/0005_settlement_notify.sql): change them together.
@@ -259,7 +260,9 @@ export class SettlementListener {
     while (this.pending.size > 0 && (final || !this.stopped)) {
       const ids = [...this.pending].slice(0, this.ctx.settings.HEALING_SCAN_PAGE_SIZE);
       for (const id of ids) this.pending.delete(id);
+      failpoint("listener.after-drain");
       await this.enqueue(ids);
+      failpoint("listener.after-enqueue");
     }
   }
 
@@ -308,6 +311,7 @@ export class SettlementListener {
           { requestedBy: `settlement-listener: ${reason}` },
           { jobId, deduplication: { id: CATCH_UP_DEDUPLICATION_ID }, removeOnComplete: { count: 200 }, removeOnFail: { count: 200 } },
         );
+        failpoint("listener.after-catch-up-request");
         if (job.id === jobId) {
           this.counts.catchUpScans++;
           this.ctx.log.info({ reason, jobId }, "settlement listener asked for a catch-up scan");

@@ -187,3 +187,52 @@ export async function crashInvariantViolations(database: Database): Promise<Reco
         <> coalesce(nullif((select sum(j.amount) from cash_journal_entries j where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount)`);
   return found;
 }
+
+/**
+ * The listener scenario's data: a dozen obligations not yet settled (accrued, their cash received),
+ * on two mortgages with positions (one with a servicing fee); the test settles them by SQL while a
+ * worker with the settlement listener runs.
+ */
+export async function seedListenerData(database: Database): Promise<string[]> {
+  const mortgages = [
+    { id: id(0xa2, 1), units: [5000, 3000, 2000], feeBps: 0 },
+    { id: id(0xa2, 2), units: [2500, 7500], feeBps: 75 },
+  ];
+  const obligations = Array.from({ length: 12 }, (_, i) => ({ id: id(0xb6, i + 1), mortgage: mortgages[i % 2]!, amount: 80_000n + BigInt(i * 6007) }));
+  await database.db.transaction(async (tx) => {
+    for (const [m, spec] of mortgages.entries()) {
+      await tx.execute(sql`insert into mortgages (id, reference, principal, servicing_fee_bps, payment_frequency)
+        values (${spec.id}::uuid, ${`LISTEN-${m}`}, 40000000, ${spec.feeBps}, 'monthly')`);
+      for (const [l, units] of spec.units.entries()) {
+        const lender = id(0xd0 + m, l + 1);
+        await tx.execute(sql`insert into lenders (id, name) values (${lender}::uuid, ${`Listener lender ${m}.${l}`})`);
+        await tx.execute(sql`insert into mortgage_positions (mortgage_id, lender_id, units) values (${spec.id}::uuid, ${lender}::uuid, ${units})`);
+      }
+    }
+    for (const o of obligations) {
+      await tx.execute(sql`insert into obligations (id, mortgage_id, type, amount, status, due_date)
+        values (${o.id}::uuid, ${o.mortgage.id}::uuid, ${o.mortgage.feeBps > 0 ? "regular_interest" : "principal_repayment"}, ${o.amount.toString()}::bigint, 'due', '2026-11-01')`);
+      await postEntries(tx, [
+        {
+          entryType: "OBLIGATION_ACCRUED",
+          amount: o.amount,
+          debit: { family: "BORROWER_RECEIVABLE", obligationId: o.id },
+          credit: { family: "CONTROL", subaccount: "ACCRUAL", mortgageId: o.mortgage.id },
+          idempotencyKey: idempotencyKeys.obligationAccrued(o.id),
+          mortgageId: o.mortgage.id,
+          obligationId: o.id,
+        },
+        {
+          entryType: "CASH_RECEIVED",
+          amount: o.amount,
+          debit: { family: "TRUST_CASH", mortgageId: o.mortgage.id },
+          credit: { family: "BORROWER_RECEIVABLE", obligationId: o.id },
+          idempotencyKey: idempotencyKeys.cashReceived(`listen-${o.id}`),
+          mortgageId: o.mortgage.id,
+          obligationId: o.id,
+        },
+      ]);
+    }
+  });
+  return obligations.map((o) => o.id);
+}

@@ -6,7 +6,9 @@
 // escalation per round, no REVERSAL without its dispersal, reconciliation clean. Two more scenarios
 // freeze a worker mid-job (before and after its commit) until its lock runs out, so that a second
 // worker runs the same job at the same time. The four-eyes requeue's approval failpoints kill the
-// second operator's approval (a child process) on the same data.
+// second operator's approval (a child process) on the same data; the settlement listener's kill a
+// listening worker while a dozen obligations are settled by SQL, and a fresh worker's listener
+// (its catch-up scan) recovers: each obligation dispersed exactly once, as in the crash-free run.
 import { readFileSync } from "node:fs";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,17 +18,19 @@ import { QUEUE } from "../../src/queues/names.js";
 import { reconcileLedger } from "../../src/jobs/reconcile.js";
 import { fileURLToPath } from "node:url";
 import { approveRequeue, requestRequeue } from "../../src/jobs/requeue.js";
+import { startSettlementListener, type SettlementListener } from "../../src/jobs/settlementListener.js";
+import { readHeartbeats } from "../../src/queues/listenerHeartbeats.js";
 import type { PipelineContext } from "../../src/jobs/context.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { startWorkers, type Workers } from "../../src/jobs/worker.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
-import { crashInvariantViolations, moneyFingerprint, seedCrashData, type CrashData } from "./crashData.js";
+import { crashInvariantViolations, moneyFingerprint, seedCrashData, seedListenerData, type CrashData } from "./crashData.js";
 import { measureEndState } from "./endState.js";
 import { recordFaults } from "./faultCounts.js";
 import { sleep, waitFor, type Child } from "./children.js";
 import { note, Scenario } from "./scenario.js";
 
-type Phase = "requeue" | "approve" | "scan" | "worker" | "reconcile";
+type Phase = "requeue" | "approve" | "scan" | "worker" | "reconcile" | "listener";
 
 /** Every failpoint of the code: the registry and the batch path's own list. */
 const ALL_FAILPOINTS: readonly string[] = [...FAILPOINTS, ...BATCH_FAILPOINTS];
@@ -35,6 +39,7 @@ const ALL_FAILPOINTS: readonly string[] = [...FAILPOINTS, ...BATCH_FAILPOINTS];
 function phaseOf(failpoint: string): Phase {
   if (failpoint.startsWith("requeue.")) return "requeue";
   if (failpoint.startsWith("approve.")) return "approve";
+  if (failpoint.startsWith("listener.")) return "listener";
   if (failpoint.startsWith("scan.") || failpoint.startsWith("backstop.") || failpoint.startsWith("topup.")) return "scan";
   if (failpoint.startsWith("reconcile.")) return "reconcile";
   return "worker";
@@ -294,7 +299,7 @@ describe("a crash at every failpoint", () => {
     expect(ALL_FAILPOINTS.length).toBeGreaterThanOrEqual(20);
   });
 
-  for (const failpoint of ALL_FAILPOINTS) {
+  for (const failpoint of ALL_FAILPOINTS.filter((f) => phaseOf(f) !== "listener")) {
     it(`recovers from a kill at ${failpoint} to the crash-free end state`, async () => {
       const outcome = await runCrashScenario(failpoint);
       recordFaults(import.meta.url, `kill at ${failpoint}`, {
@@ -330,3 +335,119 @@ describe("a crash at every failpoint", () => {
   }
 });
 
+/** The settlement listener's failpoints: each killed in a listening worker while obligations are settled by SQL. */
+const LISTENER_FAILPOINTS = ALL_FAILPOINTS.filter((f) => phaseOf(f) === "listener");
+
+async function dispersedCount(scenario: Scenario, ids: string[]): Promise<number> {
+  const [row] = await scenario.database.db.execute<{ n: bigint }>(sql`
+    select count(*) as n from obligations where dispersed and id in (select (jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))::uuid)`);
+  return Number(row!.n);
+}
+
+async function healingQueueIdle(scenario: Scenario): Promise<boolean> {
+  // Not "delayed": the scheduler keeps its next scan (an hour away) there.
+  const counts = await scenario.ctx.queues.healing.getJobCounts("active", "wait", "prioritized");
+  return Object.values(counts).every((n) => n === 0);
+}
+
+/**
+ * A worker with the settlement listener (the CLI's, armed at `failpoint` unless crash-free) while a
+ * dozen obligations are settled by SQL, one statement each; then recovery by a fresh worker whose
+ * listener connects and asks for its catch-up scan — no scheduled scan (an hour away) and no scan of
+ * the test's until every obligation is dispersed.
+ */
+async function runListenerScenario(failpoint: string | undefined): Promise<Outcome & { seconds: number }> {
+  const started = Date.now();
+  const scenario = await Scenario.open();
+  let workers: Workers | undefined;
+  let listener: SettlementListener | undefined;
+  try {
+    const ids = await seedListenerData(scenario.database);
+    const worker = scenario.spawnWorker("listening-worker", {
+      SETTLEMENT_LISTENER_RECONNECT_MS: "200",
+      HEALING_BATCH_SIZE: "1",
+      ...(failpoint ? { DISPERSAL_FAILPOINTS: `${failpoint}=kill` } : {}),
+    });
+    const pid = String(worker.pid);
+    // Listening (its start-up catch-up scan done), or already killed at its first catch-up request.
+    await scenario.explainFailure(waitFor(
+      async () => !worker.alive() || ((await readHeartbeats(scenario.ctx.queues)).some((h) => h.up && h.process.endsWith(`:${pid}`)) && (await healingQueueIdle(scenario))),
+      { timeoutMs: CHILD_TIMEOUT_MS, what: "the worker's listener to listen", everyMs: 50 },
+    ));
+    for (const id of ids) await scenario.database.db.execute(sql`update obligations set status = 'settled', settled_at = now() where id = ${id}::uuid`);
+
+    const done = waitFor(async () => (await dispersedCount(scenario, ids)) === ids.length && (await scenario.liveJobs()) === 0, {
+      timeoutMs: CHILD_TIMEOUT_MS,
+      what: "the listening worker to disperse every obligation",
+      everyMs: 50,
+    }).then(() => "done" as const);
+    const result = await scenario.explainFailure(Promise.race([worker.exited, done]));
+    void done.catch(() => {});
+    let fired = false;
+    if (result === "done") await worker.kill("SIGKILL");
+    else if (result.signal === "SIGKILL") fired = true;
+    else throw new Error(`listening worker exited (${JSON.stringify(result)}):\n${worker.output().slice(-2000)}`);
+    await letDeadScanLockExpire(scenario);
+    note("listening worker gone", { failpoint, fired, dispersed: await dispersedCount(scenario, ids) });
+
+    workers = startWorkers(scenario.ctx);
+    listener = startSettlementListener(scenario.ctx, { databaseUrl: scenario.databaseUrl, reconnectMs: 200 });
+    await listener.listening();
+    await scenario.explainFailure(waitFor(async () => (await dispersedCount(scenario, ids)) === ids.length, {
+      timeoutMs: 90_000,
+      what: "the fresh worker's listener to catch up with every obligation",
+      everyMs: 100,
+    }));
+    await scenario.waitQuiescent();
+    await listener.stop();
+    listener = undefined;
+    // The listener's catch-up left nothing for the next scan.
+    expect((await scanForOrphans(scenario.ctx, "crash-test")).found).toBe(0);
+    await workers.close();
+    workers = undefined;
+    return { ...(await endStateOf(scenario, { fixable: ids, unfixable: [] }, fired)), seconds: (Date.now() - started) / 1000 };
+  } finally {
+    await listener?.stop().catch(() => {});
+    await workers?.close().catch(() => {});
+    await scenario.close();
+  }
+}
+
+describe("a crash of the settlement listener", () => {
+  let listenerBaseline: Outcome;
+
+  beforeAll(async () => {
+    listenerBaseline = await runListenerScenario(undefined);
+  }, 180_000);
+
+  it("the crash-free run disperses each of the dozen obligations settled by SQL once, with a clean reconciliation", () => {
+    expect(listenerBaseline.violations).toEqual({});
+    expect(listenerBaseline.end.details).toEqual({});
+    expect(listenerBaseline.reconciliationDefects).toBe(0);
+    expect(listenerBaseline.fingerprint.healing!.filter((l) => /^\S+ t /.test(l))).toHaveLength(12);
+    expect(new Set(listenerBaseline.fingerprint.dispersalEntries!.map((l) => l.split(" ")[0])).size).toBe(12);
+    expect(LISTENER_FAILPOINTS.length).toBeGreaterThanOrEqual(2);
+  });
+
+  for (const failpoint of LISTENER_FAILPOINTS) {
+    it(`recovers from a kill of a listening worker at ${failpoint}: each obligation dispersed once, the crash-free end state`, async () => {
+      const outcome = await runListenerScenario(failpoint);
+      note("listener crash scenario", { failpoint, seconds: outcome.seconds });
+      recordFaults(import.meta.url, `kill at ${failpoint}`, {
+        injected: outcome.fired ? 1 : 0,
+        crashPoints: outcome.fired ? 1 : 0,
+        lost: outcome.end.lost,
+        doubled: outcome.end.doubled,
+        wrongEscalations: outcome.end.wrongEscalations,
+        partialDispersals: outcome.end.partialDispersals,
+        reconciliationDefects: outcome.reconciliationDefects,
+      });
+      expect(outcome.fired, `failpoint ${failpoint} never fired in its scenario`).toBe(true);
+      crashPoints++;
+      expect(outcome.violations).toEqual({});
+      expect(outcome.end.details).toEqual({});
+      expect(outcome.reconciliationDefects).toBe(0);
+      expect(outcome.fingerprint).toEqual(listenerBaseline.fingerprint);
+    }, 180_000);
+  }
+});
