@@ -1,5 +1,5 @@
 // A model of the whole lifecycle: fast-check drives random command sequences (settle obligations with
-// or without cash, break and repair a mortgage's positions, scan, let the workers run, kill a worker
+// or without cash, or while workers with a settlement listener run; break and repair a mortgage's positions, scan, let the workers run, kill a worker
 // at a failpoint, flush Redis, terminate Postgres connections under the workers, requeue, reconcile)
 // against the real services, and a small pure model predicts each obligation's outcome. After every
 // command the ledger invariants hold; after the final recovery every obligation is dispersed or
@@ -20,6 +20,7 @@ import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
 import type { PipelineContext } from "../../src/jobs/context.js";
 import { requestRequeue } from "../../src/jobs/requeue.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
+import { startSettlementListener } from "../../src/jobs/settlementListener.js";
 import { startWorkers } from "../../src/jobs/worker.js";
 import { log } from "../../src/log.js";
 import { createRedisConnection } from "../../src/queues/connection.js";
@@ -307,43 +308,90 @@ async function checkInvariants(model: Model, after: string): Promise<void> {
 type Real = { run: number };
 type Cmd = fc.AsyncCommand<Model, Real>;
 
+/** Settles a new obligation by SQL (another system's insert: its trigger notifies the settlement listeners). */
+async function settleObligation(model: Model, settle: { mortgage: number; cash: "none" | "full" | "partial"; amount: bigint }): Promise<ModelObligation> {
+  const m = model.mortgages[settle.mortgage % model.mortgages.length]!;
+  const id = randomUUID();
+  const { amount } = settle;
+  const cash = settle.cash === "none" ? 0n : settle.cash === "full" ? amount : amount / 3n;
+  await check.db.transaction(async (tx) => {
+    await tx.execute(sql`insert into obligations (id, mortgage_id, type, amount, status, due_date, settled_at)
+      values (${id}::uuid, ${m.id}::uuid, ${amount % 2n === 0n ? "regular_interest" : "principal_repayment"}, ${amount.toString()}::bigint, 'settled', current_date, now())`);
+    await postEntries(tx, [
+      {
+        entryType: "OBLIGATION_ACCRUED",
+        amount,
+        debit: { family: "BORROWER_RECEIVABLE", obligationId: id },
+        credit: { family: "CONTROL", subaccount: "ACCRUAL", mortgageId: m.id },
+        idempotencyKey: idempotencyKeys.obligationAccrued(id),
+        mortgageId: m.id,
+        obligationId: id,
+      },
+      ...(cash > 0n
+        ? [{
+            entryType: "CASH_RECEIVED" as const,
+            amount: cash,
+            debit: { family: "TRUST_CASH" as const, mortgageId: m.id },
+            credit: { family: "BORROWER_RECEIVABLE" as const, obligationId: id },
+            idempotencyKey: idempotencyKeys.cashReceived(`model-${id}`),
+            mortgageId: m.id,
+            obligationId: id,
+          }]
+        : []),
+    ]);
+  });
+  const o: ModelObligation = { id, mortgage: settle.mortgage % model.mortgages.length, amount, cash, state: "orphan", requeues: 0, parked: 0n };
+  model.obligations.push(o);
+  return o;
+}
+
 class SettleCommand implements Cmd {
   constructor(readonly mortgage: number, readonly cash: "none" | "full" | "partial", readonly amount: bigint) {}
   check = () => true;
   async run(model: Model): Promise<void> {
-    const m = model.mortgages[this.mortgage % model.mortgages.length]!;
-    const id = randomUUID();
-    const cash = this.cash === "none" ? 0n : this.cash === "full" ? this.amount : this.amount / 3n;
-    await check.db.transaction(async (tx) => {
-      await tx.execute(sql`insert into obligations (id, mortgage_id, type, amount, status, due_date, settled_at)
-        values (${id}::uuid, ${m.id}::uuid, ${this.amount % 2n === 0n ? "regular_interest" : "principal_repayment"}, ${this.amount.toString()}::bigint, 'settled', current_date, now())`);
-      await postEntries(tx, [
-        {
-          entryType: "OBLIGATION_ACCRUED",
-          amount: this.amount,
-          debit: { family: "BORROWER_RECEIVABLE", obligationId: id },
-          credit: { family: "CONTROL", subaccount: "ACCRUAL", mortgageId: m.id },
-          idempotencyKey: idempotencyKeys.obligationAccrued(id),
-          mortgageId: m.id,
-          obligationId: id,
-        },
-        ...(cash > 0n
-          ? [{
-              entryType: "CASH_RECEIVED" as const,
-              amount: cash,
-              debit: { family: "TRUST_CASH" as const, mortgageId: m.id },
-              credit: { family: "BORROWER_RECEIVABLE" as const, obligationId: id },
-              idempotencyKey: idempotencyKeys.cashReceived(`model-${id}`),
-              mortgageId: m.id,
-              obligationId: id,
-            }]
-          : []),
-      ]);
-    });
-    model.obligations.push({ id, mortgage: this.mortgage % model.mortgages.length, amount: this.amount, cash, state: "orphan", requeues: 0, parked: 0n });
+    await settleObligation(model, this);
     await checkInvariants(model, this.toString());
   }
   toString = () => `settle(mortgage ${this.mortgage}, cash ${this.cash}, ${this.amount})`;
+}
+
+/**
+ * Settles an obligation while workers with a settlement listener run: the listener's connect asks
+ * for a catch-up scan (the whole backlog, as a scan), the notification enqueues the new one at once;
+ * the command ends when the healing and retrigger queues are idle and the new one is final.
+ */
+class ListenerSettleCommand implements Cmd {
+  constructor(readonly mortgage: number, readonly cash: "none" | "full" | "partial", readonly amount: bigint) {}
+  check = () => true;
+  async run(model: Model): Promise<void> {
+    const workers = startWorkers(ctx);
+    const listener = startSettlementListener(ctx, { databaseUrl: created.url, reconnectMs: 50, heartbeatMs: 1_000 });
+    let o: ModelObligation;
+    try {
+      await listener.listening();
+      o = await settleObligation(model, this);
+      await waitFor(
+        async () => {
+          if (listener.status().catchUpScans === 0 || listener.status().notifications === 0) return false;
+          const healing = await ctx.queues.healing.getJobCounts("active", "wait", "prioritized");
+          if (Object.values(healing).some((n) => n > 0) || (await liveJobs()) > 0) return false;
+          const real = (await readObligations([o.id])).get(o.id)!;
+          return real.dispersed || real.healing === "escalated";
+        },
+        { timeoutMs: 30_000, what: "the listener's obligation to be dispersed or escalated, and the queues idle", everyMs: 20 },
+      );
+    } finally {
+      await listener.stop();
+      await workers.close();
+    }
+    // The catch-up scan, then the workers, for every obligation; the new one through its notification.
+    for (const each of model.obligations) {
+      afterScan(each);
+      afterDrain(model, each);
+    }
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => `settle while the listener runs(mortgage ${this.mortgage}, cash ${this.cash}, ${this.amount})`;
 }
 
 class PositionsCommand implements Cmd {
@@ -509,6 +557,9 @@ const lenderId = (mortgageId: string, i: number) => `${mortgageId.slice(0, 24)}$
 const settle = fc
   .tuple(fc.nat(2), fc.constantFrom("none" as const, "full" as const, "partial" as const), fc.bigInt(1_000n, 5_000_000n))
   .map(([m, cash, amount]) => new SettleCommand(m, cash, amount));
+const settleWhileListening = fc
+  .tuple(fc.nat(2), fc.constantFrom("none" as const, "full" as const, "partial" as const), fc.bigInt(1_000n, 5_000_000n))
+  .map(([m, cash, amount]) => new ListenerSettleCommand(m, cash, amount));
 const requeue = fc.nat(5).map((n) => new RequeueCommand(n));
 const lateCash = fc.tuple(fc.nat(5), fc.boolean()).map(([n, viaIntake]) => new LateCashCommand(n, viaIntake));
 const kill = fc.constantFrom(...KILL_POINTS).map((f) => new KillWorkerCommand(f));
@@ -517,6 +568,7 @@ const commands = [
   settle,
   settle,
   settle,
+  settleWhileListening,
   fc.tuple(fc.nat(2), fc.boolean()).map(([m, fixable]) => new PositionsCommand(m, fixable)),
   fc.constant(new ScanCommand()),
   fc.constant(new ScanCommand()),
