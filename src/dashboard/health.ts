@@ -7,7 +7,7 @@ import type { PipelineContext } from "../jobs/context.js";
 import { localListenerStatuses } from "../jobs/settlementListener.js";
 import { readHeartbeats } from "../queues/listenerHeartbeats.js";
 import { schedulesPresent } from "../queues/schedulers.js";
-import { DeadlineExceededError, withinDeadline } from "./deadline.js";
+import { DeadlineExceededError, withinDeadline } from "../deadline.js";
 
 export const READINESS_DEADLINE_MS = 2000;
 

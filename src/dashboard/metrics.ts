@@ -10,7 +10,7 @@ import { z } from "zod";
 import type { PipelineContext } from "../jobs/context.js";
 import { UNRECOVERABLE_PREFIX } from "../jobs/retrigger.js";
 import { schedulesPresent } from "../queues/schedulers.js";
-import { withinDeadline } from "./deadline.js";
+import { withinDeadline } from "../deadline.js";
 import { listenerStates } from "./health.js";
 import { registerRiskMetrics } from "./riskMetrics.js";
 

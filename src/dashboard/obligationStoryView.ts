@@ -4,7 +4,7 @@
 import type { Job } from "bullmq";
 import { loadObligationStory, type ObligationStoryRecord, type StoryPosting } from "../db/obligationStory.js";
 import type { PipelineContext } from "../jobs/context.js";
-import { withinDeadline } from "./deadline.js";
+import { withinDeadline } from "../deadline.js";
 
 const JOB_LOOKUP_DEADLINE_MS = 2000;
 

@@ -5,7 +5,7 @@ import { Gauge, type Registry } from "prom-client";
 import { ORPHAN_STATES, readLatestReconciliationDefects, readMoneyAtRisk, readOrphanSummary } from "../db/moneyAtRisk.js";
 import { orphanDeadlineMs } from "../domain/orphanDeadline.js";
 import type { PipelineContext } from "../jobs/context.js";
-import { withinDeadline } from "./deadline.js";
+import { withinDeadline } from "../deadline.js";
 
 /** The retrigger states that hold work still to do (the backlog the cap bounds). */
 export const BACKLOG_STATES = ["wait", "delayed", "prioritized", "active"] as const;

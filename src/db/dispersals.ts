@@ -45,9 +45,8 @@ interface LockedObligation extends Record<string, unknown> {
   units: string[] | null;
 }
 
-/** Locks the obligation row and reads everything the split needs, in one round trip. */
-async function lockObligation(tx: Tx, obligationId: string): Promise<LockedObligation | undefined> {
-  const rows = await tx.execute<LockedObligation>(sql`
+/** Everything the split needs of an obligation, its mortgage, its cash received and its positions (one row each). */
+const obligationsForTheSplit = sql`
     select o.id, o.mortgage_id, o.type, o.amount, o.status, o.dispersed,
            m.principal, m.servicing_fee_bps, m.payment_frequency,
            (select coalesce(sum(j.amount), 0)::bigint from cash_journal_entries j
@@ -56,7 +55,12 @@ async function lockObligation(tx: Tx, obligationId: string): Promise<LockedOblig
              where p.mortgage_id = o.mortgage_id and p.units > 0) as lender_ids,
            (select array_agg(p.units::text order by p.lender_id) from mortgage_positions p
              where p.mortgage_id = o.mortgage_id and p.units > 0) as units
-      from obligations o join mortgages m on m.id = o.mortgage_id
+      from obligations o join mortgages m on m.id = o.mortgage_id`;
+
+/** Locks the obligation row and reads everything the split needs, in one round trip. */
+async function lockObligation(tx: Tx, obligationId: string): Promise<LockedObligation | undefined> {
+  const rows = await tx.execute<LockedObligation>(sql`
+    ${obligationsForTheSplit}
      where o.id = ${obligationId}::uuid
        for update of o`);
   return rows[0];
@@ -175,15 +179,7 @@ export type BatchDispersal =
 /** Locks the batch's obligation rows in id order (a fixed order: no deadlock between batches) and reads what the splits need. */
 async function lockObligations(tx: Tx, obligationIds: readonly string[]): Promise<LockedObligation[]> {
   return tx.execute<LockedObligation>(sql`
-    select o.id, o.mortgage_id, o.type, o.amount, o.status, o.dispersed,
-           m.principal, m.servicing_fee_bps, m.payment_frequency,
-           (select coalesce(sum(j.amount), 0)::bigint from cash_journal_entries j
-             where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED') as cash_received,
-           (select array_agg(p.lender_id::text order by p.lender_id) from mortgage_positions p
-             where p.mortgage_id = o.mortgage_id and p.units > 0) as lender_ids,
-           (select array_agg(p.units::text order by p.lender_id) from mortgage_positions p
-             where p.mortgage_id = o.mortgage_id and p.units > 0) as units
-      from obligations o join mortgages m on m.id = o.mortgage_id
+    ${obligationsForTheSplit}
      where o.id in (select (jsonb_array_elements_text(${JSON.stringify(obligationIds)}::jsonb))::uuid)
      order by o.id
        for update of o`);

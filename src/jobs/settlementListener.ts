@@ -13,6 +13,7 @@ import { JOB } from "../queues/names.js";
 import { enqueueRetriggers } from "../queues/retriggerJobs.js";
 import { failpoint } from "../failpoint.js";
 import type { PipelineContext } from "./context.js";
+import { withinDeadline } from "../deadline.js";
 
 // Both names are the migration's (drizzle/0005_settlement_notify.sql): change them together.
 export const SETTLEMENT_CHANNEL = "dispersal_obligation_settled";
@@ -163,7 +164,7 @@ export class SettlementListener {
       let heartbeat: NodeJS.Timeout | undefined;
       try {
         // A stop does not wait for a connect attempt against an unreachable Postgres.
-        await Promise.race([withDeadline(sql.unsafe(`listen ${SETTLEMENT_CHANNEL}`), 15_000, "LISTEN"), delay(20_000, this.stopping.signal)]);
+        await Promise.race([withinDeadline(sql.unsafe(`listen ${SETTLEMENT_CHANNEL}`), 15_000, "LISTEN"), delay(20_000, this.stopping.signal)]);
         if (this.stopped) break;
         this.counts.connects++;
         this.setState("listening");
@@ -197,7 +198,7 @@ export class SettlementListener {
     void this.publish();
     try {
       // Generous: on a saturated machine a slow answer is not a dead connection (a reconnect costs a scan).
-      await withDeadline(sql`select 1`, Math.max(10_000, 2 * this.settings.heartbeatMs), "listener heartbeat");
+      await withinDeadline(sql`select 1`, Math.max(10_000, 2 * this.settings.heartbeatMs), "listener heartbeat");
     } catch (error) {
       if (generation !== this.generation) return;
       this.lastError = (error as Error).message;
@@ -211,7 +212,7 @@ export class SettlementListener {
     this.publishing = true;
     try {
       const { process, state, up } = this.status();
-      await withDeadline(publishHeartbeat(this.ctx.queues, { process, state, up, at: Date.now() }), 2_000, "listener status");
+      await withinDeadline(publishHeartbeat(this.ctx.queues, { process, state, up, at: Date.now() }), 2_000, "listener status");
     } catch {
       // Redis is down: its own alerts say so; the heartbeat turns stale and the metric disappears.
     } finally {
@@ -348,21 +349,4 @@ async function atMost(work: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([work.catch(() => {}), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
   clearTimeout(timer);
-}
-
-/** Rejects when the work takes longer than `ms`. */
-function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-    work.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
 }

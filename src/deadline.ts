@@ -1,5 +1,5 @@
-// A bound on how long a probe may take: a Redis client that is reconnecting queues commands forever,
-// and a health check or a scrape that hangs is worse than one that says "down".
+// A bound on how long a probe may take: a client that is reconnecting queues commands forever (Redis),
+// and a health check, a scrape or a heartbeat that hangs is worse than one that says "down".
 export class DeadlineExceededError extends Error {
   constructor(what: string, ms: number) {
     super(`${what}: no answer within ${ms} ms`);
