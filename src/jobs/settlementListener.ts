@@ -240,7 +240,8 @@ export class SettlementListener {
     this.pending.add(obligationId);
     this.flushTimer ??= setTimeout(() => {
       this.flushTimer = undefined;
-      void this.drain(false);
+      // enqueue() hands its own failures to a catch-up scan; anything else thrown here is logged, not left unhandled.
+      this.drain(false).catch((error: unknown) => this.ctx.log.error({ error: (error as Error).message }, "settlement listener drain failed"));
     }, this.settings.flushMs);
   }
 
