@@ -72,13 +72,8 @@ export function settledAmountOf(row: { cash_received: bigint; amount: bigint }):
   return received > 0n ? received : BigInt(row.amount);
 }
 
-export async function disperseObligation(tx: Tx, obligationId: string): Promise<DispersalResult> {
-  const row = await lockObligation(tx, obligationId);
-  if (!row) throw new ObligationNotFoundError(obligationId);
-  if (row.status !== "settled") throw new ObligationNotSettledError(obligationId, row.status);
-  const settledAmount = settledAmountOf(row);
-  if (row.dispersed) return { ...(await loadDispersal(tx, row.id, row.mortgage_id, settledAmount)), replayed: true };
-
+/** §3 steps 4–5 for one locked obligation: the servicing fee, then the lenders' pro-rata shares of the rest. */
+function splitSettledCash(row: LockedObligation, settledAmount: bigint): { fee: bigint; shares: ReturnType<typeof splitProRata> } {
   const fee = servicingFeeForPeriod({
     obligationType: row.type,
     principal: BigInt(row.principal),
@@ -87,7 +82,17 @@ export async function disperseObligation(tx: Tx, obligationId: string): Promise<
     settledAmount,
   });
   const positions = (row.lender_ids ?? []).map((lenderId, i) => ({ lenderId, units: BigInt(row.units![i]!) }));
-  const shares = splitProRata(row.mortgage_id, settledAmount - fee, positions);
+  return { fee, shares: splitProRata(row.mortgage_id, settledAmount - fee, positions) };
+}
+
+export async function disperseObligation(tx: Tx, obligationId: string): Promise<DispersalResult> {
+  const row = await lockObligation(tx, obligationId);
+  if (!row) throw new ObligationNotFoundError(obligationId);
+  if (row.status !== "settled") throw new ObligationNotSettledError(obligationId, row.status);
+  const settledAmount = settledAmountOf(row);
+  if (row.dispersed) return { ...(await loadDispersal(tx, row.id, row.mortgage_id, settledAmount)), replayed: true };
+
+  const { fee, shares } = splitSettledCash(row, settledAmount);
   const date = today();
 
   const entries = shares.length === 0 ? [] : await tx.execute<{ id: string; lender_id: string }>(sql`
@@ -220,16 +225,8 @@ export async function disperseObligations(
       outcomes.set(obligationId, { obligationId, outcome: "dispersed", dispersal: { ...(await loadDispersal(tx, row.id, row.mortgage_id, settledAmount)), replayed: true } });
       continue;
     }
-    const fee = servicingFeeForPeriod({
-      obligationType: row.type,
-      principal: BigInt(row.principal),
-      servicingFeeBps: row.servicing_fee_bps,
-      paymentFrequency: row.payment_frequency,
-      settledAmount,
-    });
-    const positions = (row.lender_ids ?? []).map((lenderId, i) => ({ lenderId, units: BigInt(row.units![i]!) }));
     try {
-      splits.push({ row, settledAmount, fee, shares: splitProRata(row.mortgage_id, settledAmount - fee, positions) });
+      splits.push({ row, settledAmount, ...splitSettledCash(row, settledAmount) });
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
       outcomes.set(obligationId, { obligationId, outcome: "rejected", error });
