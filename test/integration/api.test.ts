@@ -14,6 +14,7 @@ import { givenMortgage, givenSettledObligation } from "../helpers/factories.js";
 import { testPipeline } from "../helpers/pipeline.js";
 import { waitFor } from "../helpers/processes.js";
 import { testDb } from "../helpers/testDb.js";
+import { httpCall } from "../helpers/http.js";
 
 const OLGA = { name: "olga", secret: "olga-operator-secret" };
 const VICTOR = { name: "victor", secret: "victor-viewer-secret" };
@@ -40,22 +41,8 @@ interface Call {
 }
 
 async function call(method: string, path: string, options: Call = {}) {
-  const headers: Record<string, string> = { ...options.headers };
-  if (options.as) headers.authorization = `Basic ${Buffer.from(`${options.as.name}:${options.as.secret}`).toString("base64")}`;
-  let body: string | undefined = options.rawBody;
-  if (options.body !== undefined) {
-    body = JSON.stringify(options.body);
-    headers["content-type"] ??= "application/json";
-  }
-  const response = await fetch(`${options.base ?? http.url}${path}`, { method, headers, ...(body !== undefined ? { body } : {}), redirect: "manual" });
-  const text = await response.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, headers: response.headers, json, text };
+  const { base, ...rest } = options;
+  return httpCall(base ?? http.url, method, path, rest);
 }
 
 async function healingStatus(obligationId: string) {

@@ -8,6 +8,7 @@ import { givenSettledObligation, type GivenObligationResult } from "../helpers/f
 import { testPipeline } from "../helpers/pipeline.js";
 import { waitFor } from "../helpers/processes.js";
 import { testDb } from "../helpers/testDb.js";
+import { httpCall } from "../helpers/http.js";
 
 const OLGA = { name: "olga", secret: "olga-operator-secret" };
 const VICTOR = { name: "victor", secret: "victor-viewer-secret" };
@@ -24,17 +25,7 @@ let dispersed: GivenObligationResult;
 const LENDER_NAME = "Harbour & <Co> Pension Fund";
 
 async function get(path: string, as: { name: string; secret: string } | null = VICTOR) {
-  const headers: Record<string, string> = {};
-  if (as) headers.authorization = `Basic ${Buffer.from(`${as.name}:${as.secret}`).toString("base64")}`;
-  const response = await fetch(`${http.url}${path}`, { headers, redirect: "manual" });
-  const text = await response.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, headers: response.headers, text, json };
+  return httpCall(http.url, "GET", path, as ? { as } : {});
 }
 
 beforeAll(async () => {
