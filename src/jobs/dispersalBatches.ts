@@ -14,6 +14,7 @@ import { authorizeDispersalRounds, recordFailedAttempt, resolveHealing } from ".
 import { DomainError } from "../domain/errors.js";
 import { failpoint } from "../failpoint.js";
 import type { PipelineContext } from "./context.js";
+import { GroupCommit, type GroupCommitOptions } from "./groupCommit.js";
 
 /** The await boundaries of the batch path where money or queue state changes, in order. */
 export const BATCH_FAILPOINTS = [
@@ -43,10 +44,7 @@ interface Waiting {
 }
 
 export class DispersalBatches {
-  private waiting: Waiting[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private firstArrival = 0;
-  private readonly running = new Set<Promise<void>>();
+  private readonly group: GroupCommit<Waiting>;
   /** Batches committed and the obligations in them, since start (the average batch size shows whether batching happens). */
   readonly committed = { batches: 0, obligations: 0 };
 
@@ -57,35 +55,19 @@ export class DispersalBatches {
    */
   constructor(
     private readonly ctx: PipelineContext,
-    private readonly options: { maxSize: number; lingerMs: number; maxWaitMs: number },
-  ) {}
+    options: GroupCommitOptions,
+  ) {
+    this.group = new GroupCommit(options, (batch) => this.run(batch));
+  }
 
   /** Resolves when the batch holding this obligation has committed or given up; never rejects. */
   disperse(request: BatchRequest): Promise<BatchOutcome> {
-    return new Promise((resolve) => {
-      if (this.waiting.length === 0) this.firstArrival = Date.now();
-      this.waiting.push({ request, resolve });
-      if (this.waiting.length >= this.options.maxSize) return this.flush();
-      clearTimeout(this.timer);
-      const wait = Math.max(0, Math.min(this.options.lingerMs, this.firstArrival + this.options.maxWaitMs - Date.now()));
-      this.timer = setTimeout(() => this.flush(), wait);
-    });
+    return new Promise((resolve) => this.group.add({ request, resolve }));
   }
 
   /** Resolves when every batch started so far has finished (for shutdown). */
-  async drained(): Promise<void> {
-    this.flush();
-    while (this.running.size > 0) await Promise.allSettled([...this.running]);
-  }
-
-  private flush(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    while (this.waiting.length > 0) {
-      const batch = this.waiting.splice(0, this.options.maxSize);
-      const run = this.run(batch).finally(() => this.running.delete(run));
-      this.running.add(run);
-    }
+  drained(): Promise<void> {
+    return this.group.drained();
   }
 
   private async run(batch: Waiting[]): Promise<void> {

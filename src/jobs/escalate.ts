@@ -9,6 +9,7 @@ import { normaliseId } from "../domain/ids.js";
 import type { RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
 import { UNRECOVERABLE_PREFIX } from "./retrigger.js";
+import { GroupCommit } from "./groupCommit.js";
 
 /** Failures that are not the obligation's fault: a stalled-job limit or our unrecoverable (not escalated) class. */
 function isEscalatable(job: Job<RetriggerJobData>, error: Error | undefined): boolean {
@@ -70,36 +71,22 @@ interface PendingEscalation {
  * than an outage escalates each obligation in a transaction of its own.
  */
 export class EscalationBatches {
-  private waiting: PendingEscalation[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private readonly running = new Set<Promise<void>>();
+  private readonly group: GroupCommit<PendingEscalation>;
 
+  /** maxSize: HEALING_BATCH_SIZE; a batch gathers the final failures seen within `lingerMs` of its first. */
   constructor(
     private readonly ctx: PipelineContext,
-    private readonly options: { maxSize: number; lingerMs: number },
-  ) {}
+    options: { maxSize: number; lingerMs: number },
+  ) {
+    this.group = new GroupCommit({ ...options, maxWaitMs: options.lingerMs }, (batch) => this.run(batch));
+  }
 
   escalate(obligationId: string, context: EscalationContext): Promise<EscalationOutcome> {
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ obligationId, context, resolve, reject });
-      if (this.waiting.length >= this.options.maxSize) this.flush();
-      else this.timer ??= setTimeout(() => this.flush(), this.options.lingerMs);
-    });
+    return new Promise((resolve, reject) => this.group.add({ obligationId, context, resolve, reject }));
   }
 
-  async drained(): Promise<void> {
-    this.flush();
-    while (this.running.size > 0) await Promise.allSettled([...this.running]);
-  }
-
-  private flush(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    while (this.waiting.length > 0) {
-      const batch = this.waiting.splice(0, this.options.maxSize);
-      const run = this.run(batch).finally(() => this.running.delete(run));
-      this.running.add(run);
-    }
+  drained(): Promise<void> {
+    return this.group.drained();
   }
 
   private async run(batch: PendingEscalation[]): Promise<void> {
