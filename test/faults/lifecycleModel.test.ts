@@ -384,6 +384,11 @@ class ListenerSettleCommand implements Cmd {
       await listener.stop();
       await workers.close();
     }
+    // The model applies a scan and a drain to every obligation, but the listener's catch-up scan may
+    // have run before an earlier round had settled (a killed worker's stalled job, an escalation cut
+    // by the Postgres fault; seed 53203138 path 27): the real side does both explicitly too.
+    await scan();
+    await drain();
     // The catch-up scan, then the workers, for every obligation; the new one through its notification.
     for (const each of model.obligations) {
       afterScan(each);
