@@ -6,6 +6,7 @@ import { givenSettledObligation } from "../helpers/factories.js";
 import { testPipeline } from "../helpers/pipeline.js";
 import { spawnCli, waitFor } from "../helpers/processes.js";
 import { testDb } from "../helpers/testDb.js";
+import { sample } from "../helpers/prometheusText.js";
 
 const SCRAPER = { name: "prometheus", secret: "scrape-secret-0001" };
 const OPERATOR = { name: "olga", secret: "olga-operator-secret" };
@@ -27,18 +28,6 @@ async function scrape(url = http.url): Promise<string> {
   expect(response.status).toBe(200);
   expect(response.headers.get("content-type")).toMatch(/text\/plain/);
   return response.text();
-}
-
-/** The value of one sample whose labels are exactly `labels`; NaN when absent. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  for (const line of text.split("\n")) {
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const pairs = Object.fromEntries([...(match[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
-    const wanted = Object.entries(labels);
-    if (wanted.length === Object.keys(pairs).length && wanted.every(([k, v]) => pairs[k] === v)) return Number(match[3]);
-  }
-  return Number.NaN;
 }
 
 beforeAll(async () => {

@@ -9,6 +9,7 @@ import { givenRequeued } from "../helpers/healingRows.js";
 import { testPipeline } from "../helpers/pipeline.js";
 import { waitFor } from "../helpers/processes.js";
 import { testDb } from "../helpers/testDb.js";
+import { sample } from "../helpers/prometheusText.js";
 
 const SCRAPER = { name: "prometheus", secret: "scrape-secret-0001" };
 
@@ -21,17 +22,6 @@ async function scrape(): Promise<string> {
   const response = await fetch(`${http.url}/metrics`, { headers: { authorization: `Basic ${Buffer.from(`${SCRAPER.name}:${SCRAPER.secret}`).toString("base64")}` } });
   expect(response.status).toBe(200);
   return response.text();
-}
-
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  for (const line of text.split("\n")) {
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const pairs = Object.fromEntries([...(match[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
-    const wanted = Object.entries(labels);
-    if (wanted.length === Object.keys(pairs).length && wanted.every(([k, v]) => pairs[k] === v)) return Number(match[3]);
-  }
-  return Number.NaN;
 }
 
 /** The gauges are cached for a second per scrape: wait until a scrape shows what is expected. */
