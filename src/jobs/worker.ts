@@ -16,6 +16,12 @@ import { DispersalBatches } from "./dispersalBatches.js";
 const BATCH_LINGER_MS = 5;
 /** …or this long after its first job at the latest (the latency batching adds to one job). */
 const BATCH_MAX_WAIT_MS = 50;
+/**
+ * Dispersal batches of one process committing at once: one commits while the next fills (so
+ * WORKER_CONCURRENCY ≈ 2 × HEALING_BATCH_SIZE), and the batches grow to full size under load.
+ * More at once only queue on Postgres's cores and on shared account rows (README, Performance).
+ */
+const BATCHES_IN_FLIGHT = 1;
 /** How often each process checks whether the backlog has drained enough for the scan's next tick. */
 const TOP_UP_CHECK_MS = 500;
 
@@ -39,7 +45,7 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
     maxStalledCount: 10,
     ...queueTelemetry(), // a consumer span per job, parented to the span that enqueued it (src/telemetry.ts)
   };
-  const batches = ctx.settings.HEALING_BATCH_SIZE > 1 ? new DispersalBatches(ctx, { maxSize: ctx.settings.HEALING_BATCH_SIZE, lingerMs: BATCH_LINGER_MS, maxWaitMs: BATCH_MAX_WAIT_MS }) : undefined;
+  const batches = ctx.settings.HEALING_BATCH_SIZE > 1 ? new DispersalBatches(ctx, { maxSize: ctx.settings.HEALING_BATCH_SIZE, lingerMs: BATCH_LINGER_MS, maxWaitMs: BATCH_MAX_WAIT_MS, maxInFlight: BATCHES_IN_FLIGHT }) : undefined;
   const escalations = batches ? new EscalationBatches(ctx, { maxSize: ctx.settings.HEALING_BATCH_SIZE, lingerMs: BATCH_LINGER_MS }) : undefined;
   const retrigger = new Worker<RetriggerJobData>(QUEUE.retrigger, retriggerProcessor(ctx, batches), {
     ...common,
