@@ -48,10 +48,22 @@ export function orphanPageQuery(options: { after?: string | null; limit: number 
 
 /** Records a failed attempt of the current round (its own transaction: the dispersal's was rolled back). */
 export async function recordFailedAttempt(db: Executor, obligationId: string, attempt: number, error: string, jobId?: string): Promise<void> {
+  await recordFailedAttempts(db, [{ obligationId, attempt, error, ...(jobId ? { jobId } : {}) }]);
+}
+
+/** recordFailedAttempt for several obligations in one statement (a batch's rejected members; unknown ids write nothing). */
+export async function recordFailedAttempts(
+  db: Executor,
+  failures: ReadonlyArray<{ obligationId: string; attempt: number; error: string; jobId?: string }>,
+): Promise<void> {
+  if (failures.length === 0) return;
+  const payload = failures.map((f) => ({ obligation_id: f.obligationId, attempt: f.attempt, error: f.error.slice(0, 2000), job_id: f.jobId ?? null }));
   await db.execute(sql`
     insert into dispersal_healing_attempts as h (obligation_id, attempt_count, status, last_error, last_attempt_at, last_job_id)
-    select o.id, ${attempt}, 'retrying', ${error.slice(0, 2000)}, now(), ${jobId ?? null}
-      from obligations o where o.id = ${obligationId}::uuid
+    select o.id, t.attempt, 'retrying', t.error, now(), t.job_id
+      from jsonb_to_recordset(${JSON.stringify(payload)}::jsonb) as t(obligation_id uuid, attempt integer, error text, job_id text)
+      join obligations o on o.id = t.obligation_id
+     order by o.id
     on conflict (obligation_id) do update
        set attempt_count = excluded.attempt_count,
            last_error = excluded.last_error,
@@ -80,7 +92,9 @@ export async function authorizeDispersalRounds(tx: Tx, obligationIds: readonly s
   const answers = new Map<string, RoundAuthority | EscalatedWithoutRequeueError>();
   if (obligationIds.length === 0) return answers;
   const ids = [...new Set(obligationIds)].sort();
-  const idList = sql.join(ids.map((id) => sql`${id}::uuid`), sql`, `);
+  // One statement text whatever the batch size (a list of placeholders would be a new prepared
+  // statement, parsed and planned anew, for every size a batch happens to have).
+  const idList = sql`select (jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))::uuid`;
   // Lock first, read after: rows of other tables joined in a FOR UPDATE statement keep the snapshot
   // from before the lock was granted, so an escalation that committed meanwhile would go unseen.
   await tx.execute(sql`select o.id from obligations o where o.id in (${idList}) order by o.id for update of o`);
@@ -108,41 +122,76 @@ export async function authorizeDispersalRound(tx: Tx, obligationId: string): Pro
   return answer;
 }
 
+export interface ResolutionContext {
+  actor: string;
+  jobId?: string;
+  requeueRequestId?: string | null;
+  approvedBy?: string | null;
+}
+
+export interface Resolution {
+  previousStatus: HealingStatus | null;
+  reversals: PostedEntry[];
+}
+
 /**
  * After a successful dispersal, in its transaction: the attempt row becomes `resolved`; an
  * obligation that had been escalated gets every SUSPENSE_ESCALATED posting reversed (the first and
  * each top-up: SUSPENSE back to 0) and an audit row.
  */
-export async function resolveHealing(
-  tx: Tx,
-  obligationId: string,
-  attempt: number,
-  context: { actor: string; jobId?: string; requeueRequestId?: string | null; approvedBy?: string | null },
-): Promise<{ previousStatus: HealingStatus | null; reversals: PostedEntry[] }> {
-  // No FOR UPDATE in the CTE (it would see its own update and return nothing): the obligation row,
-  // locked by disperseObligation, already serializes every writer of this healing row.
-  const [row] = await tx.execute<{ previous: HealingStatus | null }>(sql`
-    with previous as (select status from dispersal_healing_attempts where obligation_id = ${obligationId}::uuid)
-    insert into dispersal_healing_attempts as h (obligation_id, attempt_count, status, last_attempt_at, resolved_at, last_job_id)
-    values (${obligationId}::uuid, ${attempt}, 'resolved', now(), now(), ${context.jobId ?? null})
-    on conflict (obligation_id) do update
-       set attempt_count = excluded.attempt_count, status = 'resolved', last_attempt_at = now(),
-           resolved_at = now(), updated_at = now(), last_job_id = coalesce(excluded.last_job_id, h.last_job_id)
-    returning (select status from previous) as previous`);
-  const previousStatus = row?.previous ?? null;
-  if (previousStatus !== "escalated" && previousStatus !== "requeued") return { previousStatus, reversals: [] };
+export async function resolveHealing(tx: Tx, obligationId: string, attempt: number, context: ResolutionContext): Promise<Resolution> {
+  return (await resolveHealings(tx, [{ obligationId, attempt, context }])).get(obligationId)!;
+}
 
-  const reversals = await reverseAllSuspense(tx, obligationId, context.actor, "escalated obligation dispersed: suspense cleared");
-  failpoint("resolve.after-reversal");
-  await writeAudit(tx, {
-    action: "dispersal.self_healing_resolved",
-    actor: context.actor,
-    resourceType: "obligation",
-    resourceId: obligationId,
-    severity: "info",
-    metadata: { previousStatus, attempt, jobId: context.jobId, reversalEntryIds: reversals.filter((r) => !r.replayed).map((r) => r.id), requeueRequestId: context.requeueRequestId ?? undefined, approvedBy: context.approvedBy ?? undefined },
-  });
-  return { previousStatus, reversals };
+/**
+ * resolveHealing for every obligation of a dispersal batch: the attempt rows of all of them in one
+ * statement, then the reversal and audit of each one that had been escalated (rare: one by one).
+ * The obligation rows, locked by the dispersal, already serialize every writer of these rows.
+ */
+export async function resolveHealings(
+  tx: Tx,
+  requests: ReadonlyArray<{ obligationId: string; attempt: number; context: ResolutionContext }>,
+): Promise<Map<string, Resolution>> {
+  const resolutions = new Map<string, Resolution>();
+  if (requests.length === 0) return resolutions;
+  const payload = requests.map((r) => ({ obligation_id: r.obligationId, attempt: r.attempt, job_id: r.context.jobId ?? null }));
+  // Every CTE reads the snapshot from before the upsert, so `previous` is the status each row had.
+  // No FOR UPDATE there (it would see the upsert's own change and return nothing).
+  const rows = await tx.execute<{ obligation_id: string; previous: HealingStatus | null }>(sql`
+    with input as (
+      select * from jsonb_to_recordset(${JSON.stringify(payload)}::jsonb) as t(obligation_id uuid, attempt integer, job_id text)),
+    previous as (
+      select h.obligation_id, h.status from dispersal_healing_attempts h where h.obligation_id in (select obligation_id from input)),
+    resolved as (
+      insert into dispersal_healing_attempts as h (obligation_id, attempt_count, status, last_attempt_at, resolved_at, last_job_id)
+      select obligation_id, attempt, 'resolved', now(), now(), job_id from input order by obligation_id
+      on conflict (obligation_id) do update
+         set attempt_count = excluded.attempt_count, status = 'resolved', last_attempt_at = now(),
+             resolved_at = now(), updated_at = now(), last_job_id = coalesce(excluded.last_job_id, h.last_job_id)
+      returning h.obligation_id)
+    select r.obligation_id::text, p.status as previous
+      from resolved r left join previous p on p.obligation_id = r.obligation_id`);
+  const previousOf = new Map(rows.map((r) => [r.obligation_id, r.previous ?? null]));
+  for (const { obligationId, attempt, context } of requests) {
+    if (!previousOf.has(obligationId)) throw new Error(`healing row of ${obligationId} was not written`);
+    const previousStatus = previousOf.get(obligationId)!;
+    if (previousStatus !== "escalated" && previousStatus !== "requeued") {
+      resolutions.set(obligationId, { previousStatus, reversals: [] });
+      continue;
+    }
+    const reversals = await reverseAllSuspense(tx, obligationId, context.actor, "escalated obligation dispersed: suspense cleared");
+    failpoint("resolve.after-reversal");
+    await writeAudit(tx, {
+      action: "dispersal.self_healing_resolved",
+      actor: context.actor,
+      resourceType: "obligation",
+      resourceId: obligationId,
+      severity: "info",
+      metadata: { previousStatus, attempt, jobId: context.jobId, reversalEntryIds: reversals.filter((r) => !r.replayed).map((r) => r.id), requeueRequestId: context.requeueRequestId ?? undefined, approvedBy: context.approvedBy ?? undefined },
+    });
+    resolutions.set(obligationId, { previousStatus, reversals });
+  }
+  return resolutions;
 }
 
 /** Reverses every SUSPENSE_ESCALATED posting of the obligation (the first and every top-up); reversals already posted replay. */

@@ -10,7 +10,7 @@
 // without using an attempt (retrigger.ts putBackForOutage).
 import { isOutage } from "../db/client.js";
 import { disperseObligations, type BatchDispersal, type DispersalResult } from "../db/dispersals.js";
-import { authorizeDispersalRounds, recordFailedAttempt, resolveHealing } from "../db/healing.js";
+import { authorizeDispersalRounds, recordFailedAttempts, resolveHealings } from "../db/healing.js";
 import { DomainError } from "../domain/errors.js";
 import { failpoint } from "../failpoint.js";
 import type { PipelineContext } from "./context.js";
@@ -92,34 +92,39 @@ export class DispersalBatches {
         const authority = await authorizeDispersalRounds(tx, ids);
         const results = new Map<string, BatchOutcome>();
         // The same bookkeeping as one obligation alone (resolved status, REVERSAL of its suspense,
-        // audit), each obligation's own rows, before the shared account rows are locked by the
-        // postings; sent together, so the round trips overlap.
-        const bookkeeping = (dispersals: ReadonlyMap<string, BatchDispersal>) =>
-          Promise.all(
-            members.map(async ({ request }) => {
-              const round = authority.get(request.obligationId)!;
-              if (round instanceof DomainError) {
-                results.set(request.obligationId, { kind: "failed", error: round });
-                return;
-              }
-              const dispersal = dispersals.get(request.obligationId)!;
-              if (dispersal.outcome === "rejected") {
-                // A retryable failure uses an attempt: written here, in the batch's commit, instead
-                // of a transaction of its own per job (an escalation storm is 3 of them per obligation).
-                const attemptRecorded = dispersal.error.retryable;
-                if (attemptRecorded) await recordFailedAttempt(tx, request.obligationId, request.attempt, dispersal.error.message, request.jobId);
-                results.set(request.obligationId, { kind: "failed", error: dispersal.error, attemptRecorded });
-                return;
-              }
-              const resolution = await resolveHealing(tx, request.obligationId, request.attempt, {
-                actor: round.actor,
-                requeueRequestId: round.requeueRequestId,
-                approvedBy: round.approvedBy,
-                ...(request.jobId ? { jobId: request.jobId } : {}),
-              });
-              results.set(request.obligationId, { kind: "dispersed", dispersal: dispersal.dispersal, resolvedEscalation: resolution.reversals.length > 0 });
-            }),
-          ).then(() => undefined);
+        // audit; or the failed attempt), each obligation's own rows, set-based, before the shared
+        // account rows are locked by the postings.
+        const bookkeeping = async (dispersals: ReadonlyMap<string, BatchDispersal>) => {
+          const failures: Parameters<typeof recordFailedAttempts>[1][number][] = [];
+          const resolving: Parameters<typeof resolveHealings>[1][number][] = [];
+          for (const { request } of members) {
+            const round = authority.get(request.obligationId)!;
+            if (round instanceof DomainError) {
+              results.set(request.obligationId, { kind: "failed", error: round });
+              continue;
+            }
+            const dispersal = dispersals.get(request.obligationId)!;
+            if (dispersal.outcome === "rejected") {
+              // A retryable failure uses an attempt: written here, in the batch's commit, instead
+              // of a transaction of its own per job (an escalation storm is 3 of them per obligation).
+              const attemptRecorded = dispersal.error.retryable;
+              if (attemptRecorded) failures.push({ obligationId: request.obligationId, attempt: request.attempt, error: dispersal.error.message, ...(request.jobId ? { jobId: request.jobId } : {}) });
+              results.set(request.obligationId, { kind: "failed", error: dispersal.error, attemptRecorded });
+              continue;
+            }
+            resolving.push({
+              obligationId: request.obligationId,
+              attempt: request.attempt,
+              context: { actor: round.actor, requeueRequestId: round.requeueRequestId, approvedBy: round.approvedBy, ...(request.jobId ? { jobId: request.jobId } : {}) },
+            });
+          }
+          await recordFailedAttempts(tx, failures);
+          const resolutions = await resolveHealings(tx, resolving);
+          for (const { obligationId } of resolving) {
+            const dispersal = dispersals.get(obligationId)! as Extract<BatchDispersal, { outcome: "dispersed" }>;
+            results.set(obligationId, { kind: "dispersed", dispersal: dispersal.dispersal, resolvedEscalation: resolutions.get(obligationId)!.reversals.length > 0 });
+          }
+        };
         await disperseObligations(tx, ids.filter((id) => !(authority.get(id) instanceof DomainError)), { beforePostings: bookkeeping });
         failpoint("batch.before-commit");
         return results;
