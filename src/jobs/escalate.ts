@@ -95,8 +95,15 @@ export class EscalationBatches {
     const alone = ordered.filter((p, i) => i > 0 && ordered[i - 1]!.obligationId === p.obligationId);
     try {
       const outcomes = await this.ctx.database.db.transaction(async (tx) => {
-        const results: EscalationOutcome[] = [];
-        for (const p of unique) results.push(await escalateToSuspense(tx, p.obligationId, p.context));
+        // Sent together: each escalation touches only its own obligation's rows and accounts, and
+        // every one's first statement (the obligation row's lock) goes out in id order, before any
+        // second statement, so two batches still take the shared locks in one order.
+        // Every one is waited for, even after one failed: none may send a statement once the
+        // transaction has been left.
+        const settled = await Promise.allSettled(unique.map((p) => escalateToSuspense(tx, p.obligationId, p.context)));
+        const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+        if (failed) throw failed.reason;
+        const results = settled.map((r) => (r as PromiseFulfilledResult<EscalationOutcome>).value);
         failpoint("batch.escalate.before-commit");
         return results;
       });
