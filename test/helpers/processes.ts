@@ -14,15 +14,14 @@ export interface CliProcess {
 }
 
 const running = new Set<CliProcess>();
-let hooked = false;
+
+// Registered when a test file imports this helper (collection time): a hook registered from inside
+// a running test is not run, and a test that failed before stopping its children left them running.
+afterAll(async () => {
+  await Promise.all([...running].map((p) => p.stop("SIGKILL")));
+});
 
 export function spawnCli(args: string[], env: Record<string, string>): CliProcess {
-  if (!hooked) {
-    hooked = true;
-    afterAll(async () => {
-      await Promise.all([...running].map((p) => p.stop("SIGKILL")));
-    });
-  }
   const child = spawn(process.execPath, [BIN, ...args], {
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
