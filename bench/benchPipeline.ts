@@ -13,6 +13,13 @@ import { waitUntil } from "./measure.js";
 
 const BIN = fileURLToPath(new URL("../bin/dispersal.js", import.meta.url));
 
+/**
+ * Worker processes run as README deploys them (Scaling → Memory): V8's heap capped at 192 MB, which
+ * holds a worker's RSS near 170 MB instead of letting the heap grow lazily towards 300 MB on a
+ * large machine. `BENCH_WORKER_NODE_OPTIONS` (may be empty) overrides it.
+ */
+export const WORKER_NODE_OPTIONS = process.env.BENCH_WORKER_NODE_OPTIONS ?? "--max-old-space-size=192";
+
 export interface BenchPipeline {
   ctx: PipelineContext;
   config: Config;
@@ -88,6 +95,7 @@ export async function startWorkerProcesses(
       QUEUE_PREFIX: queues.prefix,
       HEALING_SCAN_EVERY_MS: String(24 * 3600 * 1000),
       LOG_LEVEL: "warn",
+      ...(WORKER_NODE_OPTIONS ? { NODE_OPTIONS: WORKER_NODE_OPTIONS } : {}),
       ...env,
     },
     "worker",
