@@ -132,6 +132,11 @@ async function sustainedSettlements(options: { rate: number; durationSeconds: nu
     const perPayment = (after: number | undefined, before: number | undefined) =>
       after === undefined || before === undefined || answered === 0 ? null : Number(((after - before) / answered).toFixed(2));
     const sending = backlogSeries.slice(0, options.durationSeconds);
+    // A 5xx is a defect to look at, not a figure: show what the server logged for it.
+    if (Object.keys(summary.payments.byStatus).some((status) => status.startsWith("5"))) {
+      const failures = server.output().split("\n").filter((line) => /request failed/.test(line));
+      options.say(`  server errors (${failures.length} logged):\n${failures.slice(-5).join("\n")}`);
+    }
     options.say(
       `  sustained: ${summary.payments.achievedPerSecond}/s, settle→dispersed p50 ${summary.settleToDispersedMs.p50} ms p99 ${summary.settleToDispersedMs.p99} ms, backlog max ${Math.max(0, ...sending)}`,
     );
