@@ -51,11 +51,15 @@ export async function recordFailedAttempt(db: Executor, obligationId: string, at
   await recordFailedAttempts(db, [{ obligationId, attempt, error, ...(jobId ? { jobId } : {}) }]);
 }
 
+export interface FailedAttempt {
+  obligationId: string;
+  attempt: number;
+  error: string;
+  jobId?: string;
+}
+
 /** recordFailedAttempt for several obligations in one statement (a batch's rejected members; unknown ids write nothing). */
-export async function recordFailedAttempts(
-  db: Executor,
-  failures: ReadonlyArray<{ obligationId: string; attempt: number; error: string; jobId?: string }>,
-): Promise<void> {
+export async function recordFailedAttempts(db: Executor, failures: readonly FailedAttempt[]): Promise<void> {
   if (failures.length === 0) return;
   const payload = failures.map((f) => ({ obligation_id: f.obligationId, attempt: f.attempt, error: f.error.slice(0, 2000), job_id: f.jobId ?? null }));
   await db.execute(sql`
@@ -148,10 +152,13 @@ export async function resolveHealing(tx: Tx, obligationId: string, attempt: numb
  * statement, then the reversal and audit of each one that had been escalated (rare: one by one).
  * The obligation rows, locked by the dispersal, already serialize every writer of these rows.
  */
-export async function resolveHealings(
-  tx: Tx,
-  requests: ReadonlyArray<{ obligationId: string; attempt: number; context: ResolutionContext }>,
-): Promise<Map<string, Resolution>> {
+export interface ResolutionRequest {
+  obligationId: string;
+  attempt: number;
+  context: ResolutionContext;
+}
+
+export async function resolveHealings(tx: Tx, requests: readonly ResolutionRequest[]): Promise<Map<string, Resolution>> {
   const resolutions = new Map<string, Resolution>();
   if (requests.length === 0) return resolutions;
   const payload = requests.map((r) => ({ obligation_id: r.obligationId, attempt: r.attempt, job_id: r.context.jobId ?? null }));

@@ -10,7 +10,7 @@
 // without using an attempt (retrigger.ts putBackForOutage).
 import { isOutage } from "../db/client.js";
 import { disperseObligations, type BatchDispersal, type DispersalResult } from "../db/dispersals.js";
-import { authorizeDispersalRounds, recordFailedAttempts, resolveHealings } from "../db/healing.js";
+import { authorizeDispersalRounds, recordFailedAttempts, resolveHealings, type FailedAttempt, type ResolutionRequest } from "../db/healing.js";
 import { DomainError } from "../domain/errors.js";
 import { failpoint } from "../failpoint.js";
 import type { PipelineContext } from "./context.js";
@@ -95,8 +95,8 @@ export class DispersalBatches {
         // audit; or the failed attempt), each obligation's own rows, set-based, before the shared
         // account rows are locked by the postings.
         const bookkeeping = async (dispersals: ReadonlyMap<string, BatchDispersal>) => {
-          const failures: Parameters<typeof recordFailedAttempts>[1][number][] = [];
-          const resolving: Parameters<typeof resolveHealings>[1][number][] = [];
+          const failures: FailedAttempt[] = [];
+          const resolving: Array<ResolutionRequest & { dispersal: DispersalResult }> = [];
           for (const { request } of members) {
             const round = authority.get(request.obligationId)!;
             if (round instanceof DomainError) {
@@ -104,25 +104,26 @@ export class DispersalBatches {
               continue;
             }
             const dispersal = dispersals.get(request.obligationId)!;
+            const jobId = request.jobId ? { jobId: request.jobId } : {};
             if (dispersal.outcome === "rejected") {
               // A retryable failure uses an attempt: written here, in the batch's commit, instead
               // of a transaction of its own per job (an escalation storm is 3 of them per obligation).
               const attemptRecorded = dispersal.error.retryable;
-              if (attemptRecorded) failures.push({ obligationId: request.obligationId, attempt: request.attempt, error: dispersal.error.message, ...(request.jobId ? { jobId: request.jobId } : {}) });
+              if (attemptRecorded) failures.push({ obligationId: request.obligationId, attempt: request.attempt, error: dispersal.error.message, ...jobId });
               results.set(request.obligationId, { kind: "failed", error: dispersal.error, attemptRecorded });
               continue;
             }
             resolving.push({
               obligationId: request.obligationId,
               attempt: request.attempt,
-              context: { actor: round.actor, requeueRequestId: round.requeueRequestId, approvedBy: round.approvedBy, ...(request.jobId ? { jobId: request.jobId } : {}) },
+              context: { actor: round.actor, requeueRequestId: round.requeueRequestId, approvedBy: round.approvedBy, ...jobId },
+              dispersal: dispersal.dispersal,
             });
           }
           await recordFailedAttempts(tx, failures);
           const resolutions = await resolveHealings(tx, resolving);
-          for (const { obligationId } of resolving) {
-            const dispersal = dispersals.get(obligationId)! as Extract<BatchDispersal, { outcome: "dispersed" }>;
-            results.set(obligationId, { kind: "dispersed", dispersal: dispersal.dispersal, resolvedEscalation: resolutions.get(obligationId)!.reversals.length > 0 });
+          for (const { obligationId, dispersal } of resolving) {
+            results.set(obligationId, { kind: "dispersed", dispersal, resolvedEscalation: resolutions.get(obligationId)!.reversals.length > 0 });
           }
         };
         await disperseObligations(tx, ids.filter((id) => !(authority.get(id) instanceof DomainError)), { beforePostings: bookkeeping });

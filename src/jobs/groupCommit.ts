@@ -74,7 +74,6 @@ export class GroupCommit<T> {
       this.running.add(run);
       // What is left (more than one batch's worth) is due as well; a fresh gathering starts when empty.
       if (this.waiting.length === 0) this.due = false;
-      else this.firstArrival = Date.now();
     }
   }
 }
