@@ -1,10 +1,11 @@
 // The crash test's one data set, with fixed ids so that every run (each in its own database) holds
 // the same obligations, and the money fingerprint that two runs of it are compared by.
 import { sql } from "drizzle-orm";
-import type { Database } from "../../src/db/client.js";
+import type { Database, Tx } from "../../src/db/client.js";
 import { escalateToSuspense } from "../../src/db/healing.js";
 import { postEntries } from "../../src/db/ledger.js";
 import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
+import { accrualAndCash } from "../helpers/factories.js";
 
 /** A fixed v4-shaped id: `group` names the kind of row, `n` numbers it. */
 const id = (group: number, n: number) => `${group.toString(16).padStart(8, "0")}-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
@@ -26,6 +27,19 @@ interface MortgageSpec {
   id: string;
   units: number[];
   feeBps: number;
+}
+
+/** The mortgages, a lender per position (ids `lenderGroup + m`), and the positions. */
+async function insertMortgages(tx: Tx, mortgages: readonly MortgageSpec[], label: string, lenderGroup: number): Promise<void> {
+  for (const [m, spec] of mortgages.entries()) {
+    await tx.execute(sql`insert into mortgages (id, reference, principal, servicing_fee_bps, payment_frequency)
+      values (${spec.id}::uuid, ${`${label.toUpperCase()}-${m}`}, 40000000, ${spec.feeBps}, 'monthly')`);
+    for (const [l, units] of spec.units.entries()) {
+      const lender = id(lenderGroup + m, l + 1);
+      await tx.execute(sql`insert into lenders (id, name) values (${lender}::uuid, ${`${label} lender ${m}.${l}`})`);
+      await tx.execute(sql`insert into mortgage_positions (mortgage_id, lender_id, units) values (${spec.id}::uuid, ${lender}::uuid, ${units})`);
+    }
+  }
 }
 
 export async function seedCrashData(database: Database): Promise<CrashData> {
@@ -60,38 +74,11 @@ export async function seedCrashData(database: Database): Promise<CrashData> {
   ];
 
   await database.db.transaction(async (tx) => {
-    for (const [m, spec] of Object.values(mortgages).entries()) {
-      await tx.execute(sql`insert into mortgages (id, reference, principal, servicing_fee_bps, payment_frequency)
-        values (${spec.id}::uuid, ${`CRASH-${m}`}, 40000000, ${spec.feeBps}, 'monthly')`);
-      for (const [l, units] of spec.units.entries()) {
-        const lender = id(0xc0 + m, l + 1);
-        await tx.execute(sql`insert into lenders (id, name) values (${lender}::uuid, ${`Crash lender ${m}.${l}`})`);
-        await tx.execute(sql`insert into mortgage_positions (mortgage_id, lender_id, units) values (${spec.id}::uuid, ${lender}::uuid, ${units})`);
-      }
-    }
+    await insertMortgages(tx, Object.values(mortgages), "Crash", 0xc0);
     for (const o of obligations) {
       await tx.execute(sql`insert into obligations (id, mortgage_id, type, amount, status, due_date, settled_at)
         values (${o.id}::uuid, ${o.mortgage.id}::uuid, ${o.type}, ${o.amount.toString()}::bigint, 'settled', '2026-11-01', now())`);
-      await postEntries(tx, [
-        {
-          entryType: "OBLIGATION_ACCRUED",
-          amount: o.amount,
-          debit: { family: "BORROWER_RECEIVABLE", obligationId: o.id },
-          credit: { family: "CONTROL", subaccount: "ACCRUAL", mortgageId: o.mortgage.id },
-          idempotencyKey: idempotencyKeys.obligationAccrued(o.id),
-          mortgageId: o.mortgage.id,
-          obligationId: o.id,
-        },
-        ...o.cash.map((amount, i) => ({
-          entryType: "CASH_RECEIVED" as const,
-          amount,
-          debit: { family: "TRUST_CASH" as const, mortgageId: o.mortgage.id },
-          credit: { family: "BORROWER_RECEIVABLE" as const, obligationId: o.id },
-          idempotencyKey: idempotencyKeys.cashReceived(`crash-${o.id}-${i}`),
-          mortgageId: o.mortgage.id,
-          obligationId: o.id,
-        })),
-      ]);
+      await postEntries(tx, accrualAndCash({ obligationId: o.id, mortgageId: o.mortgage.id, amount: o.amount }, o.cash));
     }
     // A round that used its three attempts and whose final failure was never escalated (a lost event).
     for (const o of data.exhausted) {
@@ -200,38 +187,11 @@ export async function seedListenerData(database: Database): Promise<string[]> {
   ];
   const obligations = Array.from({ length: 12 }, (_, i) => ({ id: id(0xb6, i + 1), mortgage: mortgages[i % 2]!, amount: 80_000n + BigInt(i * 6007) }));
   await database.db.transaction(async (tx) => {
-    for (const [m, spec] of mortgages.entries()) {
-      await tx.execute(sql`insert into mortgages (id, reference, principal, servicing_fee_bps, payment_frequency)
-        values (${spec.id}::uuid, ${`LISTEN-${m}`}, 40000000, ${spec.feeBps}, 'monthly')`);
-      for (const [l, units] of spec.units.entries()) {
-        const lender = id(0xd0 + m, l + 1);
-        await tx.execute(sql`insert into lenders (id, name) values (${lender}::uuid, ${`Listener lender ${m}.${l}`})`);
-        await tx.execute(sql`insert into mortgage_positions (mortgage_id, lender_id, units) values (${spec.id}::uuid, ${lender}::uuid, ${units})`);
-      }
-    }
+    await insertMortgages(tx, mortgages, "Listener", 0xd0);
     for (const o of obligations) {
       await tx.execute(sql`insert into obligations (id, mortgage_id, type, amount, status, due_date)
         values (${o.id}::uuid, ${o.mortgage.id}::uuid, ${o.mortgage.feeBps > 0 ? "regular_interest" : "principal_repayment"}, ${o.amount.toString()}::bigint, 'due', '2026-11-01')`);
-      await postEntries(tx, [
-        {
-          entryType: "OBLIGATION_ACCRUED",
-          amount: o.amount,
-          debit: { family: "BORROWER_RECEIVABLE", obligationId: o.id },
-          credit: { family: "CONTROL", subaccount: "ACCRUAL", mortgageId: o.mortgage.id },
-          idempotencyKey: idempotencyKeys.obligationAccrued(o.id),
-          mortgageId: o.mortgage.id,
-          obligationId: o.id,
-        },
-        {
-          entryType: "CASH_RECEIVED",
-          amount: o.amount,
-          debit: { family: "TRUST_CASH", mortgageId: o.mortgage.id },
-          credit: { family: "BORROWER_RECEIVABLE", obligationId: o.id },
-          idempotencyKey: idempotencyKeys.cashReceived(`listen-${o.id}`),
-          mortgageId: o.mortgage.id,
-          obligationId: o.id,
-        },
-      ]);
+      await postEntries(tx, accrualAndCash({ obligationId: o.id, mortgageId: o.mortgage.id, amount: o.amount }, [o.amount]));
     }
   });
   return obligations.map((o) => o.id);

@@ -279,6 +279,19 @@ afterAll(() => {
   note("crash points recovered from", { crashPoints });
 });
 
+/** One scenario's counts in the fault summary; `injected`: whether its fault was really injected. */
+function recordCrashPoint(what: string, outcome: Outcome, injected: boolean): void {
+  recordFaults(import.meta.url, what, {
+    injected: injected ? 1 : 0,
+    crashPoints: injected ? 1 : 0,
+    lost: outcome.end.lost,
+    doubled: outcome.end.doubled,
+    wrongEscalations: outcome.end.wrongEscalations,
+    partialDispersals: outcome.end.partialDispersals,
+    reconciliationDefects: outcome.reconciliationDefects,
+  });
+}
+
 function expectSameAsBaseline(outcome: Outcome): void {
   expect(outcome.violations).toEqual({});
   expect(outcome.end.details).toEqual({});
@@ -302,15 +315,7 @@ describe("a crash at every failpoint", () => {
   for (const failpoint of ALL_FAILPOINTS.filter((f) => phaseOf(f) !== "listener")) {
     it(`recovers from a kill at ${failpoint} to the crash-free end state`, async () => {
       const outcome = await runCrashScenario(failpoint);
-      recordFaults(import.meta.url, `kill at ${failpoint}`, {
-        injected: outcome.fired ? 1 : 0,
-        crashPoints: outcome.fired ? 1 : 0,
-        lost: outcome.end.lost,
-        doubled: outcome.end.doubled,
-        wrongEscalations: outcome.end.wrongEscalations,
-        partialDispersals: outcome.end.partialDispersals,
-        reconciliationDefects: outcome.reconciliationDefects,
-      });
+      recordCrashPoint(`kill at ${failpoint}`, outcome, outcome.fired);
       expect(outcome.fired, `failpoint ${failpoint} never fired in its scenario`).toBe(true);
       crashPoints++;
       expectSameAsBaseline(outcome);
@@ -320,15 +325,7 @@ describe("a crash at every failpoint", () => {
   for (const failpoint of ["retrigger.before-commit", "retrigger.after-commit"] as const) {
     it(`runs one job in two workers at once (the first frozen at ${failpoint} until its lock ran out) with the crash-free end state`, async () => {
       const outcome = await runStallScenario(failpoint);
-      recordFaults(import.meta.url, `stalled redelivery, first worker frozen at ${failpoint}`, {
-        injected: 1,
-        crashPoints: 1,
-        lost: outcome.end.lost,
-        doubled: outcome.end.doubled,
-        wrongEscalations: outcome.end.wrongEscalations,
-        partialDispersals: outcome.end.partialDispersals,
-        reconciliationDefects: outcome.reconciliationDefects,
-      });
+      recordCrashPoint(`stalled redelivery, first worker frozen at ${failpoint}`, outcome, true);
       crashPoints++;
       expectSameAsBaseline(outcome);
     }, 180_000);
@@ -433,15 +430,7 @@ describe("a crash of the settlement listener", () => {
     it(`recovers from a kill of a listening worker at ${failpoint}: each obligation dispersed once, the crash-free end state`, async () => {
       const outcome = await runListenerScenario(failpoint);
       note("listener crash scenario", { failpoint, seconds: outcome.seconds });
-      recordFaults(import.meta.url, `kill at ${failpoint}`, {
-        injected: outcome.fired ? 1 : 0,
-        crashPoints: outcome.fired ? 1 : 0,
-        lost: outcome.end.lost,
-        doubled: outcome.end.doubled,
-        wrongEscalations: outcome.end.wrongEscalations,
-        partialDispersals: outcome.end.partialDispersals,
-        reconciliationDefects: outcome.reconciliationDefects,
-      });
+      recordCrashPoint(`kill at ${failpoint}`, outcome, outcome.fired);
       expect(outcome.fired, `failpoint ${failpoint} never fired in its scenario`).toBe(true);
       crashPoints++;
       expect(outcome.violations).toEqual({});

@@ -17,6 +17,7 @@ import { topUpSuspense } from "../../src/db/healing.js";
 import { postEntries } from "../../src/db/ledger.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
 import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
+import { accrualAndCash } from "../helpers/factories.js";
 import type { PipelineContext } from "../../src/jobs/context.js";
 import { requestRequeue } from "../../src/jobs/requeue.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
@@ -317,28 +318,7 @@ async function settleObligation(model: Model, settle: { mortgage: number; cash: 
   await check.db.transaction(async (tx) => {
     await tx.execute(sql`insert into obligations (id, mortgage_id, type, amount, status, due_date, settled_at)
       values (${id}::uuid, ${m.id}::uuid, ${amount % 2n === 0n ? "regular_interest" : "principal_repayment"}, ${amount.toString()}::bigint, 'settled', current_date, now())`);
-    await postEntries(tx, [
-      {
-        entryType: "OBLIGATION_ACCRUED",
-        amount,
-        debit: { family: "BORROWER_RECEIVABLE", obligationId: id },
-        credit: { family: "CONTROL", subaccount: "ACCRUAL", mortgageId: m.id },
-        idempotencyKey: idempotencyKeys.obligationAccrued(id),
-        mortgageId: m.id,
-        obligationId: id,
-      },
-      ...(cash > 0n
-        ? [{
-            entryType: "CASH_RECEIVED" as const,
-            amount: cash,
-            debit: { family: "TRUST_CASH" as const, mortgageId: m.id },
-            credit: { family: "BORROWER_RECEIVABLE" as const, obligationId: id },
-            idempotencyKey: idempotencyKeys.cashReceived(`model-${id}`),
-            mortgageId: m.id,
-            obligationId: id,
-          }]
-        : []),
-    ]);
+    await postEntries(tx, accrualAndCash({ obligationId: id, mortgageId: m.id, amount }, cash > 0n ? [cash] : []));
   });
   const o: ModelObligation = { id, mortgage: settle.mortgage % model.mortgages.length, amount, cash, state: "orphan", requeues: 0, parked: 0n };
   model.obligations.push(o);

@@ -2,7 +2,7 @@
 import { randomUUID } from "node:crypto";
 import { sql } from "drizzle-orm";
 import type { Database } from "../../src/db/client.js";
-import { postEntries } from "../../src/db/ledger.js";
+import { postEntries, type PostingRequest } from "../../src/db/ledger.js";
 import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
 import type { ObligationType, PaymentFrequency } from "../../src/domain/servicingFee.js";
 import type { ObligationStatus } from "../../src/db/schema.js";
@@ -61,6 +61,34 @@ export async function givenMortgage(
   return { mortgageId, lenderIds };
 }
 
+/**
+ * The postings an obligation's own systems make before healing sees it: its accrual, and each
+ * amount of cash received for it (several for a partial payment; none for one settled without cash).
+ */
+export function accrualAndCash(o: { obligationId: string; mortgageId: string; amount: bigint }, received: readonly bigint[]): PostingRequest[] {
+  const { obligationId, mortgageId } = o;
+  return [
+    {
+      entryType: "OBLIGATION_ACCRUED",
+      amount: o.amount,
+      debit: { family: "BORROWER_RECEIVABLE", obligationId },
+      credit: { family: "CONTROL", subaccount: "ACCRUAL", mortgageId },
+      idempotencyKey: idempotencyKeys.obligationAccrued(obligationId),
+      mortgageId,
+      obligationId,
+    },
+    ...received.map((cash, i) => ({
+      entryType: "CASH_RECEIVED" as const,
+      amount: cash,
+      debit: { family: "TRUST_CASH" as const, mortgageId },
+      credit: { family: "BORROWER_RECEIVABLE" as const, obligationId },
+      idempotencyKey: idempotencyKeys.cashReceived(`${obligationId}-${i}`),
+      mortgageId,
+      obligationId,
+    })),
+  ];
+}
+
 export async function givenSettledObligation(database: Database, options: GivenObligation = {}): Promise<GivenObligationResult> {
   const { db } = database;
   const mortgage = options.mortgageId
@@ -74,26 +102,7 @@ export async function givenSettledObligation(database: Database, options: GivenO
       values (${obligationId}::uuid, ${mortgage.mortgageId}::uuid, ${options.type ?? "regular_interest"}, ${amount.toString()}::bigint,
               ${status}, current_date, ${status === "settled" ? (options.settledAt ?? new Date()).toISOString() : null}::timestamptz)`);
     const received = options.cashReceived ?? (status === "settled" ? [amount] : []);
-    await postEntries(tx, [
-      {
-        entryType: "OBLIGATION_ACCRUED",
-        amount,
-        debit: { family: "BORROWER_RECEIVABLE", obligationId },
-        credit: { family: "CONTROL", subaccount: "ACCRUAL", mortgageId: mortgage.mortgageId },
-        idempotencyKey: idempotencyKeys.obligationAccrued(obligationId),
-        mortgageId: mortgage.mortgageId,
-        obligationId,
-      },
-      ...received.map((cash, i) => ({
-        entryType: "CASH_RECEIVED" as const,
-        amount: cash,
-        debit: { family: "TRUST_CASH" as const, mortgageId: mortgage.mortgageId },
-        credit: { family: "BORROWER_RECEIVABLE" as const, obligationId },
-        idempotencyKey: idempotencyKeys.cashReceived(`${obligationId}-${i}`),
-        mortgageId: mortgage.mortgageId,
-        obligationId,
-      })),
-    ]);
+    await postEntries(tx, accrualAndCash({ obligationId, mortgageId: mortgage.mortgageId, amount }, received));
   });
   return { obligationId, mortgageId: mortgage.mortgageId, lenderIds: mortgage.lenderIds, amount };
 }
