@@ -8,6 +8,7 @@ import type { PostgresJsQueryResultHKT } from "drizzle-orm/postgres-js";
 import * as schema from "./schema.js";
 import { InfrastructureError } from "../domain/errors.js";
 import { withSpan } from "../telemetry.js";
+import { log } from "../log.js";
 
 export type Schema = typeof schema;
 export type Db = PostgresJsDatabase<Schema>;
@@ -37,7 +38,7 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Dat
     connect_timeout: 10,
     idle_timeout: 60,
     max_lifetime: 60 * 30,
-    onnotice: () => {},
+    onnotice: logNotice,
     connection: {
       application_name: options.applicationName ?? "dispersal-healing",
       // Our statements touch a few rows each through indexes; when the planner misjudges a big
@@ -50,6 +51,19 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Dat
   }) as unknown as postgres.Sql<{ bigint: bigint }>;
   const db = drizzle(withPreparedStatements(withTransactionsThatSurviveLostConnections(sql)), { schema });
   return { db, sql, url, close: () => sql.end({ timeout: 5 }) };
+}
+
+/**
+ * Postgres's notices. Warning 25001 ("there is already a transaction in progress") means a BEGIN
+ * reached a connection that was already inside a transaction: two requests' statements mixed in one
+ * transaction (the postgres.js defect patched in patches/, upstream #823/#1189). For a ledger that is
+ * an error an operator must see, never a notice to hide. The rest (migrations' "already exists,
+ * skipping") are debug.
+ */
+export function logNotice(notice: postgres.Notice): void {
+  const fields = { code: notice.code, severity: notice.severity, message: notice.message };
+  if (notice.code === "25001") log.error(fields, "Postgres warning 25001: a BEGIN inside a transaction; two requests' statements may have mixed");
+  else log.debug(fields, "Postgres notice");
 }
 
 /** Errors after which the connection is gone (and the server has rolled back its transaction). */

@@ -12,6 +12,7 @@ import { publishHeartbeat, removeHeartbeat } from "../queues/listenerHeartbeats.
 import { JOB } from "../queues/names.js";
 import { enqueueRetriggers } from "../queues/retriggerJobs.js";
 import { failpoint } from "../failpoint.js";
+import { logNotice } from "../db/client.js";
 import type { PipelineContext } from "./context.js";
 import { withinDeadline } from "../deadline.js";
 
@@ -155,7 +156,7 @@ export class SettlementListener {
         max_lifetime: null,
         connect_timeout: 10,
         fetch_types: false,
-        onnotice: () => {},
+        onnotice: logNotice,
         connection: { application_name: "dispersal-settlement-listener" },
         onclose: () => {
           if (generation === this.generation) this.lost?.();
