@@ -1,15 +1,18 @@
-// Dispersal of one settled obligation (DESIGN.md §3): lock it, replay if already dispersed, else
-// split the settled cash (domain/servicingFee + domain/shares) and write the entries, the fee entry
-// and their postings in the caller's transaction.
+// Dispersal of settled obligations (DESIGN.md §3), set-based, in the caller's transaction: lock the
+// rows in id order, read the journal's allocations and the entries after the lock, decide per
+// obligation with domain/allocation planAllocation, and write the reversals, restored entries, new
+// allocation and their postings. One obligation alone is a batch of one.
 import { sql } from "drizzle-orm";
-import { DomainError, ObligationNotFoundError, ObligationNotSettledError } from "../domain/errors.js";
+import { DomainError, ObligationNotFoundError } from "../domain/errors.js";
 import { failpoint } from "../failpoint.js";
-import { idempotencyKeys } from "../domain/ledgerRules.js";
-import { servicingFeeForPeriod, type ObligationType, type PaymentFrequency } from "../domain/servicingFee.js";
-import { splitProRata, type Share } from "../domain/shares.js";
-import { sumCents } from "../domain/money.js";
+import { idempotencyKeys, type AccountRef } from "../domain/ledgerRules.js";
+import { planAllocation, type AllocationPlan, type AllocationPosting, type EntryStatus, type ProjectionEntry } from "../domain/allocation.js";
+import type { ObligationType, PaymentFrequency } from "../domain/servicingFee.js";
+import type { Share } from "../domain/shares.js";
 import type { Tx } from "./client.js";
+import { writeAudit } from "./audit.js";
 import { postEntries, today, type PostingRequest } from "./ledger.js";
+import { centsFromNumeric, netCashOf, postingAllocation } from "./obligationAmounts.js";
 import type { ObligationStatus } from "./schema.js";
 
 export interface DispersalEntry {
@@ -18,16 +21,27 @@ export interface DispersalEntry {
   amount: bigint;
   ownershipUnits: bigint;
   totalUnits: bigint;
+  allocation: number;
 }
 
 export interface DispersalResult {
   obligationId: string;
   mortgageId: string;
+  /** Net settled cash. */
   settledAmount: bigint;
+  /** The servicing fee the journal holds for it after this dispersal (all allocations). */
   fee: bigint;
+  /** Its live (not reversed) dispersal entries after this dispersal, all allocations, by lender. */
   entries: DispersalEntry[];
-  /** True when the entries already existed and nothing was written. */
+  /** True when nothing was written: the journal already allocated the net settled cash. */
   replayed: boolean;
+  /** The allocation this dispersal posted, if any. */
+  allocation: number | null;
+  /** Postings reversed (cash returned) and entries restored from the journal. */
+  reversed: number;
+  restored: number;
+  /** Paid entries the net cash no longer covers. */
+  shortfall: bigint;
 }
 
 interface LockedObligation extends Record<string, unknown> {
@@ -36,144 +50,49 @@ interface LockedObligation extends Record<string, unknown> {
   type: ObligationType;
   amount: bigint;
   status: ObligationStatus;
-  dispersed: boolean;
   principal: bigint;
   servicing_fee_bps: number;
   payment_frequency: PaymentFrequency;
-  cash_received: bigint;
+  net_cash: string;
   lender_ids: string[] | null;
   units: string[] | null;
 }
 
-/** Everything the split needs of an obligation, its mortgage, its cash received and its positions (one row each). */
-const obligationsForTheSplit = sql`
-    select o.id, o.mortgage_id, o.type, o.amount, o.status, o.dispersed,
+const idList = (ids: readonly string[]) => sql`select (jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))::uuid`;
+
+/**
+ * Locks the obligation rows in id order (a fixed order: no deadlock between batches), then reads
+ * what the plans need in statements of their own: rows of other tables read in the locking
+ * statement would keep its snapshot from before the lock was granted (cash committed meanwhile unseen).
+ */
+async function lockAndRead(tx: Tx, ids: readonly string[]) {
+  await tx.execute(sql`select o.id from obligations o where o.id in (${idList(ids)}) order by o.id for update of o`);
+  const obligations = await tx.execute<LockedObligation>(sql`
+    select o.id::text, o.mortgage_id::text, o.type, o.amount, o.status,
            m.principal, m.servicing_fee_bps, m.payment_frequency,
-           (select coalesce(sum(j.amount), 0)::bigint from cash_journal_entries j
-             where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED') as cash_received,
+           ${netCashOf(sql`o.id`)}::text as net_cash,
            (select array_agg(p.lender_id::text order by p.lender_id) from mortgage_positions p
              where p.mortgage_id = o.mortgage_id and p.units > 0) as lender_ids,
            (select array_agg(p.units::text order by p.lender_id) from mortgage_positions p
              where p.mortgage_id = o.mortgage_id and p.units > 0) as units
-      from obligations o join mortgages m on m.id = o.mortgage_id`;
-
-/** Locks the obligation row and reads everything the split needs, in one round trip. */
-async function lockObligation(tx: Tx, obligationId: string): Promise<LockedObligation | undefined> {
-  const rows = await tx.execute<LockedObligation>(sql`
-    ${obligationsForTheSplit}
-     where o.id = ${obligationId}::uuid
-       for update of o`);
-  return rows[0];
-}
-
-/** Settled amount (§3 step 3): the CASH_RECEIVED postings if any, else the obligation's amount. */
-export function settledAmountOf(row: { cash_received: bigint; amount: bigint }): bigint {
-  const received = BigInt(row.cash_received);
-  return received > 0n ? received : BigInt(row.amount);
-}
-
-/** §3 steps 4–5 for one locked obligation: the servicing fee, then the lenders' pro-rata shares of the rest. */
-function splitSettledCash(row: LockedObligation, settledAmount: bigint): { fee: bigint; shares: ReturnType<typeof splitProRata> } {
-  const fee = servicingFeeForPeriod({
-    obligationType: row.type,
-    principal: BigInt(row.principal),
-    servicingFeeBps: row.servicing_fee_bps,
-    paymentFrequency: row.payment_frequency,
-    settledAmount,
-  });
-  const positions = (row.lender_ids ?? []).map((lenderId, i) => ({ lenderId, units: BigInt(row.units![i]!) }));
-  return { fee, shares: splitProRata(row.mortgage_id, settledAmount - fee, positions) };
-}
-
-export async function disperseObligation(tx: Tx, obligationId: string): Promise<DispersalResult> {
-  const row = await lockObligation(tx, obligationId);
-  if (!row) throw new ObligationNotFoundError(obligationId);
-  if (row.status !== "settled") throw new ObligationNotSettledError(obligationId, row.status);
-  const settledAmount = settledAmountOf(row);
-  if (row.dispersed) return { ...(await loadDispersal(tx, row.id, row.mortgage_id, settledAmount)), replayed: true };
-
-  const { fee, shares } = splitSettledCash(row, settledAmount);
-  const date = today();
-
-  const entries = shares.length === 0 ? [] : await tx.execute<{ id: string; lender_id: string }>(sql`
-    insert into dispersal_entries (obligation_id, mortgage_id, lender_id, amount, ownership_units, total_units, dispersal_date)
-    select ${row.id}::uuid, ${row.mortgage_id}::uuid, lender_id, amount, ownership_units, total_units, ${date}::date
-      from jsonb_to_recordset(${JSON.stringify(
-        shares.map((s) => ({ lender_id: s.lenderId, amount: s.amount.toString(), ownership_units: s.ownershipUnits.toString(), total_units: s.totalUnits.toString() })),
-      )}::jsonb) as t(lender_id uuid, amount bigint, ownership_units bigint, total_units bigint)
-    returning id, lender_id::text`);
-  const entryIdByLender = new Map(entries.map((e) => [e.lender_id, e.id]));
-  failpoint("dispersal.after-entries");
-
-  if (fee > 0n) {
-    await tx.execute(sql`
-      insert into servicing_fee_entries (obligation_id, mortgage_id, amount, annual_rate_bps, principal_basis)
-      values (${row.id}::uuid, ${row.mortgage_id}::uuid, ${fee.toString()}::bigint, ${row.servicing_fee_bps}, ${BigInt(row.principal).toString()}::bigint)`);
-  }
-  const postings = dispersalPostings(row, fee, shares, (lenderId) => entryIdByLender.get(lenderId)!);
-  await postEntries(tx, postings);
-  failpoint("dispersal.after-postings");
-  if (shares.length === 0) {
-    // The fee took the whole settled amount: no entry can exist, so mark the dispersal done here.
-    await tx.execute(sql`update obligations set dispersed = true where id = ${row.id}::uuid`);
-  }
-
-  if (sumCents(shares.map((s) => s.amount)) + fee !== settledAmount) {
-    throw new Error(`conservation violated for obligation ${row.id}: shares + fee ≠ ${settledAmount}`);
-  }
-  return {
-    obligationId: row.id,
-    mortgageId: row.mortgage_id,
-    settledAmount,
-    fee,
-    entries: shares.map((s) => ({ id: entryIdByLender.get(s.lenderId)!, lenderId: s.lenderId, amount: s.amount, ownershipUnits: s.ownershipUnits, totalUnits: s.totalUnits })),
-    replayed: false,
-  };
-}
-
-/** The postings of one dispersal: LENDER_PAYABLE_CREATED per entry, then SERVICING_FEE_RECOGNIZED (both paths use this). */
-function dispersalPostings(row: LockedObligation, fee: bigint, shares: readonly Share[], entryIdOf: (lenderId: string) => string): PostingRequest[] {
-  const allocation = { family: "CONTROL", subaccount: "ALLOCATION", mortgageId: row.mortgage_id } as const;
-  const postings: PostingRequest[] = shares.map((s) => ({
-    entryType: "LENDER_PAYABLE_CREATED",
-    amount: s.amount,
-    debit: allocation,
-    credit: { family: "LENDER_PAYABLE", mortgageId: row.mortgage_id, lenderId: s.lenderId },
-    idempotencyKey: idempotencyKeys.lenderPayableCreated(entryIdOf(s.lenderId)),
-    mortgageId: row.mortgage_id,
-    obligationId: row.id,
-    lenderId: s.lenderId,
-    channel: "dispersal",
-  }));
-  if (fee > 0n) {
-    postings.push({
-      entryType: "SERVICING_FEE_RECOGNIZED",
-      amount: fee,
-      debit: allocation,
-      credit: { family: "SERVICING_REVENUE", mortgageId: row.mortgage_id },
-      idempotencyKey: idempotencyKeys.servicingFeeRecognized(row.id),
-      mortgageId: row.mortgage_id,
-      obligationId: row.id,
-      channel: "dispersal",
-    });
-  }
-  return postings;
-}
-
-async function loadDispersal(tx: Tx, obligationId: string, mortgageId: string, settledAmount: bigint): Promise<Omit<DispersalResult, "replayed">> {
-  const rows = await tx.execute<{ id: string; lender_id: string; amount: bigint; ownership_units: bigint; total_units: bigint }>(sql`
-    select d.id, d.lender_id::text, d.amount, d.ownership_units, d.total_units
-      from dispersal_entries d where d.obligation_id = ${obligationId}::uuid order by d.lender_id`);
-  // Read apart from the entries: when the fee took the whole settled amount there is no entry to join it to.
-  const [fee] = await tx.execute<{ amount: bigint }>(sql`
-    select amount from servicing_fee_entries where obligation_id = ${obligationId}::uuid`);
-  return {
-    obligationId,
-    mortgageId,
-    settledAmount,
-    fee: BigInt(fee?.amount ?? 0n),
-    entries: rows.map((r) => ({ id: r.id, lenderId: r.lender_id, amount: BigInt(r.amount), ownershipUnits: BigInt(r.ownership_units), totalUnits: BigInt(r.total_units) })),
-  };
+      from obligations o join mortgages m on m.id = o.mortgage_id
+     where o.id in (${idList(ids)})`);
+  // The journal's allocations. Postings of before carry no allocation number: they are allocation 1.
+  const postings = await tx.execute<{ id: string; obligation_id: string; entry_type: string; lender_id: string | null; amount: bigint; mortgage_id: string; allocation: number; reversed: boolean }>(sql`
+    select p.id::text, p.obligation_id::text, p.entry_type, p.lender_id::text, p.amount, p.mortgage_id::text,
+           ${postingAllocation("p")} as allocation,
+           exists (select 1 from cash_journal_entries r where r.reverses_entry_id = p.id and r.entry_type = 'REVERSAL') as reversed
+      from cash_journal_entries p
+     where p.obligation_id in (${idList(ids)})
+       and p.entry_type in ('LENDER_PAYABLE_CREATED', 'SERVICING_FEE_RECOGNIZED')
+     order by p.sequence`);
+  const entries = await tx.execute<{ id: string; obligation_id: string; kind: "payable" | "fee"; lender_id: string | null; allocation: number; amount: bigint; status: EntryStatus; ownership_units: bigint | null; total_units: bigint | null }>(sql`
+    select d.id::text, d.obligation_id::text, 'payable' as kind, d.lender_id::text, d.allocation, d.amount, d.status, d.ownership_units, d.total_units
+      from dispersal_entries d where d.obligation_id in (${idList(ids)})
+    union all
+    select f.id::text, f.obligation_id::text, 'fee', null, f.allocation, f.amount, f.status, null, null
+      from servicing_fee_entries f where f.obligation_id in (${idList(ids)})`);
+  return { obligations, postings, entries };
 }
 
 /** What became of one obligation of a batch: dispersed (or replayed), or left out with the error it fails with alone. */
@@ -181,23 +100,20 @@ export type BatchDispersal =
   | { obligationId: string; outcome: "dispersed"; dispersal: DispersalResult }
   | { obligationId: string; outcome: "rejected"; error: DomainError };
 
-/** Locks the batch's obligation rows in id order (a fixed order: no deadlock between batches) and reads what the splits need. */
-async function lockObligations(tx: Tx, obligationIds: readonly string[]): Promise<LockedObligation[]> {
-  return tx.execute<LockedObligation>(sql`
-    ${obligationsForTheSplit}
-     where o.id in (select (jsonb_array_elements_text(${JSON.stringify(obligationIds)}::jsonb))::uuid)
-     order by o.id
-       for update of o`);
+interface Planned {
+  row: LockedObligation;
+  plan: AllocationPlan;
+  postings: AllocationPosting[];
+  entries: Array<ProjectionEntry & { ownershipUnits: bigint | null; totalUnits: bigint | null }>;
 }
 
 /**
- * Disperses a batch of obligations in the caller's transaction, set-based: one statement locks and
- * reads them all, the split of each is the same pure functions as disperseObligation's, and every
- * entry, fee entry and posting of the batch is written in a few statements. The ledger result of
- * each obligation is the one disperseObligation writes (cent for cent; test/integration
- * dispersalBatches.test.ts). An obligation that cannot be dispersed (unknown, not settled, no
- * active position) is left out with its error and nothing of it is written; any other error
- * rolls the caller's transaction back.
+ * Disperses a batch of obligations in the caller's transaction: for each, what the net settled cash
+ * calls for minus what the journal already allocates (domain/allocation). An obligation that cannot
+ * be dispersed (unknown, not settled, no active position, entries that disagree with the journal)
+ * is left out with its error and nothing of it is written; any other error rolls the caller's
+ * transaction back. `beforePostings` runs the caller's per-obligation bookkeeping after the
+ * obligation rows are written and before the shared account rows are locked by the postings.
  */
 export async function disperseObligations(
   tx: Tx,
@@ -205,91 +121,229 @@ export async function disperseObligations(
   options: { beforePostings?: (outcomes: ReadonlyMap<string, BatchDispersal>) => Promise<void> } = {},
 ): Promise<Map<string, BatchDispersal>> {
   const outcomes = new Map<string, BatchDispersal>();
-  const rows = new Map((await lockObligations(tx, obligationIds)).map((row) => [row.id, row]));
+  const ids = [...new Set(obligationIds)].sort();
+  const read = ids.length === 0 ? { obligations: [], postings: [], entries: [] } : await lockAndRead(tx, ids);
   failpoint("batch.after-lock");
+  const rows = new Map(read.obligations.map((row) => [row.id, row]));
 
-  interface Split { row: LockedObligation; settledAmount: bigint; fee: bigint; shares: Share[] }
-  const splits: Split[] = [];
+  const planned: Planned[] = [];
   for (const obligationId of obligationIds) {
+    if (outcomes.has(obligationId) || planned.some((p) => p.row.id === obligationId)) continue;
     const row = rows.get(obligationId);
     if (!row) {
       outcomes.set(obligationId, { obligationId, outcome: "rejected", error: new ObligationNotFoundError(obligationId) });
       continue;
     }
-    if (row.status !== "settled") {
-      outcomes.set(obligationId, { obligationId, outcome: "rejected", error: new ObligationNotSettledError(obligationId, row.status) });
-      continue;
-    }
-    const settledAmount = settledAmountOf(row);
-    if (row.dispersed) {
-      outcomes.set(obligationId, { obligationId, outcome: "dispersed", dispersal: { ...(await loadDispersal(tx, row.id, row.mortgage_id, settledAmount)), replayed: true } });
-      continue;
-    }
+    const postings: AllocationPosting[] = read.postings
+      .filter((p) => p.obligation_id === obligationId)
+      .map((p) => ({
+        postingId: p.id,
+        kind: p.entry_type === "SERVICING_FEE_RECOGNIZED" ? "fee" : "payable",
+        lenderId: p.entry_type === "SERVICING_FEE_RECOGNIZED" ? null : p.lender_id,
+        allocation: Number(p.allocation),
+        amount: BigInt(p.amount),
+        mortgageId: p.mortgage_id,
+        reversed: p.reversed,
+      }));
+    const entries = read.entries
+      .filter((e) => e.obligation_id === obligationId)
+      .map((e) => ({
+        entryId: e.id, kind: e.kind, lenderId: e.lender_id, allocation: Number(e.allocation), amount: BigInt(e.amount), status: e.status,
+        ownershipUnits: e.ownership_units === null ? null : BigInt(e.ownership_units), totalUnits: e.total_units === null ? null : BigInt(e.total_units),
+      }));
     try {
-      splits.push({ row, settledAmount, ...splitSettledCash(row, settledAmount) });
+      const plan = planAllocation({
+        obligationId,
+        mortgageId: row.mortgage_id,
+        status: row.status,
+        netCash: centsFromNumeric(row.net_cash),
+        postings,
+        entries,
+        fee: { obligationType: row.type, principal: BigInt(row.principal), servicingFeeBps: row.servicing_fee_bps, paymentFrequency: row.payment_frequency },
+        positions: (row.lender_ids ?? []).map((lenderId, i) => ({ lenderId, units: BigInt(row.units![i]!) })),
+      });
+      planned.push({ row, plan, postings, entries });
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
       outcomes.set(obligationId, { obligationId, outcome: "rejected", error });
     }
   }
-  if (splits.length === 0) {
-    await options.beforePostings?.(outcomes);
-    return outcomes;
-  }
 
-  const date = today();
-  const entryRows = splits.flatMap(({ row, shares }) =>
-    shares.map((s) => ({ obligation_id: row.id, mortgage_id: row.mortgage_id, lender_id: s.lenderId, amount: s.amount.toString(), ownership_units: s.ownershipUnits.toString(), total_units: s.totalUnits.toString() })),
-  );
-  const entries = entryRows.length === 0 ? [] : await tx.execute<{ id: string; obligation_id: string; lender_id: string }>(sql`
-    insert into dispersal_entries (obligation_id, mortgage_id, lender_id, amount, ownership_units, total_units, dispersal_date)
-    select obligation_id, mortgage_id, lender_id, amount, ownership_units, total_units, ${date}::date
-      from jsonb_to_recordset(${JSON.stringify(entryRows)}::jsonb)
-           as t(obligation_id uuid, mortgage_id uuid, lender_id uuid, amount bigint, ownership_units bigint, total_units bigint)
-    returning id, obligation_id::text, lender_id::text`);
-  const entryId = new Map(entries.map((e) => [`${e.obligation_id}|${e.lender_id}`, e.id]));
+  const ledger: PostingRequest[] = [];
+  const written = await writeProjection(tx, planned, ledger);
+  const settledIds = planned.filter((p) => p.row.status === "settled").map((p) => p.row.id);
+  if (settledIds.length > 0) {
+    // The journal now allocates what the net cash calls for (entries inserted set it too, by trigger).
+    await tx.execute(sql`update obligations set dispersed = true where id in (${idList(settledIds)}) and not dispersed`);
+  }
+  for (const p of planned) outcomes.set(p.row.id, { obligationId: p.row.id, outcome: "dispersed", dispersal: written.get(p.row.id)! });
 
-  const feeRows = splits.filter((s) => s.fee > 0n).map(({ row, fee }) => ({
-    obligation_id: row.id, mortgage_id: row.mortgage_id, amount: fee.toString(), annual_rate_bps: row.servicing_fee_bps, principal_basis: BigInt(row.principal).toString(),
-  }));
-  if (feeRows.length > 0) {
-    await tx.execute(sql`
-      insert into servicing_fee_entries (obligation_id, mortgage_id, amount, annual_rate_bps, principal_basis)
-      select obligation_id, mortgage_id, amount, annual_rate_bps, principal_basis
-        from jsonb_to_recordset(${JSON.stringify(feeRows)}::jsonb)
-             as t(obligation_id uuid, mortgage_id uuid, amount bigint, annual_rate_bps integer, principal_basis bigint)`);
-  }
-  const feeOnly = splits.filter((s) => s.shares.length === 0).map((s) => s.row.id);
-  if (feeOnly.length > 0) {
-    // The fee took the whole settled amount: no entry can exist, so mark the dispersal done here.
-    await tx.execute(sql`update obligations set dispersed = true
-                          where id in (select (jsonb_array_elements_text(${JSON.stringify(feeOnly)}::jsonb))::uuid)`);
-  }
-
-  const postings: PostingRequest[] = [];
-  for (const { row, settledAmount, fee, shares } of splits) {
-    postings.push(...dispersalPostings(row, fee, shares, (lenderId) => entryId.get(`${row.id}|${lenderId}`)!));
-    if (sumCents(shares.map((s) => s.amount)) + fee !== settledAmount) {
-      throw new Error(`conservation violated for obligation ${row.id}: shares + fee ≠ ${settledAmount}`);
-    }
-    outcomes.set(row.id, {
-      obligationId: row.id,
-      outcome: "dispersed",
-      dispersal: {
-        obligationId: row.id,
-        mortgageId: row.mortgage_id,
-        settledAmount,
-        fee,
-        entries: shares.map((s) => ({ id: entryId.get(`${row.id}|${s.lenderId}`)!, lenderId: s.lenderId, amount: s.amount, ownershipUnits: s.ownershipUnits, totalUnits: s.totalUnits })),
-        replayed: false,
-      },
-    });
-  }
   // The caller's per-obligation work runs before the postings: the account rows the postings lock
   // (a mortgage's CONTROL and LENDER_PAYABLE, shared by all its obligations) are then held only
   // from here to the commit, so batches that meet on one mortgage wait on each other briefly.
   await options.beforePostings?.(outcomes);
   // postEntries takes the account rows in a fixed order, so concurrent batches cannot deadlock.
-  await postEntries(tx, postings);
+  await postEntries(tx, ledger);
+  failpoint("dispersal.after-postings");
   return outcomes;
+}
+
+/** disperseObligations for one obligation: its dispersal, or throws the error it was left out with. */
+export async function disperseObligation(tx: Tx, obligationId: string): Promise<DispersalResult> {
+  const outcome = (await disperseObligations(tx, [obligationId])).get(obligationId)!;
+  if (outcome.outcome === "rejected") throw outcome.error;
+  return outcome.dispersal;
+}
+
+const controlAllocation = (mortgageId: string): AccountRef => ({ family: "CONTROL", subaccount: "ALLOCATION", mortgageId });
+const accountOf = (p: { kind: "payable" | "fee"; lenderId: string | null }, mortgageId: string): AccountRef =>
+  p.kind === "fee" ? { family: "SERVICING_REVENUE", mortgageId } : { family: "LENDER_PAYABLE", mortgageId, lenderId: p.lenderId! };
+
+/**
+ * Writes every plan's rows (entries reversed, restored, new allocation) in a few statements for the
+ * whole batch, and queues their postings in `ledger`. Returns each obligation's dispersal as it stands after.
+ */
+async function writeProjection(tx: Tx, planned: readonly Planned[], ledger: PostingRequest[]): Promise<Map<string, DispersalResult>> {
+  const date = today();
+  const entryRows: Array<Record<string, string | number>> = [];
+  const feeRows: Array<Record<string, string | number>> = [];
+  const toReverse: string[] = [];
+  for (const { row, plan, entries } of planned) {
+    const keyed = new Map(entries.map((e) => [`${e.kind}|${e.lenderId ?? ""}|${e.allocation}`, e]));
+    for (const posting of plan.reverse) {
+      const entry = keyed.get(`${posting.kind}|${posting.lenderId ?? ""}|${posting.allocation}`);
+      if (entry) toReverse.push(entry.entryId);
+      ledger.push({
+        entryType: "REVERSAL",
+        amount: posting.amount,
+        debit: accountOf(posting, posting.mortgageId),
+        credit: controlAllocation(posting.mortgageId),
+        idempotencyKey: idempotencyKeys.reversal(posting.postingId),
+        reversesEntryId: posting.postingId,
+        mortgageId: posting.mortgageId,
+        obligationId: row.id,
+        lenderId: posting.lenderId,
+        reason: "net settled cash fell below what was allocated: pending allocation reversed",
+        metadata: { allocation: posting.allocation },
+        channel: "dispersal",
+      });
+    }
+    toReverse.push(...plan.markReversed.map((e) => e.entryId));
+    const positions = new Map((row.lender_ids ?? []).map((lenderId, i) => [lenderId, BigInt(row.units![i]!)]));
+    const totalUnits = [...positions.values()].reduce((a, b) => a + b, 0n);
+    for (const posting of plan.restore) {
+      const base = { obligation_id: row.id, mortgage_id: posting.mortgageId, allocation: posting.allocation, amount: posting.amount.toString() };
+      if (posting.kind === "fee") feeRows.push({ ...base, annual_rate_bps: row.servicing_fee_bps, principal_basis: BigInt(row.principal).toString() });
+      else entryRows.push({ ...base, lender_id: posting.lenderId!, ownership_units: (positions.get(posting.lenderId!) ?? 0n).toString(), total_units: totalUnits.toString() });
+    }
+    const allocation = plan.allocate;
+    if (!allocation) continue;
+    for (const share of allocation.shares) {
+      entryRows.push({
+        obligation_id: row.id, mortgage_id: row.mortgage_id, allocation: allocation.allocation, amount: share.amount.toString(),
+        lender_id: share.lenderId, ownership_units: share.ownershipUnits.toString(), total_units: share.totalUnits.toString(),
+      });
+    }
+    if (allocation.fee > 0n) {
+      feeRows.push({
+        obligation_id: row.id, mortgage_id: row.mortgage_id, allocation: allocation.allocation, amount: allocation.fee.toString(),
+        annual_rate_bps: row.servicing_fee_bps, principal_basis: BigInt(row.principal).toString(),
+      });
+    }
+    ledger.push(...allocationPostings(row, allocation.allocation, allocation.fee, allocation.shares));
+  }
+
+  if (toReverse.length > 0) {
+    await tx.execute(sql`update dispersal_entries set status = 'reversed' where id in (${idList(toReverse)}) and status = 'pending'`);
+    await tx.execute(sql`update servicing_fee_entries set status = 'reversed' where id in (${idList(toReverse)}) and status = 'pending'`);
+  }
+  if (entryRows.length > 0) {
+    await tx.execute(sql`
+      insert into dispersal_entries (obligation_id, mortgage_id, lender_id, allocation, amount, ownership_units, total_units, dispersal_date)
+      select obligation_id, mortgage_id, lender_id, allocation, amount, ownership_units, total_units, ${date}::date
+        from jsonb_to_recordset(${JSON.stringify(entryRows)}::jsonb)
+             as t(obligation_id uuid, mortgage_id uuid, lender_id uuid, allocation integer, amount bigint, ownership_units bigint, total_units bigint)`);
+  }
+  failpoint("dispersal.after-entries");
+  if (feeRows.length > 0) {
+    await tx.execute(sql`
+      insert into servicing_fee_entries (obligation_id, mortgage_id, allocation, amount, annual_rate_bps, principal_basis)
+      select obligation_id, mortgage_id, allocation, amount, annual_rate_bps, principal_basis
+        from jsonb_to_recordset(${JSON.stringify(feeRows)}::jsonb)
+             as t(obligation_id uuid, mortgage_id uuid, allocation integer, amount bigint, annual_rate_bps integer, principal_basis bigint)`);
+  }
+  for (const { row, plan } of planned) {
+    if (plan.restore.length === 0) continue;
+    await writeAudit(tx, {
+      action: "dispersal.entries_restored",
+      actor: "dispersal-healing",
+      resourceType: "obligation",
+      resourceId: row.id,
+      severity: "warning",
+      metadata: { restored: plan.restore.map((p) => ({ kind: p.kind, lenderId: p.lenderId, allocation: p.allocation, amount: p.amount.toString(), postingId: p.postingId })) },
+    });
+  }
+  return readDispersals(tx, planned);
+}
+
+/** The postings of one allocation: LENDER_PAYABLE_CREATED per share, then SERVICING_FEE_RECOGNIZED. */
+function allocationPostings(row: LockedObligation, allocation: number, fee: bigint, shares: readonly Share[]): PostingRequest[] {
+  const postings: PostingRequest[] = shares.map((s) => ({
+    entryType: "LENDER_PAYABLE_CREATED",
+    amount: s.amount,
+    debit: controlAllocation(row.mortgage_id),
+    credit: { family: "LENDER_PAYABLE", mortgageId: row.mortgage_id, lenderId: s.lenderId },
+    idempotencyKey: idempotencyKeys.lenderPayableCreated(row.id, s.lenderId, allocation),
+    mortgageId: row.mortgage_id,
+    obligationId: row.id,
+    lenderId: s.lenderId,
+    metadata: { allocation, ownershipUnits: s.ownershipUnits.toString(), totalUnits: s.totalUnits.toString() },
+    channel: "dispersal",
+  }));
+  if (fee > 0n) {
+    postings.push({
+      entryType: "SERVICING_FEE_RECOGNIZED",
+      amount: fee,
+      debit: controlAllocation(row.mortgage_id),
+      credit: { family: "SERVICING_REVENUE", mortgageId: row.mortgage_id },
+      idempotencyKey: idempotencyKeys.servicingFeeRecognized(row.id, allocation),
+      mortgageId: row.mortgage_id,
+      obligationId: row.id,
+      metadata: { allocation },
+      channel: "dispersal",
+    });
+  }
+  return postings;
+}
+
+/** Each planned obligation's live entries and fee after the writes (one statement for the batch). */
+async function readDispersals(tx: Tx, planned: readonly Planned[]): Promise<Map<string, DispersalResult>> {
+  const results = new Map<string, DispersalResult>();
+  if (planned.length === 0) return results;
+  const ids = planned.map((p) => p.row.id);
+  const rows = await tx.execute<{ id: string; obligation_id: string; kind: "payable" | "fee"; lender_id: string | null; amount: bigint; ownership_units: bigint | null; total_units: bigint | null; allocation: number }>(sql`
+    select d.id::text, d.obligation_id::text, 'payable' as kind, d.lender_id::text, d.amount, d.ownership_units, d.total_units, d.allocation
+      from dispersal_entries d where d.obligation_id in (${idList(ids)}) and d.status <> 'reversed'
+    union all
+    select f.id::text, f.obligation_id::text, 'fee', null, f.amount, null, null, f.allocation
+      from servicing_fee_entries f where f.obligation_id in (${idList(ids)}) and f.status <> 'reversed'
+    order by 2, 3, 4, 8`);
+  for (const { row, plan } of planned) {
+    const own = rows.filter((r) => r.obligation_id === row.id);
+    results.set(row.id, {
+      obligationId: row.id,
+      mortgageId: row.mortgage_id,
+      settledAmount: centsFromNumeric(row.net_cash),
+      fee: own.filter((r) => r.kind === "fee").reduce((sum, r) => sum + BigInt(r.amount), 0n),
+      entries: own
+        .filter((r) => r.kind === "payable")
+        .map((r) => ({ id: r.id, lenderId: r.lender_id!, amount: BigInt(r.amount), ownershipUnits: BigInt(r.ownership_units ?? 0n), totalUnits: BigInt(r.total_units ?? 0n), allocation: Number(r.allocation) })),
+      replayed: plan.reverse.length === 0 && plan.restore.length === 0 && plan.markReversed.length === 0 && plan.allocate === null,
+      allocation: plan.allocate?.allocation ?? null,
+      reversed: plan.reverse.length,
+      restored: plan.restore.length,
+      shortfall: plan.shortfall,
+    });
+  }
+  return results;
 }

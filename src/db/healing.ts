@@ -7,7 +7,7 @@ import { idempotencyKeys, planSuspense, type SuspensePlan } from "../domain/ledg
 import type { Executor, Tx } from "./client.js";
 import { writeAudit } from "./audit.js";
 import { failpoint } from "../failpoint.js";
-import { settledAmountOf } from "./dispersals.js";
+import { allocatedOf, centsFromNumeric, netCashOf, suspenseOf } from "./obligationAmounts.js";
 import { postEntries, postEntry, type PostedEntry } from "./ledger.js";
 import type { HealingStatus } from "./schema.js";
 
@@ -201,12 +201,13 @@ export async function resolveHealings(tx: Tx, requests: readonly ResolutionReque
   return resolutions;
 }
 
-/** Reverses every SUSPENSE_ESCALATED posting of the obligation (the first and every top-up); reversals already posted replay. */
+/** Reverses every SUSPENSE_ESCALATED posting of the obligation still standing (the first and every top-up, whichever mortgage it was filed under). */
 async function reverseAllSuspense(tx: Tx, obligationId: string, actor: string, reason: string): Promise<PostedEntry[]> {
   const parked = await tx.execute<{ id: string; amount: bigint; mortgage_id: string }>(sql`
-    select id, amount, mortgage_id from cash_journal_entries
-     where obligation_id = ${obligationId}::uuid and entry_type = 'SUSPENSE_ESCALATED'
-     order by sequence`);
+    select j.id, j.amount, j.mortgage_id from cash_journal_entries j
+     where j.obligation_id = ${obligationId}::uuid and j.entry_type = 'SUSPENSE_ESCALATED'
+       and not exists (select 1 from cash_journal_entries r where r.reverses_entry_id = j.id and r.entry_type = 'REVERSAL')
+     order by j.sequence`);
   return postEntries(
     tx,
     parked.map((suspense) => ({
@@ -231,9 +232,13 @@ interface LockedForSuspense {
   mortgageId: string;
   healingStatus: HealingStatus | null;
   attemptCount: number;
-  settledAmount: bigint;
+  netCash: bigint;
+  allocated: bigint;
+  /** What SUSPENSE must hold while escalated: net settled cash − allocated (never below 0). */
+  target: bigint;
   suspenseBalance: bigint;
-  parkedBefore: boolean;
+  /** SUSPENSE_ESCALATED postings the obligation ever had (the next key's sequence number − 1). */
+  postedBefore: number;
 }
 
 /**
@@ -254,31 +259,31 @@ async function lockForSuspense(
   if (obligation.status !== "settled") return "not-settled";
   const [healing] = await tx.execute<{ status: HealingStatus; attempt_count: number }>(sql`
     select status, attempt_count from dispersal_healing_attempts where obligation_id = ${obligationId}::uuid for update`);
-  const [amounts] = await tx.execute<{ amount: bigint; cash_received: bigint; suspense_balance: bigint; parked: bigint }>(sql`
-    select o.amount,
-           (select coalesce(sum(j.amount), 0)::bigint from cash_journal_entries j
-             where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED') as cash_received,
-           coalesce((select a.cumulative_debits - a.cumulative_credits from cash_accounts a
-             where a.family = 'SUSPENSE' and a.subaccount is null and a.mortgage_id = o.mortgage_id
-               and a.obligation_id = o.id and a.lender_id is null), 0)::bigint as suspense_balance,
+  const [amounts] = await tx.execute<{ net_cash: string; allocated: string; suspense_balance: string; parked: string }>(sql`
+    select ${netCashOf(sql`o.id`)}::text as net_cash, ${allocatedOf(sql`o.id`)}::text as allocated,
+           ${suspenseOf(sql`o.id`)}::text as suspense_balance,
            (select count(*) from cash_journal_entries j
-             where j.obligation_id = o.id and j.entry_type = 'SUSPENSE_ESCALATED') as parked
+             where j.obligation_id = o.id and j.entry_type = 'SUSPENSE_ESCALATED')::text as parked
       from obligations o where o.id = ${obligationId}::uuid`);
+  const netCash = centsFromNumeric(amounts!.net_cash);
+  const allocated = centsFromNumeric(amounts!.allocated);
   return {
     mortgageId: obligation.mortgage_id,
     healingStatus: healing?.status ?? null,
     attemptCount: healing?.attempt_count ?? 0,
-    settledAmount: settledAmountOf(amounts!),
-    suspenseBalance: BigInt(amounts!.suspense_balance),
-    parkedBefore: BigInt(amounts!.parked) > 0n,
+    netCash,
+    allocated,
+    target: netCash > allocated ? netCash - allocated : 0n,
+    suspenseBalance: centsFromNumeric(amounts!.suspense_balance),
+    postedBefore: Number(amounts!.parked),
   };
 }
 
 /**
- * Brings the obligation's SUSPENSE to its settled amount (domain planSuspense): the first posting,
- * a top-up of the difference, or a restatement. Returns what it posted (nothing when it already held it).
+ * Brings the obligation's SUSPENSE to net settled cash − allocated (domain planSuspense): the first
+ * posting, a top-up of the difference, or a restatement. Returns what it posted (nothing when it already held it).
  */
-async function parkSettledAmount(
+async function parkUnallocated(
   tx: Tx,
   obligationId: string,
   locked: LockedForSuspense,
@@ -286,7 +291,8 @@ async function parkSettledAmount(
 ): Promise<{ plan: SuspensePlan; postings: PostedEntry[] }> {
   const plan = planSuspense(obligationId, locked);
   if (plan.kind === "none") return { plan, postings: [] };
-  const reversals = plan.kind === "restate" ? await reverseAllSuspense(tx, obligationId, context.actor, "settled amount fell: suspense restated") : [];
+  const reversals = plan.kind === "restate" ? await reverseAllSuspense(tx, obligationId, context.actor, "unallocated cash fell: suspense restated") : [];
+  if (plan.idempotencyKey === null) return { plan, postings: reversals };
   const posting = await postEntry(tx, {
     entryType: "SUSPENSE_ESCALATED",
     amount: plan.amount,
@@ -296,7 +302,7 @@ async function parkSettledAmount(
     mortgageId: locked.mortgageId,
     obligationId,
     reason: context.reason.slice(0, 2000),
-    metadata: { settledAmount: locked.settledAmount.toString(), suspenseBefore: locked.suspenseBalance.toString(), plan: plan.kind },
+    metadata: { netCash: locked.netCash.toString(), allocated: locked.allocated.toString(), suspenseBefore: locked.suspenseBalance.toString(), plan: plan.kind },
     actor: context.actor,
     channel: "dispersal-healing",
   });
@@ -329,7 +335,7 @@ export async function escalateToSuspense(
        set status = 'escalated', escalated_at = now(), updated_at = now(),
            attempt_count = greatest(h.attempt_count, excluded.attempt_count),
            last_error = coalesce(h.last_error, excluded.last_error)`);
-  const { plan, postings } = await parkSettledAmount(tx, obligationId, locked, context);
+  const { plan, postings } = await parkUnallocated(tx, obligationId, locked, context);
   const posted = plan.kind === "none" ? 0n : plan.amount;
   failpoint("escalate.after-posting");
   await writeAudit(tx, {
@@ -340,7 +346,8 @@ export async function escalateToSuspense(
     severity: "error",
     metadata: {
       amount: posted.toString(),
-      settledAmount: locked.settledAmount.toString(),
+      settledAmount: locked.netCash.toString(),
+      allocated: locked.allocated.toString(),
       suspensePosting: plan.kind,
       reason: context.reason.slice(0, 500),
       jobId: context.jobId,
@@ -376,8 +383,8 @@ export async function topUpSuspense(tx: Tx, obligationId: string, context: { act
   if (locked === "not-found") throw new ObligationNotFoundError(obligationId);
   if (typeof locked === "string") return { outcome: locked, postings: [] };
   const parked = locked.healingStatus === "escalated" || (locked.healingStatus !== "resolved" && locked.healingStatus !== null && locked.suspenseBalance !== 0n);
-  if (!parked || !locked.parkedBefore) return { outcome: "not-parked", postings: [] };
-  const { plan, postings } = await parkSettledAmount(tx, obligationId, locked, context);
+  if (!parked || locked.postedBefore === 0) return { outcome: "not-parked", postings: [] };
+  const { plan, postings } = await parkUnallocated(tx, obligationId, locked, context);
   if (plan.kind === "none") return { outcome: "in-balance", postings };
   await writeAudit(tx, {
     action: "dispersal.suspense_topped_up",
@@ -387,7 +394,8 @@ export async function topUpSuspense(tx: Tx, obligationId: string, context: { act
     severity: "warning",
     metadata: {
       amount: plan.amount.toString(),
-      settledAmount: locked.settledAmount.toString(),
+      settledAmount: locked.netCash.toString(),
+      allocated: locked.allocated.toString(),
       suspenseBefore: locked.suspenseBalance.toString(),
       suspensePosting: plan.kind,
       healingStatus: locked.healingStatus,
@@ -407,15 +415,13 @@ export async function findSuspenseShortfalls(db: Executor, options: { limit: num
   const rows = await db.execute<{ id: string }>(sql`
     select o.id from dispersal_healing_attempts h
       join obligations o on o.id = h.obligation_id
-      cross join lateral (select coalesce((select a.cumulative_debits - a.cumulative_credits from cash_accounts a
-                            where a.family = 'SUSPENSE' and a.subaccount is null and a.mortgage_id = o.mortgage_id
-                              and a.obligation_id = o.id and a.lender_id is null), 0) as balance) s
+      cross join lateral (select ${suspenseOf(sql`o.id`)} as balance,
+                                 greatest(${netCashOf(sql`o.id`)} - ${allocatedOf(sql`o.id`)}, 0) as target) s
      where h.status in ('escalated', 'requeued', 'retrying')
        and h.escalated_at is not null -- only a row escalated at some time can have anything parked
        and o.status = 'settled' and not o.dispersed
        and (h.status = 'escalated' or s.balance <> 0)
-       and s.balance <> coalesce(nullif((select sum(j.amount) from cash_journal_entries j
-                                         where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount)
+       and s.balance <> s.target
        and exists (select 1 from cash_journal_entries j where j.obligation_id = o.id and j.entry_type = 'SUSPENSE_ESCALATED')
      order by o.id
      limit ${options.limit}`);
@@ -493,7 +499,7 @@ export async function listEscalations(db: Executor, filter: EscalationFilter): P
     reference: string;
     type: string;
     amount: bigint;
-    suspense_balance: bigint | null;
+    suspense_balance: string | null;
     attempt_count: number;
     requeue_count: number;
     last_error: string | null;
@@ -503,9 +509,7 @@ export async function listEscalations(db: Executor, filter: EscalationFilter): P
     last_job_id: string | null;
   }>(sql`
     select h.obligation_id, o.mortgage_id, m.reference, o.type, o.amount,
-           (select a.cumulative_debits - a.cumulative_credits from cash_accounts a
-             where a.family = 'SUSPENSE' and a.subaccount is null and a.mortgage_id = o.mortgage_id
-               and a.obligation_id = o.id and a.lender_id is null) as suspense_balance,
+           ${suspenseOf(sql`o.id`)}::text as suspense_balance,
            h.attempt_count, h.requeue_count, h.last_error, h.escalated_at,
            coalesce(h.escalated_at, h.created_at) as listed_at, h.status, h.last_job_id
       from dispersal_healing_attempts h
@@ -522,7 +526,7 @@ export async function listEscalations(db: Executor, filter: EscalationFilter): P
     mortgageReference: r.reference,
     obligationType: r.type,
     amount: BigInt(r.amount),
-    suspenseBalance: BigInt(r.suspense_balance ?? 0n),
+    suspenseBalance: centsFromNumeric(r.suspense_balance),
     attemptCount: r.attempt_count,
     requeueCount: r.requeue_count,
     lastError: r.last_error,

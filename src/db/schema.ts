@@ -18,9 +18,12 @@ import {
 } from "drizzle-orm/pg-core";
 import type { AccountFamily, EntryType } from "../domain/ledgerRules.js";
 import type { ObligationType, PaymentFrequency } from "../domain/servicingFee.js";
+import type { EntryStatus } from "../domain/allocation.js";
 
 export type ObligationStatus = "upcoming" | "due" | "overdue" | "partially_settled" | "settled" | "waived";
 export type HealingStatus = "retrying" | "escalated" | "requeued" | "resolved";
+/** A dispersal or fee entry: `paid` once a payout system paid it, `reversed` once its posting was reversed. */
+export type { EntryStatus };
 export type AuditSeverity = "info" | "warning" | "error";
 
 const id = () => uuid("id").primaryKey().defaultRandom();
@@ -122,12 +125,15 @@ export const dispersalEntries = pgTable(
     ownershipUnits: bigint("ownership_units", { mode: "bigint" }).notNull(),
     totalUnits: bigint("total_units", { mode: "bigint" }).notNull(),
     dispersalDate: date("dispersal_date").notNull(),
-    status: text("status").notNull().default("pending"),
+    /** Which dispersal of the obligation wrote it (DESIGN.md §3: 1, 2, … as cash arrives or returns). */
+    allocation: integer("allocation").notNull().default(1),
+    status: text("status").$type<EntryStatus>().notNull().default("pending"),
     createdAt: createdAt(),
   },
   (t) => [
-    unique("dispersal_entries_obligation_lender_unique").on(t.obligationId, t.lenderId),
+    unique("dispersal_entries_obligation_lender_allocation_unique").on(t.obligationId, t.lenderId, t.allocation),
     check("dispersal_entries_amount_check", sql`${t.amount} > 0`),
+    check("dispersal_entries_status_check", inList("status", ["pending", "paid", "reversed"])),
     index("dispersal_entries_mortgage_lender_idx").on(t.mortgageId, t.lenderId),
   ],
 );
@@ -136,14 +142,20 @@ export const servicingFeeEntries = pgTable(
   "servicing_fee_entries",
   {
     id: id(),
-    obligationId: uuid("obligation_id").notNull().references(() => obligations.id).unique("servicing_fee_entries_obligation_unique"),
+    obligationId: uuid("obligation_id").notNull().references(() => obligations.id),
+    allocation: integer("allocation").notNull().default(1),
     mortgageId: uuid("mortgage_id").notNull().references(() => mortgages.id),
     amount: cents("amount").notNull(),
     annualRateBps: integer("annual_rate_bps").notNull(),
     principalBasis: cents("principal_basis").notNull(),
+    status: text("status").$type<EntryStatus>().notNull().default("pending"),
     createdAt: createdAt(),
   },
-  (t) => [check("servicing_fee_entries_amount_check", sql`${t.amount} > 0`)],
+  (t) => [
+    unique("servicing_fee_entries_obligation_allocation_unique").on(t.obligationId, t.allocation),
+    check("servicing_fee_entries_amount_check", sql`${t.amount} > 0`),
+    check("servicing_fee_entries_status_check", inList("status", ["pending", "paid", "reversed"])),
+  ],
 );
 
 export const cashAccounts = pgTable(
@@ -214,6 +226,9 @@ export const cashJournalEntries = pgTable(
     index("cash_journal_entries_obligation_type_idx").on(t.obligationId, t.entryType),
     index("cash_journal_entries_debit_account_idx").on(t.debitAccountId),
     index("cash_journal_entries_credit_account_idx").on(t.creditAccountId),
+    // Net settled cash and allocated (obligation_net_cash, obligation_allocated) look up each
+    // posting's reversal; only REVERSAL rows carry it.
+    index("cash_journal_entries_reverses_idx").on(t.reversesEntryId).where(sql`${t.reversesEntryId} is not null`),
   ],
 );
 

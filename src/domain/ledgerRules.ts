@@ -147,40 +147,44 @@ export function normalizeAccount(account: AccountRef): Required<AccountRef> {
 export const idempotencyKeys = {
   obligationAccrued: (obligationId: string) => `cash-ledger:obligation-accrued:${obligationId}`,
   cashReceived: (paymentRef: string) => `cash-ledger:cash-received:${paymentRef}`,
-  lenderPayableCreated: (dispersalEntryId: string) => `cash-ledger:lender-payable-created:${dispersalEntryId}`,
-  servicingFeeRecognized: (obligationId: string) => `cash-ledger:servicing-fee-recognized:${obligationId}`,
-  /** The first escalation of an obligation parks its settled amount under this key. */
+  /** Keyed by the allocation (DESIGN.md §3): posted once whoever runs it. Journals of before used `…:<dispersal entry id>` (allocation 1). */
+  lenderPayableCreated: (obligationId: string, lenderId: string, allocation: number) =>
+    `cash-ledger:lender-payable-created:${obligationId}:${lenderId}:${allocation}`,
+  /** Journals of before used `…:<obligation>` (allocation 1). */
+  servicingFeeRecognized: (obligationId: string, allocation: number) => `cash-ledger:servicing-fee-recognized:${obligationId}:${allocation}`,
+  /** The first escalation of an obligation parks what is unallocated under this key. */
   suspenseEscalated: (obligationId: string) => `suspense-escalation:${obligationId}`,
-  /** A later posting that brings SUSPENSE to a new settled amount: the key names that amount, so each amount is parked once. */
-  suspenseTopUp: (obligationId: string, settledAmount: bigint) => `suspense-escalation:${obligationId}:${settledAmount}`,
+  /** The n-th SUSPENSE_ESCALATED posting of the obligation (n = 2, 3, …): keyed by sequence, never by an amount. */
+  suspenseTopUp: (obligationId: string, n: number) => `suspense-escalation:${obligationId}:${n}`,
   reversal: (reversedEntryId: string) => `cash-ledger:reversal:${reversedEntryId}`,
 };
 
 /**
- * What to post so that an escalated obligation's SUSPENSE equals its settled amount (DESIGN.md §4):
- * - `park`: nothing was ever parked: the whole settled amount, under `suspense-escalation:<obligation>`;
- * - `top-up`: late cash raised the settled amount: only the difference, under a key naming the new amount;
- * - `restate`: the settled amount fell below what SUSPENSE holds (the first CASH_RECEIVED of an
- *   obligation settled without cash postings, for less than its amount). A posting cannot be
- *   negative and a REVERSAL moves a whole entry, so every suspense posting is reversed and the
- *   settled amount parked again under the key naming it;
- * - `none`: SUSPENSE already holds the settled amount.
+ * What to post so that an escalated obligation's SUSPENSE equals its net settled cash − what the
+ * journal allocates (the target; DESIGN.md §4):
+ * - `park`: nothing was ever parked: the target, under `suspense-escalation:<obligation>`;
+ * - `top-up`: the target rose (late cash): the difference, under `suspense-escalation:<obligation>:<n>`;
+ * - `restate`: the target fell below what SUSPENSE holds (a payment returned, an amount corrected). A
+ *   posting cannot be negative and a REVERSAL moves a whole entry, so every suspense posting still
+ *   standing is reversed and the target parked again (when it is above 0) under the next sequence key;
+ * - `none`: SUSPENSE already holds the target.
+ * `postedBefore` is how many SUSPENSE_ESCALATED postings the obligation has ever had: the next one is
+ * number postedBefore + 1, so no key is ever reused whatever the amounts do.
  */
 export type SuspensePlan =
   | { kind: "none" }
-  | { kind: "park" | "top-up" | "restate"; amount: bigint; idempotencyKey: string };
+  | { kind: "park" | "top-up"; amount: bigint; idempotencyKey: string }
+  | { kind: "restate"; amount: bigint; idempotencyKey: string | null };
 
-export function planSuspense(
-  obligationId: string,
-  state: { settledAmount: bigint; suspenseBalance: bigint; parkedBefore: boolean },
-): SuspensePlan {
-  const { settledAmount, suspenseBalance } = state;
-  if (settledAmount <= 0n) throw new LedgerRuleError(`settled amount must be positive, got ${settledAmount}`);
-  if (!state.parkedBefore) {
-    return { kind: "park", amount: settledAmount, idempotencyKey: idempotencyKeys.suspenseEscalated(obligationId) };
+export function planSuspense(obligationId: string, state: { target: bigint; suspenseBalance: bigint; postedBefore: number }): SuspensePlan {
+  const target = state.target > 0n ? state.target : 0n;
+  const { suspenseBalance, postedBefore } = state;
+  if (suspenseBalance === target) return { kind: "none" };
+  if (postedBefore === 0) {
+    if (suspenseBalance !== 0n) throw new LedgerRuleError(`SUSPENSE of ${obligationId} holds ${suspenseBalance} with no suspense posting`);
+    return { kind: "park", amount: target, idempotencyKey: idempotencyKeys.suspenseEscalated(obligationId) };
   }
-  if (suspenseBalance === settledAmount) return { kind: "none" };
-  const idempotencyKey = idempotencyKeys.suspenseTopUp(obligationId, settledAmount);
-  if (suspenseBalance < settledAmount) return { kind: "top-up", amount: settledAmount - suspenseBalance, idempotencyKey };
-  return { kind: "restate", amount: settledAmount, idempotencyKey };
+  const next = idempotencyKeys.suspenseTopUp(obligationId, postedBefore + 1);
+  if (suspenseBalance < target) return { kind: "top-up", amount: target - suspenseBalance, idempotencyKey: next };
+  return { kind: "restate", amount: target, idempotencyKey: target > 0n ? next : null };
 }

@@ -124,14 +124,13 @@ export async function moneyFingerprint(database: Database): Promise<Record<strin
     feeEntries: await rows(sql`select concat_ws(' ', obligation_id, amount, annual_rate_bps) as line from servicing_fee_entries order by 1`),
     postings: await rows(sql`
       select concat_ws(' ', j.entry_type, j.amount,
-               case when j.entry_type = 'LENDER_PAYABLE_CREATED' then 'payable:' || d.obligation_id || '/' || d.lender_id
+               case when j.entry_type = 'LENDER_PAYABLE_CREATED' then 'payable:' || j.obligation_id || '/' || j.lender_id
                     when j.entry_type = 'REVERSAL' then 'reversal:' || r.idempotency_key
                     else j.idempotency_key end,
                ${accountName("da")}, ${accountName("ca")}) as line
         from cash_journal_entries j
         join cash_accounts da on da.id = j.debit_account_id
         join cash_accounts ca on ca.id = j.credit_account_id
-        left join dispersal_entries d on j.entry_type = 'LENDER_PAYABLE_CREATED' and j.idempotency_key = 'cash-ledger:lender-payable-created:' || d.id
         left join cash_journal_entries r on r.id = j.reverses_entry_id
        order by 1`),
     balances: await rows(sql`

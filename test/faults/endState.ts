@@ -3,6 +3,7 @@
 import { sql } from "drizzle-orm";
 import { expect } from "vitest";
 import type { Database } from "../../src/db/client.js";
+import { postingAllocation } from "../../src/db/obligationAmounts.js";
 import { runReconciliation, type ReconciliationReport } from "../../src/db/reconciliation.js";
 import type { FaultCounts } from "./faultCounts.js";
 import type { Orphans } from "./scenario.js";
@@ -49,29 +50,26 @@ export async function measureEndState(database: Database, orphans: Orphans): Pro
            count(*) filter (where not dispersed and entries > 0) as entries_without_flag
       from per`);
   const [global] = await database.db.execute<Record<string, bigint>>(sql`
-    select (select count(*) from (select 1 from dispersal_entries group by obligation_id, lender_id having count(*) > 1) s) as duplicate_entries,
+    select (select count(*) from (select 1 from dispersal_entries group by obligation_id, lender_id, allocation having count(*) > 1) s) as duplicate_entries,
            (select count(*) from (select 1 from cash_journal_entries group by idempotency_key having count(*) > 1) s) as duplicate_keys,
-           (select count(*) from (select 1 from servicing_fee_entries group by obligation_id having count(*) > 1) s) as duplicate_fees,
-           (select count(*) from dispersal_entries d
-             where (select count(*) from cash_journal_entries j
-                     where j.idempotency_key = 'cash-ledger:lender-payable-created:' || d.id::text
-                       and j.entry_type = 'LENDER_PAYABLE_CREATED' and j.amount = d.amount) > 1) as payable_posted_twice,
+           (select count(*) from (select 1 from servicing_fee_entries group by obligation_id, allocation having count(*) > 1) s) as duplicate_fees,
+           (select count(*) from (select 1 from cash_journal_entries j where j.entry_type = 'LENDER_PAYABLE_CREATED'
+                                   group by j.obligation_id, j.lender_id, ${postingAllocation("j")} having count(*) > 1) s) as payable_posted_twice,
            (select count(*) from cash_journal_entries where entry_type = 'LENDER_PAYABLE_CREATED')
              - (select count(*) from dispersal_entries) as payables_beyond_entries,
            (select count(*) from dispersal_entries d
              where not exists (select 1 from cash_journal_entries j
-                                where j.idempotency_key = 'cash-ledger:lender-payable-created:' || d.id::text
-                                  and j.entry_type = 'LENDER_PAYABLE_CREATED' and j.amount = d.amount)) as entry_without_payable,
+                                where j.entry_type = 'LENDER_PAYABLE_CREATED' and j.obligation_id = d.obligation_id
+                                  and j.lender_id = d.lender_id and ${postingAllocation("j")} = d.allocation and j.amount = d.amount)) as entry_without_payable,
            (select count(*) from servicing_fee_entries f
              where not exists (select 1 from cash_journal_entries j
-                                where j.idempotency_key = 'cash-ledger:servicing-fee-recognized:' || f.obligation_id::text
-                                  and j.amount = f.amount)) as fee_without_posting,
+                                where j.entry_type = 'SERVICING_FEE_RECOGNIZED' and j.obligation_id = f.obligation_id
+                                  and ${postingAllocation("j")} = f.allocation and j.amount = f.amount)) as fee_without_posting,
            (select count(*) from obligations o
              where exists (select 1 from dispersal_entries d where d.obligation_id = o.id)
-               and (select sum(d.amount) from dispersal_entries d where d.obligation_id = o.id)
-                   + coalesce((select f.amount from servicing_fee_entries f where f.obligation_id = o.id), 0)
-                   <> coalesce(nullif((select sum(j.amount) from cash_journal_entries j
-                                        where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount)) as conservation_broken`);
+               and (select sum(d.amount) from dispersal_entries d where d.obligation_id = o.id and d.status <> 'reversed')
+                   + coalesce((select sum(f.amount) from servicing_fee_entries f where f.obligation_id = o.id and f.status <> 'reversed'), 0)
+                   <> obligation_net_cash(o.id)) as conservation_broken`);
 
   const details: Record<string, number> = {};
   for (const [key, value] of Object.entries({ ...per, ...global })) {

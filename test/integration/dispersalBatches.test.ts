@@ -157,11 +157,11 @@ describe("batched healing", () => {
     const pipeline = testPipeline(database, { HEALING_BATCH_SIZE: "50", HEALING_BACKOFF_MS: "60000" });
     const good = await Promise.all(Array.from({ length: 10 }, () => givenSettledObligation(database, { lenders: [5000, 5000] })));
     const noPositions = await givenSettledObligation(database, { lenders: [0] });
-    // A fee posting already under the key with another amount: the batch's postEntries throws, the batch rolls back.
+    // Another posting already under the fee's key (another type and amount): the batch's postEntries throws, the batch rolls back.
     const conflicting = await givenSettledObligation(database, { lenders: [10_000], servicingFeeBps: 100, type: "regular_interest" });
     await db.execute(sql`
       insert into cash_journal_entries (entry_type, effective_date, amount, debit_account_id, credit_account_id, idempotency_key, mortgage_id, obligation_id)
-      select 'SERVICING_FEE_RECOGNIZED', current_date, 1, d.id, c.id, ${`cash-ledger:servicing-fee-recognized:${conflicting.obligationId}`}, ${conflicting.mortgageId}::uuid, ${conflicting.obligationId}::uuid
+      select 'OBLIGATION_ACCRUED', current_date, 1, d.id, c.id, ${`cash-ledger:servicing-fee-recognized:${conflicting.obligationId}:1`}, ${conflicting.mortgageId}::uuid, ${conflicting.obligationId}::uuid
         from (select id from cash_accounts where family = 'TRUST_CASH' and mortgage_id = ${conflicting.mortgageId}::uuid) d,
              (select id from cash_accounts where family = 'BORROWER_RECEIVABLE' and obligation_id = ${conflicting.obligationId}::uuid) c`);
     await db.execute(sql`update cash_accounts a set cumulative_debits = cumulative_debits + 1 where family = 'TRUST_CASH' and mortgage_id = ${conflicting.mortgageId}::uuid`);

@@ -128,7 +128,7 @@ describe("disperseObligation splits the settled cash", () => {
         entryType: "SERVICING_FEE_RECOGNIZED",
         amount: 10_000n,
         lenderId: null,
-        idempotencyKey: idempotencyKeys.servicingFeeRecognized(given.obligationId),
+        idempotencyKey: idempotencyKeys.servicingFeeRecognized(given.obligationId, 1),
       },
     ]);
     for (const entry of result.entries) {
@@ -136,7 +136,7 @@ describe("disperseObligation splits the settled cash", () => {
         entryType: "LENDER_PAYABLE_CREATED",
         amount: entry.amount,
         lenderId: entry.lenderId,
-        idempotencyKey: idempotencyKeys.lenderPayableCreated(entry.id),
+        idempotencyKey: idempotencyKeys.lenderPayableCreated(given.obligationId, entry.lenderId, 1),
       });
     }
     expect((await findAccount(database.db, { family: "SERVICING_REVENUE", mortgageId: given.mortgageId }))?.balance).toBe(10_000n);
@@ -226,7 +226,7 @@ describe("disperseObligation splits the settled cash", () => {
     expect(first.entries.map((e) => e.amount)).toEqual([4_751n, 4_750n]); // 4,750.5 each: the lower lender id takes the cent
     const before = await written(given.obligationId);
     const again = await disperse(given.obligationId);
-    expect(again).toEqual({ ...first, replayed: true });
+    expect(again).toEqual({ ...first, replayed: true, allocation: null });
     expect(await written(given.obligationId)).toEqual(before);
   });
 

@@ -79,7 +79,7 @@ describe("late cash for an escalated obligation (the issue's scenario)", () => {
     expect(await suspenseOf(o)).toBe(100_000n);
     expect((await journal(o.obligationId, "SUSPENSE_ESCALATED")).map((p) => [p.amount, p.idempotency_key])).toEqual([
       [90_000n, `suspense-escalation:${o.obligationId}`],
-      [10_000n, `suspense-escalation:${o.obligationId}:100000`],
+      [10_000n, `suspense-escalation:${o.obligationId}:2`],
     ]);
     expect(await audits(o.obligationId, "dispersal.self_healing_escalated")).toBe(2);
     // Escalated, listed, requeueable again; nothing for the scan to do; the ledger reconciles.
@@ -114,7 +114,7 @@ describe("late cash for an escalated obligation (the issue's scenario)", () => {
     expect(await suspenseOf(o)).toBe(50_000n);
     expect((await journal(o.obligationId, "SUSPENSE_ESCALATED")).map((p) => [p.amount, p.idempotency_key])).toEqual([
       [40_000n, `suspense-escalation:${o.obligationId}`],
-      [10_000n, `suspense-escalation:${o.obligationId}:50000`],
+      [10_000n, `suspense-escalation:${o.obligationId}:2`],
     ]);
     expect(await audits(o.obligationId, "dispersal.suspense_topped_up")).toBe(1);
     expect(await healing(o.obligationId)).toMatchObject({ status: "escalated" });

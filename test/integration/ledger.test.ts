@@ -106,17 +106,21 @@ describe("migrations", () => {
         expect(triggers.map((t) => t.tgname)).toEqual([
           "audit_log_append_only",
           "cash_journal_entries_append_only",
+          "cash_journal_entries_mark_obligations",
           "dispersal_entries_mark_obligations_delete",
+          "dispersal_entries_mark_obligations_edit",
           "dispersal_entries_mark_obligations_insert",
           "obligations_notify_settled_insert",
           "obligations_notify_settled_update",
+          "servicing_fee_entries_mark_obligations_delete",
+          "servicing_fee_entries_mark_obligations_edit",
         ]);
         const indexes = await fresh<{ indexname: string }[]>`select indexname from pg_indexes where schemaname = 'public'`;
         expect(indexes.map((i) => i.indexname)).toEqual(
           expect.arrayContaining([
             "obligations_healing_scan_idx",
             "cash_journal_entries_idempotency_key_unique",
-            "dispersal_entries_obligation_lender_unique",
+            "dispersal_entries_obligation_lender_allocation_unique",
             "cash_accounts_dimensions_unique",
           ]),
         );
@@ -198,7 +202,7 @@ describe("postEntry rules", () => {
         amount: 10n,
         debit: { family: "CONTROL", mortgageId: due.mortgageId },
         credit: { family: "LENDER_PAYABLE", mortgageId: due.mortgageId, lenderId: due.lenderIds[0] },
-        idempotencyKey: idempotencyKeys.lenderPayableCreated(randomUUID()),
+        idempotencyKey: idempotencyKeys.lenderPayableCreated(randomUUID(), randomUUID(), 1),
       },
     ]);
     expect(error).toBeInstanceOf(LedgerRuleError);
@@ -260,7 +264,7 @@ describe("postEntry totals and idempotency", () => {
         amount: 25_000n,
         debit: { family: "CONTROL", subaccount: "ALLOCATION", mortgageId: due.mortgageId },
         credit: lender,
-        idempotencyKey: idempotencyKeys.lenderPayableCreated(randomUUID()),
+        idempotencyKey: idempotencyKeys.lenderPayableCreated(randomUUID(), randomUUID(), 1),
       }),
     );
     const payable = await findAccount(database.db, lender);
@@ -373,7 +377,7 @@ describe("balance check", () => {
       amount,
       debit: { family: "CONTROL", subaccount: "ALLOCATION", mortgageId: due.mortgageId },
       credit: lender,
-      idempotencyKey: idempotencyKeys.lenderPayableCreated(randomUUID()),
+      idempotencyKey: idempotencyKeys.lenderPayableCreated(randomUUID(), randomUUID(), 1),
     });
     expect(await refusedPosting([payable(299n)])).toBeInstanceOf(InsufficientBalanceError);
     await database.db.transaction((tx) => postEntry(tx, payable(301n)));

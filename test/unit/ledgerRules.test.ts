@@ -301,9 +301,10 @@ describe("idempotencyKeys", () => {
   it("spells the keys exactly as the contract does", () => {
     expect(idempotencyKeys.obligationAccrued(OBLIGATION)).toBe(`cash-ledger:obligation-accrued:${OBLIGATION}`);
     expect(idempotencyKeys.cashReceived("PAY-42")).toBe("cash-ledger:cash-received:PAY-42");
-    expect(idempotencyKeys.lenderPayableCreated(LENDER)).toBe(`cash-ledger:lender-payable-created:${LENDER}`);
-    expect(idempotencyKeys.servicingFeeRecognized(OBLIGATION)).toBe(`cash-ledger:servicing-fee-recognized:${OBLIGATION}`);
+    expect(idempotencyKeys.lenderPayableCreated(OBLIGATION, LENDER, 2)).toBe(`cash-ledger:lender-payable-created:${OBLIGATION}:${LENDER}:2`);
+    expect(idempotencyKeys.servicingFeeRecognized(OBLIGATION, 1)).toBe(`cash-ledger:servicing-fee-recognized:${OBLIGATION}:1`);
     expect(idempotencyKeys.suspenseEscalated(OBLIGATION)).toBe(`suspense-escalation:${OBLIGATION}`);
+    expect(idempotencyKeys.suspenseTopUp(OBLIGATION, 2)).toBe(`suspense-escalation:${OBLIGATION}:2`);
     expect(idempotencyKeys.reversal(MORTGAGE)).toBe(`cash-ledger:reversal:${MORTGAGE}`);
   });
 });

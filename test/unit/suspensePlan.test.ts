@@ -5,7 +5,7 @@ import { idempotencyKeys, planSuspense, type SuspensePlan } from "../../src/doma
 
 const OBLIGATION = "30000000-0000-0000-0000-000000000001";
 
-/** A toy SUSPENSE account of one obligation: its postings and which of them were reversed. */
+/** A toy SUSPENSE account of one obligation: its postings (key → amount) and which of them were reversed. */
 class SuspenseAccount {
   postings = new Map<string, bigint>();
   reversed = new Set<string>();
@@ -17,103 +17,78 @@ class SuspenseAccount {
   apply(plan: SuspensePlan): void {
     if (plan.kind === "none") return;
     if (plan.kind === "restate") this.reverseAll();
-    const existing = this.postings.get(plan.idempotencyKey);
-    // The ledger refuses a key posted before with another amount: a plan must never ask for that.
-    if (existing !== undefined) expect(existing).toBe(plan.amount);
-    else this.postings.set(plan.idempotencyKey, plan.amount);
+    if (plan.idempotencyKey === null) return;
+    // The ledger refuses a key posted before with another amount, and replays one with the same
+    // amount (SUSPENSE would then be short): a plan must never reuse a key at all.
+    expect(this.postings.has(plan.idempotencyKey)).toBe(false);
+    expect(plan.amount > 0n).toBe(true);
+    this.postings.set(plan.idempotencyKey, plan.amount);
   }
   reverseAll(): void {
     for (const key of this.postings.keys()) this.reversed.add(key);
   }
-  escalate(settledAmount: bigint): SuspensePlan {
-    const plan = planSuspense(OBLIGATION, { settledAmount, suspenseBalance: this.balance, parkedBefore: this.postings.size > 0 });
+  escalate(target: bigint): SuspensePlan {
+    const plan = planSuspense(OBLIGATION, { target, suspenseBalance: this.balance, postedBefore: this.postings.size });
     this.apply(plan);
     return plan;
   }
 }
 
-describe("planSuspense: SUSPENSE of an escalated obligation equals its settled amount", () => {
-  it("parks the whole settled amount under the obligation's key the first time", () => {
-    expect(planSuspense(OBLIGATION, { settledAmount: 90_000n, suspenseBalance: 0n, parkedBefore: false })).toEqual({
+describe("planSuspense: SUSPENSE of an escalated obligation equals net settled cash − allocated", () => {
+  it("parks the whole target under the obligation's key the first time", () => {
+    expect(planSuspense(OBLIGATION, { target: 90_000n, suspenseBalance: 0n, postedBefore: 0 })).toEqual({
       kind: "park",
       amount: 90_000n,
       idempotencyKey: `suspense-escalation:${OBLIGATION}`,
     });
   });
 
-  it("tops up only the difference when late cash raised the settled amount, under a key naming the new amount", () => {
-    expect(planSuspense(OBLIGATION, { settledAmount: 100_000n, suspenseBalance: 90_000n, parkedBefore: true })).toEqual({
+  it("tops up only the difference when late cash raised the target, under the next sequence key", () => {
+    expect(planSuspense(OBLIGATION, { target: 100_000n, suspenseBalance: 90_000n, postedBefore: 1 })).toEqual({
       kind: "top-up",
       amount: 10_000n,
-      idempotencyKey: `suspense-escalation:${OBLIGATION}:100000`,
+      idempotencyKey: `suspense-escalation:${OBLIGATION}:2`,
     });
-    expect(idempotencyKeys.suspenseTopUp(OBLIGATION, 100_000n)).toBe(`suspense-escalation:${OBLIGATION}:100000`);
+    expect(idempotencyKeys.suspenseTopUp(OBLIGATION, 7)).toBe(`suspense-escalation:${OBLIGATION}:7`);
   });
 
-  it("posts nothing when SUSPENSE already holds the settled amount (a repeated escalation)", () => {
-    expect(planSuspense(OBLIGATION, { settledAmount: 100_000n, suspenseBalance: 100_000n, parkedBefore: true })).toEqual({ kind: "none" });
+  it("posts nothing when SUSPENSE already holds the target (a repeated escalation), nor when the target is 0", () => {
+    expect(planSuspense(OBLIGATION, { target: 100_000n, suspenseBalance: 100_000n, postedBefore: 1 })).toEqual({ kind: "none" });
+    expect(planSuspense(OBLIGATION, { target: 0n, suspenseBalance: 0n, postedBefore: 0 })).toEqual({ kind: "none" });
+    expect(planSuspense(OBLIGATION, { target: -5n, suspenseBalance: 0n, postedBefore: 0 })).toEqual({ kind: "none" });
   });
 
-  it("restates SUSPENSE when the settled amount fell below what it holds", () => {
-    expect(planSuspense(OBLIGATION, { settledAmount: 90_000n, suspenseBalance: 100_000n, parkedBefore: true })).toEqual({
+  it("restates SUSPENSE when the target fell below what it holds, and only reverses when it fell to 0", () => {
+    expect(planSuspense(OBLIGATION, { target: 90_000n, suspenseBalance: 100_000n, postedBefore: 2 })).toEqual({
       kind: "restate",
       amount: 90_000n,
-      idempotencyKey: `suspense-escalation:${OBLIGATION}:90000`,
+      idempotencyKey: `suspense-escalation:${OBLIGATION}:3`,
     });
+    expect(planSuspense(OBLIGATION, { target: 0n, suspenseBalance: 100_000n, postedBefore: 1 })).toEqual({ kind: "restate", amount: 0n, idempotencyKey: null });
   });
 
-  it("parks again under a new key after every posting was reversed", () => {
-    expect(planSuspense(OBLIGATION, { settledAmount: 5_000n, suspenseBalance: 0n, parkedBefore: true })).toMatchObject({
-      kind: "top-up",
-      amount: 5_000n,
-      idempotencyKey: `suspense-escalation:${OBLIGATION}:5000`,
-    });
+  it("refuses a SUSPENSE balance that no posting explains", () => {
+    expect(() => planSuspense(OBLIGATION, { target: 10n, suspenseBalance: 5n, postedBefore: 0 })).toThrow(LedgerRuleError);
   });
 
-  it("refuses a settled amount that is not positive", () => {
-    expect(() => planSuspense(OBLIGATION, { settledAmount: 0n, suspenseBalance: 0n, parkedBefore: false })).toThrow(LedgerRuleError);
-  });
-
-  it("the issue's case: 90,000 parked, 10,000 arrives, escalated again and again: one 10,000 top-up, then reversal clears it all", () => {
+  it("the issue's case: corrected 100,000 → 90,000 → 100,000 → 90,000 holds 90,000 at the end, every key new", () => {
     const account = new SuspenseAccount();
-    expect(account.escalate(90_000n).kind).toBe("park");
-    expect(account.escalate(100_000n)).toMatchObject({ kind: "top-up", amount: 10_000n });
-    expect(account.escalate(100_000n).kind).toBe("none");
-    expect(account.balance).toBe(100_000n);
-    expect([...account.postings.values()]).toEqual([90_000n, 10_000n]);
-    account.reverseAll();
-    expect(account.balance).toBe(0n);
+    for (const target of [100_000n, 90_000n, 100_000n, 90_000n]) {
+      account.escalate(target);
+      expect(account.balance).toBe(target);
+    }
+    expect(account.escalate(90_000n).kind).toBe("none");
+    expect(account.balance).toBe(90_000n);
   });
 
-  it("keeps SUSPENSE equal to the settled amount through any history of settled amounts, never reusing a key for another amount (property)", () => {
-    // The settled amount is the obligation's amount until the first CASH_RECEIVED, then the sum of
-    // the received cash, which only grows (the journal is append-only).
-    const history = fc.record({
-      amount: fc.bigInt({ min: 1n, max: 10_000_000n }),
-      firstCash: fc.option(fc.bigInt({ min: 1n, max: 20_000_000n }), { nil: undefined }),
-      laterCash: fc.array(fc.bigInt({ min: 1n, max: 5_000_000n }), { maxLength: 6 }),
-      escalateAfter: fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }),
-    });
+  it("keeps SUSPENSE equal to the target through any history of targets, never reusing a key (property)", () => {
     fc.assert(
-      fc.property(history, ({ amount, firstCash, laterCash, escalateAfter }) => {
-        const settled: bigint[] = [amount];
-        if (firstCash !== undefined) {
-          let received = firstCash;
-          settled.push(received);
-          for (const cash of laterCash) settled.push((received += cash));
-        }
+      fc.property(fc.array(fc.bigInt({ min: -1_000n, max: 10_000_000n }), { minLength: 1, maxLength: 12 }), (targets) => {
         const account = new SuspenseAccount();
-        account.escalate(settled[0]!);
-        expect(account.balance).toBe(settled[0]);
-        for (const [i, value] of settled.slice(1).entries()) {
-          if (!escalateAfter[i % escalateAfter.length]) continue;
-          account.escalate(value);
-          expect(account.balance).toBe(value);
+        for (const target of targets) {
+          account.escalate(target);
+          expect(account.balance).toBe(target > 0n ? target : 0n);
         }
-        const last = settled[settled.length - 1]!;
-        account.escalate(last);
-        expect(account.balance).toBe(last);
-        for (const posted of account.postings.values()) expect(posted > 0n).toBe(true);
         account.reverseAll();
         expect(account.balance).toBe(0n);
       }),
