@@ -1,6 +1,8 @@
-// Requeue of several escalations at once (bulk API, the ops page's "requeue selected"): one by one
-// through the same requestRequeue as everything else (so REQUEUE_APPROVALS applies to each), with a
-// result per obligation; or a dry run that says what would happen and changes nothing.
+// Requeue of several escalations at once (bulk API, the ops page's "requeue selected" and "requeue
+// all N" of a group): one by one through the same requestRequeue as everything else (so
+// REQUEUE_APPROVALS applies to each), with a result per obligation; or a dry run that says what
+// would happen and changes nothing. A filter is resolved to its escalations first (db/escalationGroups.ts).
+import { selectEscalations, type EscalationSelection, type SelectedEscalation } from "../db/escalationGroups.js";
 import { previewRequeues, type RequeuePreview } from "../db/requeueRequests.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { requestRequeue, type PendingRequeueResult, type RequeueChannel, type RequeueResult } from "../jobs/requeue.js";
@@ -36,10 +38,52 @@ export interface BulkRequeueDryRun {
   results: RequeuePreview[];
 }
 
+export interface BulkRequeueRequest {
+  actor: string;
+  channel: Exclude<RequeueChannel, "bull-board">;
+  reason: string;
+  /** Recorded in each obligation's audit row (e.g. the filter it was selected by). */
+  metadata?: Record<string, unknown>;
+}
+
+export interface SelectionDryRun extends BulkRequeueDryRun {
+  filter: EscalationSelection;
+  /** Escalations the filter matches now: the expectedCount to send with the requeue. */
+  matched: number;
+  amount: bigint;
+  obligations: SelectedEscalation[];
+}
+
+export interface SelectionRequeueSummary extends BulkRequeueSummary {
+  filter: EscalationSelection;
+  matched: number;
+}
+
+/** Dry run of a requeue by filter; with expectedCount, a different count is refused (409) as the real one is. */
+export async function dryRunSelection(ctx: PipelineContext, filter: EscalationSelection, expectedCount?: number): Promise<SelectionDryRun> {
+  const selected = await selectEscalations(ctx.database.db, filter, expectedCount === undefined ? {} : { expectedCount });
+  const preview = await dryRunRequeueMany(ctx, selected.map((s) => s.obligationId));
+  return { ...preview, filter, matched: selected.length, amount: selected.reduce((sum, s) => sum + s.amount, 0n), obligations: selected };
+}
+
+/**
+ * Every escalation the filter matches, in this one request, after checking the operator's count:
+ * a mismatch throws EscalationCountMismatchError before anything changes.
+ */
+export async function requeueSelection(ctx: PipelineContext, filter: EscalationSelection, expectedCount: number, request: BulkRequeueRequest): Promise<SelectionRequeueSummary> {
+  const selected = await selectEscalations(ctx.database.db, filter, { expectedCount });
+  const summary = await requeueMany(
+    ctx,
+    selected.map((s) => s.obligationId),
+    { ...request, metadata: { ...request.metadata, selection: { filter, expectedCount } } },
+  );
+  return { ...summary, filter, matched: selected.length };
+}
+
 export async function requeueMany(
   ctx: PipelineContext,
   obligationIds: readonly string[],
-  request: { actor: string; channel: Exclude<RequeueChannel, "bull-board">; reason: string },
+  request: BulkRequeueRequest,
 ): Promise<BulkRequeueSummary> {
   const unique = [...new Set(obligationIds)];
   const results: RequeueOutcome[] = [];
