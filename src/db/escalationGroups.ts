@@ -110,3 +110,26 @@ export async function selectEscalations(db: Db, selection: EscalationSelection, 
   if (options.expectedCount !== undefined && selected.length !== options.expectedCount) throw new EscalationCountMismatchError(options.expectedCount, selected.length);
   return selected;
 }
+
+/** The newest `perGroup` escalations of every group, for the ops page's expanded groups. */
+export async function listGroupMembers(db: Executor, options: { perGroup: number }): Promise<SelectedEscalation[]> {
+  const rows = await db.execute<{ obligation_id: string; mortgage_id: string; reference: string; amount: bigint; error: string | null; escalated_at: string | null }>(sql`
+    select obligation_id::text, mortgage_id::text, reference, amount, error, escalated_at from (
+      select h.obligation_id, o.mortgage_id, m.reference, o.amount, e.error, h.escalated_at,
+             row_number() over (partition by o.mortgage_id, e.error order by h.escalated_at desc, h.obligation_id) as n
+        from dispersal_healing_attempts h
+        join obligations o on o.id = h.obligation_id
+        join mortgages m on m.id = o.mortgage_id
+        cross join lateral (select ${normalisedError(sql`h.last_error`)} as error) e
+       where h.status = 'escalated') ranked
+     where n <= ${options.perGroup}
+     order by escalated_at desc, obligation_id`);
+  return rows.map((r) => ({
+    obligationId: r.obligation_id,
+    mortgageId: r.mortgage_id,
+    mortgageReference: r.reference,
+    amount: BigInt(r.amount),
+    error: r.error,
+    escalatedAt: r.escalated_at ? new Date(r.escalated_at).toISOString() : null,
+  }));
+}
