@@ -21,14 +21,12 @@ export const groupSelectionFields = z.object({
   mortgageId: idSchema.optional(),
   error: z.string().max(2000).optional(),
   noError: z.literal("1").optional(),
-  escalatedBefore: z.iso.datetime({ offset: true }).optional(),
 });
 
 export function selectionOfFields(fields: z.infer<typeof groupSelectionFields>): EscalationSelection {
   return {
     ...(fields.mortgageId ? { mortgageId: fields.mortgageId } : {}),
     ...(fields.noError ? { error: null } : fields.error !== undefined ? { error: fields.error } : {}),
-    ...(fields.escalatedBefore ? { escalatedBefore: fields.escalatedBefore } : {}),
   };
 }
 
@@ -38,7 +36,7 @@ export function groupRequeuePage(ctx: PipelineContext, users: readonly OpsUser[]
     res.setHeader("Content-Security-Policy", CSP);
     const fields = groupSelectionFields.safeParse(req.query);
     if (!fields.success) {
-      res.status(400).type("html").send(page("Not a group", html`<p>This link does not name a group of escalations (a mortgage id, an error, a time).</p>`));
+      res.status(400).type("html").send(page("Not a group", html`<p>This link does not name a group of escalations (a mortgage id and an error).</p>`));
       return;
     }
     const selection = selectionOfFields(fields.data);
@@ -71,7 +69,7 @@ function confirmForm(fields: z.infer<typeof groupSelectionFields>, d: SelectionD
   const hidden = (name: string, value: string | undefined) => (value === undefined ? "" : html`<input type="hidden" name="${name}" value="${value}">`);
   return html`<form class="card" method="post" action="/ops/groups/requeue" id="confirm-group-requeue">
     <input type="hidden" name="_token" value="${token}">
-    ${hidden("mortgageId", fields.mortgageId)}${hidden("error", fields.noError ? undefined : fields.error)}${hidden("noError", fields.noError)}${hidden("escalatedBefore", fields.escalatedBefore)}
+    ${hidden("mortgageId", fields.mortgageId)}${hidden("error", fields.noError ? undefined : fields.error)}${hidden("noError", fields.noError)}
     <input type="hidden" name="expectedCount" value="${d.matched}">
     <div class="actions">
       <label>Reason <input type="text" name="reason" required maxlength="${MAX_REASON_LENGTH}" size="48" placeholder="why will a new round succeed?" aria-label="reason for the requeue"></label>

@@ -1,6 +1,6 @@
 // The HTML of the ops page, rendered on the server: no front-end build, no script, every value
 // escaped. Meant to be read by a tired person at 3 a.m.: big numbers, plain words, one action per row.
-import type { EscalationGroup, EscalationSelection, SelectedEscalation } from "../db/escalationGroups.js";
+import type { EscalationGroup, SelectedEscalation } from "../db/escalationGroups.js";
 import type { EscalationView } from "../db/healing.js";
 import type { MoneyAtRisk } from "../db/moneyAtRisk.js";
 import type { ObligationMatch } from "../db/obligationStory.js";
@@ -234,12 +234,10 @@ function searchResults(q: string, results: ObligationMatch[]): Html {
 }
 
 /** The link to a group's dry run and confirmation (/ops/groups/requeue): its filter in the query. */
-export function groupRequeuePath(selection: EscalationSelection): string {
-  const query = new URLSearchParams();
-  if (selection.mortgageId) query.set("mortgageId", selection.mortgageId);
-  if (selection.error === null) query.set("noError", "1");
-  else if (selection.error !== undefined) query.set("error", selection.error);
-  if (selection.escalatedBefore) query.set("escalatedBefore", selection.escalatedBefore);
+export function groupRequeuePath(group: { mortgageId: string; error: string | null }): string {
+  const query = new URLSearchParams({ mortgageId: group.mortgageId });
+  if (group.error === null) query.set("noError", "1");
+  else query.set("error", group.error);
   return `/ops/groups/requeue?${query.toString()}`;
 }
 

@@ -76,6 +76,20 @@ describe("GET /api/escalations/groups", () => {
     ]);
   });
 
+  it("keeps escalations without a recorded error as a group of their own (error null), which a null filter selects", async () => {
+    const mortgageId = await escalatedMortgage();
+    const silent = await givenEscalations(database, { mortgageId, count: 2, error: null });
+    await givenEscalations(database, { mortgageId, count: 1, error: "deadlock detected" });
+    const answer = await httpCall(http.url, "GET", "/api/escalations/groups", { as: VICTOR });
+    expect((answer.json.groups as Array<{ mortgageId: string; error: string | null; count: number }>).filter((g) => g.mortgageId === mortgageId).map((g) => [g.error, g.count])).toEqual([
+      [null, 2],
+      ["deadlock detected", 1],
+    ]);
+    const dryRun = await httpCall(http.url, "POST", "/api/escalations/requeue", { as: OLGA, body: { filter: { mortgageId, error: null }, dryRun: true } });
+    expect(dryRun).toMatchObject({ status: 200, json: { matched: 2 } });
+    expect((dryRun.json.obligations as Array<{ obligationId: string }>).map((o) => o.obligationId)).toEqual(silent);
+  });
+
   it("answers 400 to an unknown query parameter", async () => {
     expect((await httpCall(http.url, "GET", "/api/escalations/groups?sort=x", { as: VICTOR })).status).toBe(400);
   });
