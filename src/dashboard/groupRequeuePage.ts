@@ -1,6 +1,6 @@
 // /ops/groups/requeue: the confirmation of "requeue all N" of a group (server-rendered, no script).
 // It is the dry run: what the group's filter matches now, and a form that submits that count as expectedCount.
-import type { RequestHandler } from "express";
+import type { RequestHandler, Response } from "express";
 import { z } from "zod";
 import type { OpsUser } from "../config.js";
 import type { EscalationSelection } from "../db/escalationGroups.js";
@@ -74,7 +74,7 @@ function confirmForm(fields: z.infer<typeof groupSelectionFields>, d: SelectionD
     <div class="actions">
       <label>Reason <input type="text" name="reason" required maxlength="${MAX_REASON_LENGTH}" size="48" placeholder="why will a new round succeed?" aria-label="reason for the requeue"></label>
       <button type="submit">Requeue all ${d.matched}</button>
-      <span class="muted">Refused, with nothing changed, if the group no longer has exactly ${d.matched}. The page answers when every one has been requeued${d.approvalsRequired === 2 ? " (or asked for)" : ""}; each is audited in your name with the reason.</span>
+      <span class="muted">Refused, with nothing changed, if the group no longer has exactly ${d.matched}. The next page shows the progress, then the result${d.approvalsRequired === 2 ? " (each one asked for, waiting for a second operator)" : ""}; each is audited in your name with the reason.</span>
     </div>
   </form>`;
 }
@@ -91,4 +91,51 @@ function listed(d: SelectionDryRun, now: Date): Html {
 function page(title: string, body: Html): string {
   return html`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title} – dispersal healing</title><style>${new Html(STYLE)}</style></head>
 <body><header><h1>${title}</h1><nav><a href="/ops">Back to the ops page</a></nav></header><main>${body}</main></body></html>`.value;
+}
+
+export interface GroupRequeueStream {
+  progress(done: number, total: number): void;
+  /** Whether the page has begun: from then on the answer is this page, not a redirect. */
+  readonly started: boolean;
+  finish(result: { kind: "ok" | "warn" | "error"; text: string }): void;
+  fail(): void;
+}
+
+/**
+ * The answer to POST /ops/groups/requeue once the count is confirmed: an HTML page streamed as the
+ * requeues go (no script: each progress line hides the one before it), ending with the result.
+ * Nothing is sent before the first progress call, so a refusal before it can still redirect.
+ */
+export function streamGroupRequeue(res: Response): GroupRequeueStream {
+  let started = false;
+  let step = 1;
+  const start = (total: number) => {
+    started = true;
+    step = Math.max(1, Math.ceil(total / 50));
+    res.status(200);
+    res.setHeader("Content-Type", "text/html; charset=utf-8");
+    res.setHeader("Cache-Control", "no-store");
+    res.setHeader("Content-Security-Policy", CSP);
+    res.write(html`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Requeue all ${total} – dispersal healing</title>
+<style>${new Html(STYLE)} #group-requeue-progress p:not(:last-child) { display:none; }</style></head>
+<body><header><h1>Requeue all ${total}</h1><nav><a href="/ops">Back to the ops page</a></nav></header><main>
+<div class="card"><div class="actions" id="group-requeue-progress">`.value);
+  };
+  return {
+    get started() {
+      return started;
+    },
+    progress(done, total) {
+      if (!started) start(total);
+      if (done === total) res.write(html`<p>${done} of ${total} done.</p>`.value);
+      else if (done % step === 0) res.write(html`<p>${done} of ${total} done…</p>`.value);
+    },
+    finish(result) {
+      res.end(html`</div></div><div class="flash ${result.kind}" role="status" id="group-requeue-result">${result.text}</div>
+<p><a href="/ops">Back to the ops page</a></p></main></body></html>`.value);
+    },
+    fail() {
+      res.end(html`</div></div><div class="flash error" role="status" id="group-requeue-result">The requeue stopped with an internal error; the details are in the server log. What was done is on the ops page.</div></main></body></html>`.value);
+    },
+  };
 }

@@ -20,7 +20,7 @@ import { BULL_BOARD_PATH } from "./bullBoard.js";
 import { escapeHtml, renderOpsPage, type Flash } from "./opsHtml.js";
 import { MAX_BULK_REQUEUE, dryRunRequeueMany, requeueMany, requeueSelection, type BulkRequeueSummary } from "./requeueMany.js";
 import { EscalationCountMismatchError } from "../domain/requeueErrors.js";
-import { groupRequeuePage, groupSelectionFields, selectionOfFields } from "./groupRequeuePage.js";
+import { groupRequeuePage, groupSelectionFields, selectionOfFields, streamGroupRequeue } from "./groupRequeuePage.js";
 import { SEARCH_LIMIT } from "./obligationsApi.js";
 import { storyPage } from "./storyPage.js";
 import { requestScan } from "./scanRequest.js";
@@ -117,11 +117,15 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
     if (!form.success) return backWith(res, { kind: "error", text: "The form was not understood (the group or its count is malformed)." }, 400);
     const reason = requeueReasonSchema.safeParse(form.data.reason ?? "");
     if (!reason.success) return backWith(res, { kind: "error", text: "Give a reason for the requeue: why will a new round succeed?" }, 400);
+    const page = streamGroupRequeue(res);
     try {
-      const summary = await requeueSelection(ctx, selectionOfFields(form.data), form.data.expectedCount, { actor: operator.name, channel: "ops-page", reason: reason.data });
-      const outcome = bulkOutcome(summary);
-      backWith(res, { ...outcome, text: `Requeue all ${summary.matched}: ${outcome.text}` });
+      const summary = await requeueSelection(ctx, selectionOfFields(form.data), form.data.expectedCount, { actor: operator.name, channel: "ops-page", reason: reason.data }, page.progress);
+      page.finish(bulkOutcome(summary));
     } catch (error) {
+      if (page.started) {
+        ctx.log.error({ actor: operator.name, error: (error as Error)?.stack ?? String(error) }, "requeue of a group failed part way");
+        return page.fail();
+      }
       if (error instanceof EscalationCountMismatchError) {
         return backWith(res, { kind: "error", text: `Nothing was requeued: the group now has ${error.actualCount} escalation${error.actualCount === 1 ? "" : "s"}, not the ${error.expectedCount} you confirmed. Look at it again.` }, 409);
       }

@@ -70,25 +70,38 @@ export async function dryRunSelection(ctx: PipelineContext, filter: EscalationSe
  * Every escalation the filter matches, in this one request, after checking the operator's count:
  * a mismatch throws EscalationCountMismatchError before anything changes.
  */
-export async function requeueSelection(ctx: PipelineContext, filter: EscalationSelection, expectedCount: number, request: BulkRequeueRequest): Promise<SelectionRequeueSummary> {
+export async function requeueSelection(
+  ctx: PipelineContext,
+  filter: EscalationSelection,
+  expectedCount: number,
+  request: BulkRequeueRequest,
+  onProgress?: RequeueProgress,
+): Promise<SelectionRequeueSummary> {
   const selected = await selectEscalations(ctx.database.db, filter, { expectedCount });
   const summary = await requeueMany(
     ctx,
     selected.map((s) => s.obligationId),
     { ...request, metadata: { ...request.metadata, selection: { filter, expectedCount } } },
+    onProgress,
   );
   return { ...summary, filter, matched: selected.length };
 }
+
+/** Called before the first obligation (done 0) and after each one. */
+export type RequeueProgress = (done: number, total: number) => void;
 
 export async function requeueMany(
   ctx: PipelineContext,
   obligationIds: readonly string[],
   request: BulkRequeueRequest,
+  onProgress?: RequeueProgress,
 ): Promise<BulkRequeueSummary> {
   const unique = [...new Set(obligationIds)];
   const results: RequeueOutcome[] = [];
   let interrupted = false;
+  onProgress?.(0, unique.length);
   for (const obligationId of unique) {
+    if (results.length > 0) onProgress?.(results.length, unique.length);
     if (interrupted) {
       results.push({ outcome: "not-attempted", obligationId, error: "not attempted: a backing service became unavailable" });
       continue;
@@ -110,6 +123,7 @@ export async function requeueMany(
       });
     }
   }
+  onProgress?.(results.length, unique.length);
   const requeued = results.filter((r) => r.outcome === "requeued").length;
   const pendingApproval = results.filter((r) => r.outcome === "pending_approval").length;
   return { requested: unique.length, requeued, pendingApproval, refused: results.length - requeued - pendingApproval, interrupted, results };

@@ -1,6 +1,7 @@
 // The ops page's escalations by cause in Chromium (issue 21 items 1 and 2): one row per group that
 // expands to its rows; "requeue all N" shows the dry run's count, asks for the reason, submits that
-// count, and is refused with nothing changed when the group changed meanwhile; four eyes per obligation.
+// count, shows its progress and result, and is refused with nothing changed when the group changed
+// meanwhile; four eyes per obligation.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdirSync } from "node:fs";
 import { sql } from "drizzle-orm";
@@ -94,12 +95,15 @@ describe("escalations by cause on the ops page", () => {
     // The cause fixed once for the whole group: a lender now holds the units.
     await db.execute(sql`update mortgage_positions set units = 10000 where mortgage_id = ${big.mortgageId}::uuid`);
     await page.fill('input[name="reason"]', "lender positions restored by the servicing desk");
-    await Promise.all([page.waitForURL(`${http.url}/ops`), page.click('#confirm-group-requeue button[type="submit"]')]);
-    await expect(page.locator(".flash").textContent()).resolves.toMatch(/Requeue all 3: Requeued 3 escalations for a new round\./);
+    await page.click('#confirm-group-requeue button[type="submit"]');
+    await expect(page.locator("#group-requeue-result").textContent()).resolves.toBe("Requeued 3 escalations for a new round.");
+    await expect(page.locator("#group-requeue-progress p:last-child").textContent()).resolves.toBe("3 of 3 done.");
+    await expect(page.locator("#group-requeue-progress p").count()).resolves.toBe(4); // 0, 1, 2 and 3 done, streamed as they went
+    await expect(page.locator("#group-requeue-progress p:visible").count()).resolves.toBe(1);
     await page.screenshot({ path: `${ARTIFACTS}/ops-group-requeued.png`, fullPage: true });
 
     await waitFor(async () => (await statusesOf(big.obligationIds)).every((s) => s === "resolved"), { timeoutMs: 15_000, what: "the group's escalations to resolve" });
-    await page.reload();
+    await page.goto(`${http.url}/ops`);
     await expect(groups.count()).resolves.toBe(1);
     const audits = await db.execute<{ actor: string; channel: string; reason: string }>(sql`
       select actor, metadata->>'channel' as channel, metadata->>'reason' as reason from audit_log
@@ -143,8 +147,8 @@ describe("escalations by cause on the ops page", () => {
       await Promise.all([page.waitForURL(/\/ops\/groups\/requeue\?/), page.locator(`tbody.group[data-group-mortgage="${group.mortgageId}"] a.requeue-group`).click()]);
       await expect(page.locator("#dry-run").innerText()).resolves.toMatch(/2 would wait for a second operator's approval/);
       await page.fill('input[name="reason"]', "lender positions restored by the servicing desk");
-      await Promise.all([page.waitForURL(`${server.url}/ops`), page.click('#confirm-group-requeue button[type="submit"]')]);
-      await expect(page.locator(".flash").textContent()).resolves.toMatch(/Requeue all 2: Requested 2 requeues: waiting for another operator's approval\./);
+      await page.click('#confirm-group-requeue button[type="submit"]');
+      await expect(page.locator("#group-requeue-result").textContent()).resolves.toBe("Requested 2 requeues: waiting for another operator's approval.");
       expect(await statusesOf(group.obligationIds)).toEqual(["escalated", "escalated"]);
 
       await db.execute(sql`update mortgage_positions set units = 10000 where mortgage_id = ${group.mortgageId}::uuid`);
