@@ -4,8 +4,10 @@ import { userInfo } from "node:os";
 import { z } from "zod";
 import { ConfigError, loadConfig, type Config } from "./config.js";
 import { DomainError, InfrastructureError } from "./domain/errors.js";
+import { EscalationCountMismatchError, SelectionTooLargeError } from "./domain/requeueErrors.js";
 import { normaliseId } from "./domain/ids.js";
 import { connectDatabase } from "./db/client.js";
+import { selectEscalations, type EscalationSelection } from "./db/escalationGroups.js";
 import { listEscalations } from "./db/healing.js";
 import { receivePayment } from "./db/payments.js";
 import { idSchema } from "./domain/ids.js";
@@ -178,28 +180,54 @@ program
  * checked: it is required (no silent default), and the OS user is recorded beside it. For the same
  * reason the CLI takes no part in four eyes: with REQUEUE_APPROVALS=2 it refuses, and requests and
  * approvals go through the ops API or page, where every operator is authenticated.
+ * By filter (--mortgage, --error, --escalated-before) it acts only when the filter matches exactly
+ * --expect escalations, as POST /api/escalations/requeue does.
  */
 program
   .command("requeue")
-  .description("requeue escalated obligations for a new round of attempts (REQUEUE_APPROVALS=1 only)")
-  .argument("<obligationId...>", "one or more obligation ids", obligationIds)
+  .description("requeue escalated obligations for a new round of attempts, by id or by filter (REQUEUE_APPROVALS=1 only)")
+  .argument("[obligationId...]", "one or more obligation ids (or select by filter instead)", obligationIds)
   .requiredOption("--reason <text>", "why a new round will succeed (recorded in the audit log)")
   .requiredOption("--actor <name>", "your operator name, recorded with channel cli and your OS user")
-  .action(async (obligationIds: string[], opts: { reason: string; actor: string }) => {
+  .option("--mortgage <id>", "filter: the escalations of this mortgage")
+  .option("--error <text>", "filter: this normalised last error, exactly as GET /api/escalations/groups gives it")
+  .option("--escalated-before <time>", "filter: escalated before this ISO time")
+  .option("--expect <n>", "with a filter: the number of escalations it must match, or nothing is requeued", nonNegativeInt)
+  .option("--dry-run", "with a filter: print what it matches and change nothing")
+  .action(async (obligationIds: string[], opts: { reason: string; actor: string; mortgage?: string; error?: string; escalatedBefore?: string; expect?: number; dryRun?: boolean }) => {
     const reason = requeueReasonSchema.safeParse(opts.reason);
     if (!reason.success) throw new InvalidArgumentError(`--reason: ${reason.error.issues[0]?.message}`);
     const actor = opts.actor.trim();
     if (!/^[A-Za-z0-9._@-]{1,100}$/.test(actor)) throw new InvalidArgumentError("--actor must be an operator name (letters, digits, ._@-)");
+    const filter = selectionOfOptions(opts);
+    if (filter && obligationIds.length > 0) throw new InvalidArgumentError("give obligation ids or a filter (--mortgage, --error, --escalated-before), not both");
+    if (!filter && obligationIds.length === 0) throw new InvalidArgumentError("give one or more obligation ids, or a filter (--mortgage, --error, --escalated-before) with --expect");
+    if (filter && opts.expect === undefined && !opts.dryRun) throw new InvalidArgumentError("--expect <n> is required with a filter (--dry-run prints the count it matches)");
     await withRuntime({ name: "dispersal-cli" }, async ({ ctx, config }) => {
-      if (config.REQUEUE_APPROVALS === 2) {
+      if (config.REQUEUE_APPROVALS === 2 && !opts.dryRun) {
         process.stderr.write("REQUEUE_APPROVALS=2: a requeue needs a second operator; request it on the ops page or with POST /api/escalations/<id>/requeue\n");
         process.exitCode = 2;
         return;
       }
-      const results = [];
-      for (const id of obligationIds) {
+      let ids = obligationIds;
+      let metadata: Record<string, unknown> = { osUser: userInfo().username };
+      if (filter) {
         try {
-          results.push({ ...(await requestRequeue(ctx, id, { actor, channel: "cli", reason: reason.data, metadata: { osUser: userInfo().username } })), requeued: true });
+          const selected = await selectEscalations(ctx.database.db, filter, opts.expect === undefined ? {} : { expectedCount: opts.expect });
+          if (opts.dryRun) return print({ dryRun: true, filter, matched: selected.length, obligations: selected });
+          ids = selected.map((s) => s.obligationId);
+          metadata = { ...metadata, selection: { filter, expectedCount: opts.expect } };
+        } catch (error) {
+          if (!(error instanceof EscalationCountMismatchError || error instanceof SelectionTooLargeError)) throw error;
+          process.stderr.write(`dispersal: ${error.message}\n`);
+          process.exitCode = 1;
+          return;
+        }
+      }
+      const results = [];
+      for (const id of ids) {
+        try {
+          results.push({ ...(await requestRequeue(ctx, id, { actor, channel: "cli", reason: reason.data, metadata })), requeued: true });
         } catch (error) {
           if (!(error instanceof DomainError)) throw error;
           results.push({ obligationId: id, requeued: false, code: error.code, error: error.message });
@@ -209,6 +237,25 @@ program
       print(results);
     });
   });
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError("must be a whole number (0 or more)");
+  return n;
+}
+
+function selectionOfOptions(opts: { mortgage?: string; error?: string; escalatedBefore?: string }): EscalationSelection | undefined {
+  if (opts.mortgage === undefined && opts.error === undefined && opts.escalatedBefore === undefined) return undefined;
+  const selection: EscalationSelection = {};
+  if (opts.mortgage !== undefined) selection.mortgageId = cliArgument(idSchema, opts.mortgage, "--mortgage");
+  if (opts.error !== undefined) selection.error = opts.error;
+  if (opts.escalatedBefore !== undefined) {
+    const at = new Date(opts.escalatedBefore);
+    if (!/^\d{4}-\d{2}-\d{2}/.test(opts.escalatedBefore) || Number.isNaN(at.getTime())) throw new InvalidArgumentError("--escalated-before must be an ISO time, e.g. 2026-12-01T00:00:00Z");
+    selection.escalatedBefore = at.toISOString();
+  }
+  return selection;
+}
 
 program
   .command("reconcile")

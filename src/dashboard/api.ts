@@ -3,6 +3,7 @@
 import express, { Router, type Request } from "express";
 import { z } from "zod";
 import { idSchema } from "../domain/ids.js";
+import { groupEscalations, type EscalationGroup, type EscalationSelection } from "../db/escalationGroups.js";
 import { listEscalations, type EscalationView } from "../db/healing.js";
 import { receivePayment, type PaymentReceipt } from "../db/payments.js";
 import { latestReconciliation } from "../db/reconciliation.js";
@@ -14,7 +15,7 @@ import { approveRequeue, requestRequeue, withdrawRequeue } from "../jobs/requeue
 import { operatorOf, requireOperatorRole, requireServiceRole } from "./auth.js";
 import { HttpError, notFound } from "./httpErrors.js";
 import { obligationRoutes } from "./obligationsApi.js";
-import { MAX_BULK_REQUEUE, dryRunRequeueMany, requeueMany } from "./requeueMany.js";
+import { MAX_BULK_REQUEUE, dryRunRequeueMany, dryRunSelection, requeueMany, requeueSelection, type SelectionDryRun } from "./requeueMany.js";
 import { requestScan } from "./scanRequest.js";
 
 export const BODY_LIMIT = "64kb";
@@ -60,7 +61,20 @@ const bulkSelection = z.union([
     reason: z.unknown().optional(),
     dryRun: z.boolean().optional(),
   }),
+  // By filter, confirmed by count: every escalation it matches, refused (409) when that is not expectedCount.
+  z.strictObject({
+    filter: z.strictObject({
+      mortgageId: idSchema.optional(),
+      error: z.string().max(2000).nullable().optional(),
+      escalatedBefore: timestamp.optional(),
+    }),
+    expectedCount: z.number().int().min(0).optional(),
+    reason: z.unknown().optional(),
+    dryRun: z.boolean().optional(),
+  }),
 ]);
+
+const groupsQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(200) });
 
 export function apiRoutes(ctx: PipelineContext): Router {
   const router = Router();
@@ -96,9 +110,28 @@ export function apiRoutes(ctx: PipelineContext): Router {
     res.json({ escalations: page.map(escalationJson), nextCursor });
   });
 
+  router.get("/escalations/groups", async (req, res) => {
+    const query = parse(groupsQuery, req.query, "query");
+    const groups = await groupEscalations(ctx.database.db, { limit: query.limit });
+    res.json({ groups: groups.map(groupJson) });
+  });
+
   router.post("/escalations/requeue", requireOperatorRole(), async (req, res) => {
     requireJson(req);
     const body = parse(bulkSelection, req.body, "body");
+    if (!("obligationIds" in body) && !("all" in body)) {
+      const filter = selectionOf(body.filter);
+      const { expectedCount } = body;
+      if (body.dryRun) {
+        res.json(selectionDryRunJson(await dryRunSelection(ctx, filter, expectedCount)));
+        return;
+      }
+      if (expectedCount === undefined) throw new HttpError(400, "invalid body: expectedCount is required with a filter (a dry run answers the count it matches)");
+      const reason = parse(requeueReasonSchema, body.reason, "reason");
+      const summary = await requeueSelection(ctx, filter, expectedCount, { actor: operatorOf(res).name, channel: "api", reason });
+      res.status(summary.interrupted ? 503 : 200).json(summary);
+      return;
+    }
     const ids =
       "obligationIds" in body
         ? body.obligationIds
@@ -175,6 +208,23 @@ function paymentJson(p: PaymentReceipt) {
     outstanding: p.outstanding.toString(),
     status: p.status,
   };
+}
+
+/** Only the fields given: an absent field selects everything, a null error selects rows without one. */
+function selectionOf(filter: { mortgageId?: string | undefined; error?: string | null | undefined; escalatedBefore?: string | undefined }): EscalationSelection {
+  return {
+    ...(filter.mortgageId !== undefined ? { mortgageId: filter.mortgageId } : {}),
+    ...(filter.error !== undefined ? { error: filter.error } : {}),
+    ...(filter.escalatedBefore !== undefined ? { escalatedBefore: filter.escalatedBefore } : {}),
+  };
+}
+
+function groupJson(g: EscalationGroup) {
+  return { mortgageId: g.mortgageId, mortgageReference: g.mortgageReference, error: g.error, count: g.count, amount: g.amount.toString(), oldestEscalatedAt: g.oldestEscalatedAt };
+}
+
+function selectionDryRunJson(d: SelectionDryRun) {
+  return { ...d, amount: d.amount.toString(), obligations: d.obligations.map((o) => ({ ...o, amount: o.amount.toString() })) };
 }
 
 function escalationJson(e: EscalationView) {

@@ -1,5 +1,6 @@
 // The HTML of the ops page, rendered on the server: no front-end build, no script, every value
 // escaped. Meant to be read by a tired person at 3 a.m.: big numbers, plain words, one action per row.
+import type { EscalationGroup, SelectedEscalation } from "../db/escalationGroups.js";
 import type { EscalationView } from "../db/healing.js";
 import type { MoneyAtRisk } from "../db/moneyAtRisk.js";
 import type { ObligationMatch } from "../db/obligationStory.js";
@@ -32,6 +33,9 @@ export interface OpsView {
   /** Requeue requests waiting for a second operator (REQUEUE_APPROVALS=2). */
   pending: PendingRequeue[];
   approvalsRequired: 1 | 2;
+  /** Open escalations by cause, largest amount first, and the newest rows of each. */
+  groups: EscalationGroup[];
+  groupMembers: SelectedEscalation[];
 }
 
 export function escapeHtml(value: unknown): string {
@@ -121,6 +125,9 @@ export const STYLE = `
   .risk .tile.alarm .value { color:var(--err); }
   form.search { display:flex; gap:.5rem; margin:1rem 0 .4rem; }
   form.search input[type=search] { font:inherit; padding:.3rem .6rem; min-width:28rem; border:1px solid var(--line); border-radius:5px; background:var(--card); color:var(--fg); }
+  details summary { cursor:pointer; color:var(--accent); }
+  tbody.group tr.members td { padding-top:0; }
+  tbody.group + tbody.group tr:first-child td { border-top:2px solid var(--line); }
   .copy { user-select:all; -webkit-user-select:all; cursor:text; }
 `;
 
@@ -153,6 +160,9 @@ ${view.flash ? html`<div class="flash ${view.flash.kind}" role="status">${view.f
 ${riskHeader(view.moneyAtRisk)}
 ${searchForm(view.search?.q ?? "")}
 ${view.search ? searchResults(view.search.q, view.search.results) : ""}
+<h2 id="groups">Escalations by cause <span class="count ${view.groups.length === 0 ? "zero" : "neutral"}">${view.groups.length}</span></h2>
+<p class="muted">The same mortgage and the same error (ids and numbers aside) usually have one cause: fix it once, then requeue the whole group.</p>
+<section aria-labelledby="groups">${groupsTable(view, canAct)}</section>
 <h2 id="open">Open escalations <span class="count ${view.open.length === 0 ? "zero" : ""}">${view.open.length}${view.openTruncated ? "+" : ""}</span></h2>
 <p class="muted">Settled cash that could not be dispersed after every attempt; it sits in SUSPENSE. Fix the cause (positions, data), then requeue.</p>
 <section aria-labelledby="open">${openTable(view, canAct)}</section>
@@ -221,6 +231,43 @@ function searchResults(q: string, results: ObligationMatch[]): Html {
         <td>${r.healingStatus ?? html`<span class="muted">–</span>`}</td>
         <td class="muted">${r.matchedBy === "lender" ? `lender ${r.lenderName ?? ""}` : r.matchedBy}</td></tr>`,
     )}</tbody></table></section>`;
+}
+
+/** The link to a group's dry run and confirmation (/ops/groups/requeue): its filter in the query. */
+export function groupRequeuePath(group: { mortgageId: string; error: string | null }): string {
+  const query = new URLSearchParams({ mortgageId: group.mortgageId });
+  if (group.error === null) query.set("noError", "1");
+  else query.set("error", group.error);
+  return `/ops/groups/requeue?${query.toString()}`;
+}
+
+function groupsTable(view: OpsView, canAct: boolean): Html {
+  if (view.groups.length === 0) return html`<div class="card"><div class="empty">Nothing escalated. Nothing to do.</div></div>`;
+  const key = (mortgageId: string, error: string | null) => JSON.stringify([mortgageId, error]);
+  const members = new Map<string, SelectedEscalation[]>();
+  for (const m of view.groupMembers) members.set(key(m.mortgageId, m.error), [...(members.get(key(m.mortgageId, m.error)) ?? []), m]);
+  const groups = view.groups.map((g) => {
+    const rows = members.get(key(g.mortgageId, g.error)) ?? [];
+    return html`<tbody class="group" data-group-mortgage="${g.mortgageId}" data-group-count="${g.count}">
+      <tr>
+        <td><strong>${g.mortgageReference}</strong></td>
+        <td class="error">${g.error ?? html`<span class="muted">no error recorded</span>`}</td>
+        <td class="num">${g.count}</td>
+        <td class="num">${formatCents(g.amount)}</td>
+        <td class="num" title="${g.oldestEscalatedAt ?? ""}">${age(g.oldestEscalatedAt, view.now)}</td>
+        <td>${canAct ? html`<a class="requeue-group" href="${groupRequeuePath({ mortgageId: g.mortgageId, error: g.error })}">Requeue all ${g.count}</a>` : ""}</td>
+      </tr>
+      <tr class="members"><td colspan="6"><details><summary>${rows.length < g.count ? `Show the newest ${rows.length} of ${g.count}` : `Show ${g.count === 1 ? "it" : `the ${g.count}`}`}</summary>
+        <table><thead><tr><th>Obligation</th><th class="num">Amount</th><th class="num">Escalated</th></tr></thead><tbody>${rows.map(
+          (m) => html`<tr data-obligation="${m.obligationId}"><td><a class="mono story-link" href="${storyPath(m.obligationId)}" title="${m.obligationId}">${m.obligationId.slice(0, 8)}</a></td>
+            <td class="num">${formatCents(m.amount)}</td><td class="num" title="${m.escalatedAt ?? ""}">${age(m.escalatedAt, view.now)} ago</td></tr>`,
+        )}</tbody></table></details></td></tr>
+    </tbody>`;
+  });
+  return html`<div class="card"><table id="groups-table">
+    <thead><tr><th>Mortgage</th><th>Error</th><th class="num">Count</th><th class="num">Amount</th><th class="num">Oldest</th><th></th></tr></thead>
+    ${groups}
+  </table></div>`;
 }
 
 function openTable(view: OpsView, canAct: boolean): Html {

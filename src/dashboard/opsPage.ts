@@ -4,6 +4,7 @@ import express, { Router, type Request, type Response } from "express";
 import { z } from "zod";
 import { idSchema } from "../domain/ids.js";
 import type { OpsUser } from "../config.js";
+import { groupEscalations, listGroupMembers } from "../db/escalationGroups.js";
 import { listEscalations } from "../db/healing.js";
 import { readMoneyAtRisk } from "../db/moneyAtRisk.js";
 import { searchObligations } from "../db/obligationStory.js";
@@ -17,12 +18,17 @@ import { BODY_LIMIT } from "./api.js";
 import { formToken, formTokenMatches, operatorOf, requireOperatorRole } from "./auth.js";
 import { BULL_BOARD_PATH } from "./bullBoard.js";
 import { escapeHtml, renderOpsPage, type Flash } from "./opsHtml.js";
-import { MAX_BULK_REQUEUE, dryRunRequeueMany, requeueMany } from "./requeueMany.js";
+import { MAX_BULK_REQUEUE, dryRunRequeueMany, requeueMany, requeueSelection, type BulkRequeueSummary } from "./requeueMany.js";
+import { EscalationCountMismatchError } from "../domain/requeueErrors.js";
+import { groupRequeuePage, groupSelectionFields, selectionOfFields, streamGroupRequeue } from "./groupRequeuePage.js";
 import { SEARCH_LIMIT } from "./obligationsApi.js";
 import { storyPage } from "./storyPage.js";
 import { requestScan } from "./scanRequest.js";
 
 const OPEN_ROWS = 200;
+const GROUPS = 100;
+/** Rows shown when a group is expanded; its "requeue all" acts on every one. */
+const GROUP_ROWS = 50;
 const FLASH_COOKIE = "ops_flash";
 
 const requeueForm = z.object({
@@ -34,6 +40,8 @@ const requeueForm = z.object({
 
 const decisionForm = z.object({ obligationId: idSchema });
 
+const groupRequeueForm = groupSelectionFields.extend({ expectedCount: z.coerce.number().int().min(0), reason: z.string().optional() });
+
 export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Router {
   const router = Router();
   router.use(express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: MAX_BULK_REQUEUE + 10 }));
@@ -44,7 +52,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
     const operator = operatorOf(res);
     const db = ctx.database.db;
     const q = typeof req.query.q === "string" ? req.query.q.trim().slice(0, 200) : "";
-    const [open, inProgress, recentlyResolved, reconciliation, moneyAtRisk, results, pending] = await Promise.all([
+    const [open, inProgress, recentlyResolved, reconciliation, moneyAtRisk, results, pending, groups, groupMembers] = await Promise.all([
       listEscalations(db, { status: "escalated", limit: OPEN_ROWS + 1 }),
       listEscalations(db, { status: "requeued", limit: 50 }),
       listEscalations(db, { status: "resolved", limit: 10 }),
@@ -52,6 +60,8 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
       readMoneyAtRisk(db),
       q ? searchObligations(db, q, SEARCH_LIMIT) : Promise.resolve(undefined),
       listPendingRequeues(db, OPEN_ROWS),
+      groupEscalations(db, { limit: GROUPS }),
+      listGroupMembers(db, { perGroup: GROUP_ROWS }),
     ]);
     const flash = takeFlash(req, res);
     res.setHeader("Cache-Control", "no-store");
@@ -73,6 +83,8 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
         search: results ? { q, results } : undefined,
         pending,
         approvalsRequired: ctx.settings.REQUEUE_APPROVALS,
+        groups,
+        groupMembers,
       }),
     );
   });
@@ -93,14 +105,34 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
     const reason = requeueReasonSchema.safeParse(form.data.reason ?? "");
     if (!reason.success) return backWith(res, { kind: "error", text: "Give a reason for the requeue: why will a new round succeed?" }, 400);
     const summary = await requeueMany(ctx, selected, { actor: operator.name, channel: "ops-page", reason: reason.data });
-    const refusals = summary.results.flatMap((r) => (r.outcome === "refused" || r.outcome === "not-attempted" ? [`${r.obligationId.slice(0, 8)}: ${r.error}`] : []));
-    const text = [
-      summary.requeued > 0 ? `Requeued ${summary.requeued} escalation${summary.requeued === 1 ? "" : "s"} for a new round.` : "",
-      summary.pendingApproval > 0 ? `Requested ${summary.pendingApproval} requeue${summary.pendingApproval === 1 ? "" : "s"}: waiting for another operator's approval.` : "",
-      refusals.length > 0 ? `Not requeued (${refusals.length}): ${refusals.slice(0, 3).join("; ")}${refusals.length > 3 ? " …" : ""}` : "",
-    ].filter(Boolean).join(" ");
-    const acted = summary.requeued + summary.pendingApproval;
-    backWith(res, { kind: refusals.length === 0 ? "ok" : acted > 0 ? "warn" : "error", text });
+    backWith(res, bulkOutcome(summary));
+  });
+
+  router.get("/groups/requeue", groupRequeuePage(ctx, users));
+
+  router.post("/groups/requeue", requireOperatorRole(), async (req, res) => {
+    const operator = operatorOf(res);
+    if (!formTokenMatches(users, operator, submittedToken(req))) return refuseForm(res);
+    const form = groupRequeueForm.safeParse(req.body ?? {});
+    if (!form.success) return backWith(res, { kind: "error", text: "The form was not understood (the group or its count is malformed)." }, 400);
+    const reason = requeueReasonSchema.safeParse(form.data.reason ?? "");
+    if (!reason.success) return backWith(res, { kind: "error", text: "Give a reason for the requeue: why will a new round succeed?" }, 400);
+    const page = streamGroupRequeue(res);
+    try {
+      const summary = await requeueSelection(ctx, selectionOfFields(form.data), form.data.expectedCount, { actor: operator.name, channel: "ops-page", reason: reason.data }, page.progress);
+      page.finish(bulkOutcome(summary));
+    } catch (error) {
+      if (page.started) {
+        ctx.log.error({ actor: operator.name, error: (error as Error)?.stack ?? String(error) }, "requeue of a group failed part way");
+        return page.fail();
+      }
+      if (error instanceof EscalationCountMismatchError) {
+        return backWith(res, { kind: "error", text: `Nothing was requeued: the group now has ${error.actualCount} escalation${error.actualCount === 1 ? "" : "s"}, not the ${error.expectedCount} you confirmed. Look at it again.` }, 409);
+      }
+      const answer = answerFor(error);
+      if (!answer || answer.status >= 500) throw error;
+      backWith(res, { kind: "error", text: `Not requeued: ${answer.body.error}` }, answer.status);
+    }
   });
 
   router.post("/requeue/approve", requireOperatorRole(), async (req, res) => {
@@ -141,6 +173,17 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
   });
 
   return router;
+}
+
+function bulkOutcome(summary: BulkRequeueSummary): Flash {
+  const refusals = summary.results.flatMap((r) => (r.outcome === "refused" || r.outcome === "not-attempted" ? [`${r.obligationId.slice(0, 8)}: ${r.error}`] : []));
+  const text = [
+    summary.requeued > 0 ? `Requeued ${summary.requeued} escalation${summary.requeued === 1 ? "" : "s"} for a new round.` : "",
+    summary.pendingApproval > 0 ? `Requested ${summary.pendingApproval} requeue${summary.pendingApproval === 1 ? "" : "s"}: waiting for another operator's approval.` : "",
+    refusals.length > 0 ? `Not requeued (${refusals.length}): ${refusals.slice(0, 3).join("; ")}${refusals.length > 3 ? " …" : ""}` : "",
+  ].filter(Boolean).join(" ");
+  const acted = summary.requeued + summary.pendingApproval;
+  return { kind: refusals.length === 0 ? "ok" : acted > 0 ? "warn" : "error", text: text || "Nothing to requeue." };
 }
 
 function submittedToken(req: Request): unknown {

@@ -1,6 +1,8 @@
-// Requeue of several escalations at once (bulk API, the ops page's "requeue selected"): one by one
-// through the same requestRequeue as everything else (so REQUEUE_APPROVALS applies to each), with a
-// result per obligation; or a dry run that says what would happen and changes nothing.
+// Requeue of several escalations at once (bulk API, the ops page's "requeue selected" and "requeue
+// all N" of a group): one by one through the same requestRequeue as everything else (so
+// REQUEUE_APPROVALS applies to each), with a result per obligation; or a dry run that says what
+// would happen and changes nothing. A filter is resolved to its escalations first (db/escalationGroups.ts).
+import { selectEscalations, type EscalationSelection, type SelectedEscalation } from "../db/escalationGroups.js";
 import { previewRequeues, type RequeuePreview } from "../db/requeueRequests.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { requestRequeue, type PendingRequeueResult, type RequeueChannel, type RequeueResult } from "../jobs/requeue.js";
@@ -36,15 +38,70 @@ export interface BulkRequeueDryRun {
   results: RequeuePreview[];
 }
 
+export interface BulkRequeueRequest {
+  actor: string;
+  channel: Exclude<RequeueChannel, "bull-board">;
+  reason: string;
+  /** Recorded in each obligation's audit row (e.g. the filter it was selected by). */
+  metadata?: Record<string, unknown>;
+}
+
+export interface SelectionDryRun extends BulkRequeueDryRun {
+  filter: EscalationSelection;
+  /** Escalations the filter matches now: the expectedCount to send with the requeue. */
+  matched: number;
+  amount: bigint;
+  obligations: SelectedEscalation[];
+}
+
+export interface SelectionRequeueSummary extends BulkRequeueSummary {
+  filter: EscalationSelection;
+  matched: number;
+}
+
+/** Dry run of a requeue by filter; with expectedCount, a different count is refused (409) as the real one is. */
+export async function dryRunSelection(ctx: PipelineContext, filter: EscalationSelection, expectedCount?: number): Promise<SelectionDryRun> {
+  const selected = await selectEscalations(ctx.database.db, filter, expectedCount === undefined ? {} : { expectedCount });
+  const preview = await dryRunRequeueMany(ctx, selected.map((s) => s.obligationId));
+  return { ...preview, filter, matched: selected.length, amount: selected.reduce((sum, s) => sum + s.amount, 0n), obligations: selected };
+}
+
+/**
+ * Every escalation the filter matches, in this one request, after checking the operator's count:
+ * a mismatch throws EscalationCountMismatchError before anything changes.
+ */
+export async function requeueSelection(
+  ctx: PipelineContext,
+  filter: EscalationSelection,
+  expectedCount: number,
+  request: BulkRequeueRequest,
+  onProgress?: RequeueProgress,
+): Promise<SelectionRequeueSummary> {
+  const selected = await selectEscalations(ctx.database.db, filter, { expectedCount });
+  const summary = await requeueMany(
+    ctx,
+    selected.map((s) => s.obligationId),
+    { ...request, metadata: { ...request.metadata, selection: { filter, expectedCount } } },
+    onProgress,
+  );
+  return { ...summary, filter, matched: selected.length };
+}
+
+/** Called before the first obligation (done 0) and after each one. */
+export type RequeueProgress = (done: number, total: number) => void;
+
 export async function requeueMany(
   ctx: PipelineContext,
   obligationIds: readonly string[],
-  request: { actor: string; channel: Exclude<RequeueChannel, "bull-board">; reason: string },
+  request: BulkRequeueRequest,
+  onProgress?: RequeueProgress,
 ): Promise<BulkRequeueSummary> {
   const unique = [...new Set(obligationIds)];
   const results: RequeueOutcome[] = [];
   let interrupted = false;
+  onProgress?.(0, unique.length);
   for (const obligationId of unique) {
+    if (results.length > 0) onProgress?.(results.length, unique.length);
     if (interrupted) {
       results.push({ outcome: "not-attempted", obligationId, error: "not attempted: a backing service became unavailable" });
       continue;
@@ -66,6 +123,7 @@ export async function requeueMany(
       });
     }
   }
+  onProgress?.(results.length, unique.length);
   const requeued = results.filter((r) => r.outcome === "requeued").length;
   const pendingApproval = results.filter((r) => r.outcome === "pending_approval").length;
   return { requested: unique.length, requeued, pendingApproval, refused: results.length - requeued - pendingApproval, interrupted, results };

@@ -39,3 +39,20 @@ export class EscalatedWithoutRequeueError extends DomainError {
     super(`obligation ${obligationId} is escalated and no requeue of it has been carried out: the job does nothing`);
   }
 }
+
+/** A requeue by filter names the count the operator confirmed; the filter now matches another number. */
+export class EscalationCountMismatchError extends DomainError {
+  readonly code = "COUNT_MISMATCH";
+  readonly retryable = false;
+  constructor(readonly expectedCount: number, readonly actualCount: number) {
+    super(`the filter matches ${actualCount} escalation${actualCount === 1 ? "" : "s"}, not the ${expectedCount} expected: nothing was requeued; check the selection again`);
+  }
+}
+
+export class SelectionTooLargeError extends DomainError {
+  readonly code = "SELECTION_TOO_LARGE";
+  readonly retryable = false;
+  constructor(readonly limit: number) {
+    super(`the filter matches more than ${limit} escalations: narrow it (mortgage, error, escalated before)`);
+  }
+}
