@@ -56,6 +56,11 @@ export const configSchema = z.object({
         const [name, role, ...secret] = entry.split(":");
         parsed.push({ name: name!, role: role as "viewer" | "operator" | "service", secret: secret.join(":") });
       }
+      const clash = sharedIdentity(parsed);
+      if (clash) {
+        ctx.addIssue({ code: "custom", message: clash });
+        return z.NEVER;
+      }
       return parsed;
     }),
   WORKER_CONCURRENCY: positiveInt(200),
@@ -119,6 +124,20 @@ function parseTrustProxy(value: string): false | number | string[] | undefined {
   return valid && items.length > 0 ? items : undefined;
 }
 export type OpsUser = Config["OPS_USERS"][number];
+
+/**
+ * Four eyes counts people, not entries: one secret under two names, or "Olga" beside "olga", would
+ * let one person approve their own requeue. Names the entries, never the secret.
+ */
+function sharedIdentity(users: readonly { name: string; secret: string }[]): string | undefined {
+  for (const [i, user] of users.entries()) {
+    for (const other of users.slice(i + 1)) {
+      if (other.secret === user.secret) return `entries "${user.name}" and "${other.name}" share a secret: every user needs their own`;
+      if (other.name.toLowerCase() === user.name.toLowerCase()) return `entries "${user.name}" and "${other.name}" are one name (names are compared ignoring case)`;
+    }
+  }
+  return undefined;
+}
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const present = Object.fromEntries(
