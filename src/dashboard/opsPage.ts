@@ -91,7 +91,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
       return backWith(res, { kind: preview.skipped === 0 ? "ok" : "warn", text: `Dry run: ${preview.wouldRequeue} ${verb}; ${preview.skipped} skipped${skipped ? ` (${skipped})` : ""}. Nothing was changed.` });
     }
     const reason = requeueReasonSchema.safeParse(form.data.reason ?? "");
-    if (!reason.success) return backWith(res, { kind: "error", text: "Give a reason for the requeue: why will a new round succeed?" }, 400);
+    if (!reason.success) return backWith(res, { kind: "error", text: `Give a reason for the requeue (why will a new round succeed?): ${reason.error.issues[0]?.message}.` }, 400);
     const summary = await requeueMany(ctx, selected, { actor: operator.name, channel: "ops-page", reason: reason.data });
     const refusals = summary.results.flatMap((r) => (r.outcome === "refused" || r.outcome === "not-attempted" ? [`${r.obligationId.slice(0, 8)}: ${r.error}`] : []));
     const text = [
