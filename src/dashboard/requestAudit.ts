@@ -1,7 +1,7 @@
 // Every state-changing HTTP request of an authenticated user goes to audit_log with the user's name
 // BEFORE it is acted on: a client that hangs up right after sending cannot hide it, and when the row
 // cannot be written (Postgres away) the request is refused, not carried out unaudited. The outcome
-// (status) follows in a second row when the response is finished; audit_log is append-only.
+// (status, or that the client hung up) follows in a second row; audit_log is append-only.
 import { randomUUID } from "node:crypto";
 import type { RequestHandler } from "express";
 import { writeAudit } from "../db/audit.js";
@@ -19,6 +19,16 @@ export function auditStateChanges(ctx: PipelineContext): RequestHandler {
     const path = req.originalUrl.split("?")[0]!.slice(0, 500);
     const requestId = randomUUID();
     const base = { actor: operator.name, resourceType: "http", resourceId: `${req.method} ${path}` };
+    // "close" is emitted once: a client that hung up before this point (while sign-in awaited
+    // Redis) or hangs up during the await below would leave a listener added later waiting for
+    // ever. "finish" never fires for a response whose client is gone; "close" always comes.
+    const ended = res.closed
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          res.once("finish", resolve);
+          res.once("close", resolve);
+        });
+    const started = performance.now();
     try {
       await writeAudit(ctx.database.db, {
         ...base,
@@ -31,11 +41,7 @@ export function auditStateChanges(ctx: PipelineContext): RequestHandler {
       res.status(503).json({ error: "the audit log is unavailable, so nothing was changed; try again shortly" });
       return;
     }
-    const started = performance.now();
-    let recorded = false;
     const recordOutcome = () => {
-      if (recorded) return;
-      recorded = true;
       const severity: AuditSeverity = !res.writableFinished ? "warning" : res.statusCode >= 500 ? "error" : res.statusCode >= 400 ? "warning" : "info";
       const record = {
         ...base,
@@ -45,8 +51,7 @@ export function auditStateChanges(ctx: PipelineContext): RequestHandler {
       };
       writeAudit(ctx.database.db, record).catch((error: Error) => ctx.log.error({ ...record, error: error.message }, "audit row of an HTTP response could not be written"));
     };
-    res.on("finish", recordOutcome);
-    res.on("close", recordOutcome);
+    void ended.then(recordOutcome);
     next();
   };
 }
