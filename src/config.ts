@@ -1,6 +1,7 @@
 // Every environment variable the service reads, parsed and validated once. Nothing else reads process.env.
 import { isIP } from "node:net";
 import { z } from "zod";
+import { redactUrl } from "./redactUrl.js";
 
 export class ConfigError extends Error {
   readonly code = "CONFIG_INVALID";
@@ -155,5 +156,5 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 function redact(variable: string, value: unknown): unknown {
   if (typeof value !== "string") return value;
   if (variable === "OPS_USERS") return "<redacted>";
-  return value.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
+  return redactUrl(value);
 }

@@ -55,6 +55,9 @@ function securityHeaders(): RequestHandler {
     res.setHeader("X-Content-Type-Options", "nosniff");
     res.setHeader("X-Frame-Options", "DENY"); // the buttons must not be clickable through someone else's frame
     res.setHeader("Referrer-Policy", "same-origin");
+    // Answers carry money and people's names (API, CSV, pages, Bull Board, metrics): no cache,
+    // browser or proxy, keeps a copy.
+    res.setHeader("Cache-Control", "no-store");
     next();
   };
 }

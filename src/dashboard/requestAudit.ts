@@ -1,9 +1,10 @@
 // Every state-changing HTTP request of an authenticated user goes to audit_log with the user's name
 // BEFORE it is acted on: a client that hangs up right after sending cannot hide it, and when the row
 // cannot be written (Postgres away) the request is refused, not carried out unaudited. The outcome
-// (status, or that the client hung up) follows in a second row; audit_log is append-only.
+// (status, or that the client hung up) follows in a second row; audit_log is append-only. Reads of
+// money and people's data in bulk (an obligation's story, the escalations CSV) are audited too.
 import { randomUUID } from "node:crypto";
-import type { RequestHandler } from "express";
+import type { RequestHandler, Response } from "express";
 import { writeAudit } from "../db/audit.js";
 import type { AuditSeverity } from "../db/schema.js";
 import type { PipelineContext } from "../jobs/context.js";
@@ -11,6 +12,31 @@ import { isMutating, operatorOf } from "./auth.js";
 
 export const HTTP_AUDIT_ACTION = "ops.http_request";
 export const HTTP_OUTCOME_AUDIT_ACTION = "ops.http_response";
+export const STORY_READ_AUDIT_ACTION = "ops.obligation_story_read";
+export const CSV_READ_AUDIT_ACTION = "ops.escalations_csv_read";
+
+export interface AuditedRead {
+  action: typeof STORY_READ_AUDIT_ACTION | typeof CSV_READ_AUDIT_ACTION;
+  resourceType: string;
+  resourceId: string;
+  channel: "api" | "ops-page";
+}
+
+/**
+ * Written before the answer is sent, by the user who reads: if it cannot be written, the error
+ * answers instead (503 for an outage) and nothing is shown unaudited.
+ */
+export async function auditRead(ctx: PipelineContext, res: Response, read: AuditedRead): Promise<void> {
+  const operator = operatorOf(res);
+  await writeAudit(ctx.database.db, {
+    action: read.action,
+    actor: operator.name,
+    resourceType: read.resourceType,
+    resourceId: read.resourceId,
+    severity: "info",
+    metadata: { channel: read.channel, role: operator.role, address: res.req.ip },
+  });
+}
 
 export function auditStateChanges(ctx: PipelineContext): RequestHandler {
   return async (req, res, next) => {
