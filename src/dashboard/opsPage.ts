@@ -54,7 +54,6 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
       listPendingRequeues(db, OPEN_ROWS),
     ]);
     const flash = takeFlash(req, res);
-    res.setHeader("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
     res.type("html").send(
       renderOpsPage({
         operator,

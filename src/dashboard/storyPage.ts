@@ -11,11 +11,8 @@ import { buildObligationStory, type ObligationStory, type TimelineItem } from ".
 import { Html, STYLE, age, html } from "./opsHtml.js";
 import { STORY_READ_AUDIT_ACTION, auditRead } from "./requestAudit.js";
 
-const CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
 export function storyPage(ctx: PipelineContext): RequestHandler {
   return async (req: Request, res: Response) => {
-    res.setHeader("Content-Security-Policy", CSP);
     const parsed = idSchema.safeParse(req.params.obligationId);
     if (!parsed.success) {
       res.status(400).type("html").send(plainPage("Not an obligation id", html`<p><code>${String(req.params.obligationId).slice(0, 100)}</code> is not an obligation id (a UUID, 8-4-4-4-12 hexadecimal).</p>`));
