@@ -85,6 +85,22 @@ export const configSchema = z.object({
   OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ error: "must be an http(s) URL" }).regex(/^https?:\/\//, "must be an http(s) URL").optional(),
   /** Operators needed to requeue an escalation: 1, or 2 (four eyes: a second operator approves). (Default: 1) */
   REQUEUE_APPROVALS: z.enum(["1", "2"]).default("1").transform((v) => Number(v) as 1 | 2),
+  /**
+   * How long a requeue request waits for its second operator (four eyes) before it expires and can
+   * no longer be approved: a duration, `<n>s`, `<n>m`, `<n>h` or `<n>d`, 1 minute to 30 days; parsed
+   * into seconds. (Default: 24h)
+   */
+  REQUEUE_APPROVAL_TTL: z
+    .string()
+    .default("24h")
+    .transform((value, ctx) => {
+      const seconds = parseDurationSeconds(value);
+      if (seconds === undefined || seconds < 60 || seconds > 30 * 86_400) {
+        ctx.addIssue({ code: "custom", message: "must be a duration from 1 minute to 30 days: <n>s, <n>m, <n>h or <n>d (e.g. 24h, 90m)" });
+        return z.NEVER;
+      }
+      return seconds;
+    }),
   /** How often every process checks the scan and reconciliation schedules and puts back a missing one. (Default: 30 s) */
   SCHEDULE_CHECK_EVERY_MS: positiveInt(30_000),
   /** Which proxies' X-Forwarded-* headers to believe (express "trust proxy"). (Default: none) */
@@ -109,6 +125,14 @@ export const configSchema = z.object({
 });
 
 export type Config = z.infer<typeof configSchema>;
+
+const DURATION_UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;
+
+function parseDurationSeconds(value: string): number | undefined {
+  const match = /^(\d{1,7})(s|m|h|d)$/.exec(value.trim());
+  if (!match) return undefined;
+  return Number(match[1]) * DURATION_UNIT_SECONDS[match[2] as keyof typeof DURATION_UNIT_SECONDS];
+}
 
 /** false (trust nobody), a hop count, or the list express hands to proxy-addr; undefined when invalid. */
 function parseTrustProxy(value: string): false | number | string[] | undefined {

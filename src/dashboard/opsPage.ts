@@ -51,7 +51,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
       latestReconciliation(db),
       readMoneyAtRisk(db),
       q ? searchObligations(db, q, SEARCH_LIMIT) : Promise.resolve(undefined),
-      listPendingRequeues(db, OPEN_ROWS),
+      listPendingRequeues(db, OPEN_ROWS, ctx.settings.REQUEUE_APPROVAL_TTL),
     ]);
     const flash = takeFlash(req, res);
     res.type("html").send(
