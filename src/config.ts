@@ -1,6 +1,7 @@
 // Every environment variable the service reads, parsed and validated once. Nothing else reads process.env.
 import { isIP } from "node:net";
 import { z } from "zod";
+import { redactUrl } from "./redactUrl.js";
 
 export class ConfigError extends Error {
   readonly code = "CONFIG_INVALID";
@@ -56,6 +57,11 @@ export const configSchema = z.object({
         const [name, role, ...secret] = entry.split(":");
         parsed.push({ name: name!, role: role as "viewer" | "operator" | "service", secret: secret.join(":") });
       }
+      const clash = sharedIdentity(parsed);
+      if (clash) {
+        ctx.addIssue({ code: "custom", message: clash });
+        return z.NEVER;
+      }
       return parsed;
     }),
   WORKER_CONCURRENCY: positiveInt(200),
@@ -79,6 +85,22 @@ export const configSchema = z.object({
   OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ error: "must be an http(s) URL" }).regex(/^https?:\/\//, "must be an http(s) URL").optional(),
   /** Operators needed to requeue an escalation: 1, or 2 (four eyes: a second operator approves). (Default: 1) */
   REQUEUE_APPROVALS: z.enum(["1", "2"]).default("1").transform((v) => Number(v) as 1 | 2),
+  /**
+   * How long a requeue request waits for its second operator (four eyes) before it expires and can
+   * no longer be approved: a duration, `<n>s`, `<n>m`, `<n>h` or `<n>d`, 1 minute to 30 days; parsed
+   * into seconds. (Default: 24h)
+   */
+  REQUEUE_APPROVAL_TTL: z
+    .string()
+    .default("24h")
+    .transform((value, ctx) => {
+      const seconds = parseDurationSeconds(value);
+      if (seconds === undefined || seconds < 60 || seconds > 30 * 86_400) {
+        ctx.addIssue({ code: "custom", message: "must be a duration from 1 minute to 30 days: <n>s, <n>m, <n>h or <n>d (e.g. 24h, 90m)" });
+        return z.NEVER;
+      }
+      return seconds;
+    }),
   /** How often every process checks the scan and reconciliation schedules and puts back a missing one. (Default: 30 s) */
   SCHEDULE_CHECK_EVERY_MS: positiveInt(30_000),
   /** Which proxies' X-Forwarded-* headers to believe (express "trust proxy"). (Default: none) */
@@ -104,6 +126,14 @@ export const configSchema = z.object({
 
 export type Config = z.infer<typeof configSchema>;
 
+const DURATION_UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;
+
+function parseDurationSeconds(value: string): number | undefined {
+  const match = /^(\d{1,7})(s|m|h|d)$/.exec(value.trim());
+  if (!match) return undefined;
+  return Number(match[1]) * DURATION_UNIT_SECONDS[match[2] as keyof typeof DURATION_UNIT_SECONDS];
+}
+
 /** false (trust nobody), a hop count, or the list express hands to proxy-addr; undefined when invalid. */
 function parseTrustProxy(value: string): false | number | string[] | undefined {
   const trimmed = value.trim();
@@ -119,6 +149,20 @@ function parseTrustProxy(value: string): false | number | string[] | undefined {
   return valid && items.length > 0 ? items : undefined;
 }
 export type OpsUser = Config["OPS_USERS"][number];
+
+/**
+ * Four eyes counts people, not entries: one secret under two names, or "Olga" beside "olga", would
+ * let one person approve their own requeue. Names the entries, never the secret.
+ */
+function sharedIdentity(users: readonly { name: string; secret: string }[]): string | undefined {
+  for (const [i, user] of users.entries()) {
+    for (const other of users.slice(i + 1)) {
+      if (other.secret === user.secret) return `entries "${user.name}" and "${other.name}" share a secret: every user needs their own`;
+      if (other.name.toLowerCase() === user.name.toLowerCase()) return `entries "${user.name}" and "${other.name}" are one name (names are compared ignoring case)`;
+    }
+  }
+  return undefined;
+}
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const present = Object.fromEntries(
@@ -136,5 +180,5 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 function redact(variable: string, value: unknown): unknown {
   if (typeof value !== "string") return value;
   if (variable === "OPS_USERS") return "<redacted>";
-  return value.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
+  return redactUrl(value);
 }

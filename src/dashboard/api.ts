@@ -152,7 +152,7 @@ export function apiRoutes(ctx: PipelineContext): Router {
   });
 
   router.get("/escalations/requeue/pending", async (_req, res) => {
-    const pending = await listPendingRequeues(ctx.database.db, 500);
+    const pending = await listPendingRequeues(ctx.database.db, 500, ctx.settings.REQUEUE_APPROVAL_TTL);
     res.json({ approvalsRequired: ctx.settings.REQUEUE_APPROVALS, pending: pending.map((p) => ({ ...p, amount: p.amount.toString() })) });
   });
 

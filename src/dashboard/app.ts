@@ -1,7 +1,7 @@
 // The operations surface (express): health without credentials; behind Basic auth the API, the ops
 // page, Bull Board and the metrics; every state-changing request audited. startHttpServer listens
 // and closes it all (including the metrics' Redis event listeners).
-import express, { type Express, type RequestHandler } from "express";
+import express, { type Express } from "express";
 import type { Server } from "node:http";
 import type { Config } from "../config.js";
 import type { PipelineContext } from "../jobs/context.js";
@@ -13,6 +13,7 @@ import { notFound, respondWithErrors } from "./httpErrors.js";
 import { createMetrics } from "./metrics.js";
 import { opsRoutes } from "./opsPage.js";
 import { auditStateChanges } from "./requestAudit.js";
+import { bullBoardContentSecurityPolicy, securityHeaders } from "./securityHeaders.js";
 import { signInThrottle } from "./signInThrottle.js";
 import { refuseCrossSiteWrites } from "./sameOrigin.js";
 
@@ -43,20 +44,11 @@ export function createApp(ctx: PipelineContext, config: Config): OperationsApp {
   app.use("/api", apiRoutes(ctx));
   app.use("/ops", opsRoutes(ctx, config.OPS_USERS));
   app.get("/", (_req, res) => res.redirect(302, "/ops"));
-  app.use(BULL_BOARD_PATH, bullBoardRoutes(ctx));
+  app.use(BULL_BOARD_PATH, bullBoardContentSecurityPolicy(), bullBoardRoutes(ctx));
 
   app.use(notFound());
   app.use(respondWithErrors(ctx.log));
   return Object.assign(app, { closeResources: () => metrics.close() });
-}
-
-function securityHeaders(): RequestHandler {
-  return (_req, res, next) => {
-    res.setHeader("X-Content-Type-Options", "nosniff");
-    res.setHeader("X-Frame-Options", "DENY"); // the buttons must not be clickable through someone else's frame
-    res.setHeader("Referrer-Policy", "same-origin");
-    next();
-  };
 }
 
 export interface HttpServer {

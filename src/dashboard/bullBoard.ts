@@ -41,7 +41,9 @@ function board(ctx: PipelineContext, forOperators: boolean): Express {
       },
     },
   });
-  return serverAdapter.getRouter() as Express;
+  const app = serverAdapter.getRouter() as Express;
+  app.disable("x-powered-by"); // the board is an express app of its own, with express's default on
+  return app;
 }
 
 export function bullBoardRoutes(ctx: PipelineContext): Router {

@@ -13,7 +13,6 @@ import { answerFor } from "./httpErrors.js";
 import { Html, STYLE, age, html, storyPath } from "./opsHtml.js";
 import { dryRunSelection, type SelectionDryRun } from "./requeueMany.js";
 
-const CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 const LISTED = 100;
 
 /** A group's filter as the ops page's links and forms carry it (noError=1: the group without a recorded error). */
@@ -32,8 +31,6 @@ export function selectionOfFields(fields: z.infer<typeof groupSelectionFields>):
 
 export function groupRequeuePage(ctx: PipelineContext, users: readonly OpsUser[]): RequestHandler {
   return async (req, res) => {
-    res.setHeader("Cache-Control", "no-store");
-    res.setHeader("Content-Security-Policy", CSP);
     const fields = groupSelectionFields.safeParse(req.query);
     if (!fields.success) {
       res.status(400).type("html").send(page("Not a group", html`<p>This link does not name a group of escalations (a mortgage id and an error).</p>`));
@@ -114,8 +111,6 @@ export function streamGroupRequeue(res: Response): GroupRequeueStream {
     step = Math.max(1, Math.ceil(total / 50));
     res.status(200);
     res.setHeader("Content-Type", "text/html; charset=utf-8");
-    res.setHeader("Cache-Control", "no-store");
-    res.setHeader("Content-Security-Policy", CSP);
     res.write(html`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Requeue all ${total} – dispersal healing</title>
 <style>${new Html(STYLE)} #group-requeue-progress p:not(:last-child) { display:none; }</style></head>
 <body><header><h1>Requeue all ${total}</h1><nav><a href="/ops">Back to the ops page</a></nav></header><main>

@@ -1,6 +1,7 @@
 // /healthz (the process answers) and /readyz (Redis and Postgres both answer within the deadline),
-// without credentials: load balancers and orchestrators call them. /readyz also lists the
-// settlement listeners (this process's and those other processes report through Redis); a listener
+// without credentials: load balancers and orchestrators call them. /readyz also lists the states of
+// the settlement listeners (this process's and those other processes report through Redis; no host
+// names or pids, which are for the authenticated /metrics and the logs); a listener
 // that is down degrades latency, not correctness (the scan is the net), so it does not make 503.
 import { Router } from "express";
 import type { PipelineContext } from "../jobs/context.js";
@@ -24,7 +25,7 @@ export function healthRoutes(ctx: PipelineContext): Router {
     const missingSchedules = schedules ? Object.entries(schedules).flatMap(([id, present]) => (present ? [] : [id])) : [];
     // Bull Board cannot pause a queue any more, but redis-cli can: say so rather than stall silently.
     const pausedQueues = redis.up ? await readPausedQueues(ctx) : undefined;
-    const settlementListeners = await listenerStates(ctx, redis.up);
+    const settlementListeners = (await listenerStates(ctx, redis.up)).map(({ state, up }) => ({ state, up }));
     res
       .status(down.length === 0 ? 200 : 503)
       .json({ status: down.length === 0 ? "ready" : "unavailable", down, redis, postgres, schedules, missingSchedules, pausedQueues, settlementListeners });

@@ -3,7 +3,8 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import { isOutage } from "../db/client.js";
 import { DomainError, NotEscalatedError, ObligationNotFoundError, PaymentExceedsOutstandingError } from "../domain/errors.js";
-import { EscalationCountMismatchError, NoPendingRequeueError, SelectionTooLargeError, SelfApprovalError } from "../domain/requeueErrors.js";
+import { EscalationCountMismatchError, NoPendingRequeueError, RequeueExpiredError, SelectionTooLargeError, SelfApprovalError } from "../domain/requeueErrors.js";
+import { InvalidRequeueReasonError } from "../domain/requeueReason.js";
 import type { Logger } from "../log.js";
 
 export class HttpError extends Error {
@@ -27,6 +28,8 @@ export function answerFor(error: unknown): ErrorAnswer | undefined {
   if (error instanceof NoPendingRequeueError) return { status: 404, body: { error: error.message, code: error.code } };
   if (error instanceof EscalationCountMismatchError) return { status: 409, body: { error: error.message, code: error.code, expectedCount: error.expectedCount, actualCount: error.actualCount } };
   if (error instanceof SelectionTooLargeError) return { status: 422, body: { error: error.message, code: error.code, limit: error.limit } };
+  if (error instanceof InvalidRequeueReasonError) return { status: 400, body: { error: error.message, code: error.code } };
+  if (error instanceof RequeueExpiredError) return { status: 409, body: { error: error.message, code: error.code, reason: "expired", expiredAt: error.expiredAt } };
   if (error instanceof NotEscalatedError) return { status: 409, body: { error: error.message, code: error.code, status: error.status } };
   if (error instanceof DomainError) return { status: 409, body: { error: error.message, code: error.code } };
   if (isOutage(error)) return { status: 503, body: { error: "a backing service (Postgres or Redis) is unavailable; try again shortly" } };

@@ -10,6 +10,7 @@ import { idSchema } from "../domain/ids.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { csvLine } from "./csv.js";
 import { HttpError } from "./httpErrors.js";
+import { CSV_READ_AUDIT_ACTION, STORY_READ_AUDIT_ACTION, auditRead } from "./requestAudit.js";
 import { buildObligationStory } from "./obligationStoryView.js";
 
 export const SEARCH_LIMIT = 50;
@@ -27,7 +28,7 @@ export function obligationRoutes(ctx: PipelineContext): Router {
     const id = parseOr400(idSchema, req.params.obligationId, "obligationId");
     const story = await buildObligationStory(ctx, id);
     if (!story) throw new HttpError(404, `no obligation ${id}`, { code: "OBLIGATION_NOT_FOUND" });
-    res.setHeader("Cache-Control", "no-store");
+    await auditRead(ctx, res, { action: STORY_READ_AUDIT_ACTION, resourceType: "obligation_story", resourceId: id, channel: "api" });
     res.json(story);
   });
 
@@ -38,6 +39,7 @@ export function obligationRoutes(ctx: PipelineContext): Router {
   });
 
   router.get("/escalations.csv", async (_req, res) => {
+    await auditRead(ctx, res, { action: CSV_READ_AUDIT_ACTION, resourceType: "escalations", resourceId: "open-escalations.csv", channel: "api" });
     await sendEscalationsCsv(ctx, res);
   });
 
@@ -109,7 +111,6 @@ async function sendEscalationsCsv(ctx: PipelineContext, res: Response): Promise<
   const stamp = new Date(now).toISOString().slice(0, 19).replaceAll(":", "-");
   res.setHeader("Content-Type", "text/csv; charset=utf-8; header=present");
   res.setHeader("Content-Disposition", `attachment; filename="open-escalations-${stamp}.csv"`);
-  res.setHeader("Cache-Control", "no-store");
   res.write(csvLine(CSV_HEADER));
   let page = first;
   for (;;) {

@@ -310,13 +310,18 @@ function pendingSection(view: OpsView, canAct: boolean): Html {
     const own = p.requestedBy === view.operator.name;
     const form = (action: string, label: string, cls: string) =>
       html`<form method="post" action="/ops/requeue/${action}" style="display:inline"><input type="hidden" name="_token" value="${view.formToken}"><input type="hidden" name="obligationId" value="${p.obligationId}"><button class="${cls}" type="submit">${label}</button></form>`;
-    return html`<tr data-pending="${p.obligationId}">
+    const approval = p.expired
+      ? html`<span class="muted">expired unapproved: ask again</span> `
+      : own
+        ? html`<span class="muted">your request: another operator approves</span> `
+        : form("approve", "Approve", "");
+    return html`<tr data-pending="${p.obligationId}"${p.expired ? html` data-expired="true"` : ""}>
       <td><strong>${p.mortgageReference}</strong><br><span class="mono" title="${p.obligationId}">${p.obligationId.slice(0, 8)}</span></td>
       <td class="num">${formatCents(p.amount)}</td>
       <td class="requested-by">${p.requestedBy} <span class="muted">(${p.channel})</span></td>
       <td class="reason">${p.reason}</td>
-      <td class="num" title="${p.requestedAt}">${age(p.requestedAt, view.now)} ago</td>
-      ${canAct ? html`<td>${own ? html`<span class="muted">your request: another operator approves</span> ` : form("approve", "Approve", "")} ${form("withdraw", "Withdraw", "secondary")}</td>` : ""}
+      <td class="num" title="${p.requestedAt}">${age(p.requestedAt, view.now)} ago${p.expired ? html`<br><span class="expired" title="${p.expiresAt}">expired</span>` : ""}</td>
+      ${canAct ? html`<td>${approval}${form("withdraw", "Withdraw", "secondary")}</td>` : ""}
     </tr>`;
   });
   return html`<h2 id="pending">Requeues waiting for approval <span class="count neutral">${view.pending.length}</span></h2>

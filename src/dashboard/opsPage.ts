@@ -59,13 +59,11 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
       latestReconciliation(db),
       readMoneyAtRisk(db),
       q ? searchObligations(db, q, SEARCH_LIMIT) : Promise.resolve(undefined),
-      listPendingRequeues(db, OPEN_ROWS),
+      listPendingRequeues(db, OPEN_ROWS, ctx.settings.REQUEUE_APPROVAL_TTL),
       groupEscalations(db, { limit: GROUPS }),
       listGroupMembers(db, { perGroup: GROUP_ROWS }),
     ]);
     const flash = takeFlash(req, res);
-    res.setHeader("Cache-Control", "no-store");
-    res.setHeader("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
     res.type("html").send(
       renderOpsPage({
         operator,
@@ -103,7 +101,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
       return backWith(res, { kind: preview.skipped === 0 ? "ok" : "warn", text: `Dry run: ${preview.wouldRequeue} ${verb}; ${preview.skipped} skipped${skipped ? ` (${skipped})` : ""}. Nothing was changed.` });
     }
     const reason = requeueReasonSchema.safeParse(form.data.reason ?? "");
-    if (!reason.success) return backWith(res, { kind: "error", text: "Give a reason for the requeue: why will a new round succeed?" }, 400);
+    if (!reason.success) return backWith(res, { kind: "error", text: `Give a reason for the requeue (why will a new round succeed?): ${reason.error.issues[0]?.message}.` }, 400);
     const summary = await requeueMany(ctx, selected, { actor: operator.name, channel: "ops-page", reason: reason.data });
     backWith(res, bulkOutcome(summary));
   });

@@ -1,9 +1,10 @@
 // Every state-changing HTTP request of an authenticated user goes to audit_log with the user's name
 // BEFORE it is acted on: a client that hangs up right after sending cannot hide it, and when the row
 // cannot be written (Postgres away) the request is refused, not carried out unaudited. The outcome
-// (status) follows in a second row when the response is finished; audit_log is append-only.
+// (status, or that the client hung up) follows in a second row; audit_log is append-only. Reads of
+// money and people's data in bulk (an obligation's story, the escalations CSV) are audited too.
 import { randomUUID } from "node:crypto";
-import type { RequestHandler } from "express";
+import type { RequestHandler, Response } from "express";
 import { writeAudit } from "../db/audit.js";
 import type { AuditSeverity } from "../db/schema.js";
 import type { PipelineContext } from "../jobs/context.js";
@@ -11,6 +12,31 @@ import { isMutating, operatorOf } from "./auth.js";
 
 export const HTTP_AUDIT_ACTION = "ops.http_request";
 export const HTTP_OUTCOME_AUDIT_ACTION = "ops.http_response";
+export const STORY_READ_AUDIT_ACTION = "ops.obligation_story_read";
+export const CSV_READ_AUDIT_ACTION = "ops.escalations_csv_read";
+
+export interface AuditedRead {
+  action: typeof STORY_READ_AUDIT_ACTION | typeof CSV_READ_AUDIT_ACTION;
+  resourceType: string;
+  resourceId: string;
+  channel: "api" | "ops-page";
+}
+
+/**
+ * Written before the answer is sent, by the user who reads: if it cannot be written, the error
+ * answers instead (503 for an outage) and nothing is shown unaudited.
+ */
+export async function auditRead(ctx: PipelineContext, res: Response, read: AuditedRead): Promise<void> {
+  const operator = operatorOf(res);
+  await writeAudit(ctx.database.db, {
+    action: read.action,
+    actor: operator.name,
+    resourceType: read.resourceType,
+    resourceId: read.resourceId,
+    severity: "info",
+    metadata: { channel: read.channel, role: operator.role, address: res.req.ip },
+  });
+}
 
 export function auditStateChanges(ctx: PipelineContext): RequestHandler {
   return async (req, res, next) => {
@@ -19,6 +45,16 @@ export function auditStateChanges(ctx: PipelineContext): RequestHandler {
     const path = req.originalUrl.split("?")[0]!.slice(0, 500);
     const requestId = randomUUID();
     const base = { actor: operator.name, resourceType: "http", resourceId: `${req.method} ${path}` };
+    // "close" is emitted once: a client that hung up before this point (while sign-in awaited
+    // Redis) or hangs up during the await below would leave a listener added later waiting for
+    // ever. "finish" never fires for a response whose client is gone; "close" always comes.
+    const ended = res.closed
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          res.once("finish", resolve);
+          res.once("close", resolve);
+        });
+    const started = performance.now();
     try {
       await writeAudit(ctx.database.db, {
         ...base,
@@ -31,11 +67,7 @@ export function auditStateChanges(ctx: PipelineContext): RequestHandler {
       res.status(503).json({ error: "the audit log is unavailable, so nothing was changed; try again shortly" });
       return;
     }
-    const started = performance.now();
-    let recorded = false;
     const recordOutcome = () => {
-      if (recorded) return;
-      recorded = true;
       const severity: AuditSeverity = !res.writableFinished ? "warning" : res.statusCode >= 500 ? "error" : res.statusCode >= 400 ? "warning" : "info";
       const record = {
         ...base,
@@ -45,8 +77,7 @@ export function auditStateChanges(ctx: PipelineContext): RequestHandler {
       };
       writeAudit(ctx.database.db, record).catch((error: Error) => ctx.log.error({ ...record, error: error.message }, "audit row of an HTTP response could not be written"));
     };
-    res.on("finish", recordOutcome);
-    res.on("close", recordOutcome);
+    void ended.then(recordOutcome);
     next();
   };
 }

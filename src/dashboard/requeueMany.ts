@@ -130,7 +130,7 @@ export async function requeueMany(
 }
 
 export async function dryRunRequeueMany(ctx: PipelineContext, obligationIds: readonly string[]): Promise<BulkRequeueDryRun> {
-  const results = await previewRequeues(ctx.database.db, obligationIds);
+  const results = await previewRequeues(ctx.database.db, obligationIds, ctx.settings.REQUEUE_APPROVAL_TTL);
   const skippedBecause: Record<string, number> = {};
   for (const r of results) if (r.outcome === "skipped") skippedBecause[r.reason] = (skippedBecause[r.reason] ?? 0) + 1;
   const wouldRequeue = results.filter((r) => r.outcome === "would_requeue").length;

@@ -9,13 +9,10 @@ import type { PipelineContext } from "../jobs/context.js";
 import { operatorOf, type Operator } from "./auth.js";
 import { buildObligationStory, type ObligationStory, type TimelineItem } from "./obligationStoryView.js";
 import { Html, STYLE, age, html } from "./opsHtml.js";
-
-const CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+import { STORY_READ_AUDIT_ACTION, auditRead } from "./requestAudit.js";
 
 export function storyPage(ctx: PipelineContext): RequestHandler {
   return async (req: Request, res: Response) => {
-    res.setHeader("Cache-Control", "no-store");
-    res.setHeader("Content-Security-Policy", CSP);
     const parsed = idSchema.safeParse(req.params.obligationId);
     if (!parsed.success) {
       res.status(400).type("html").send(plainPage("Not an obligation id", html`<p><code>${String(req.params.obligationId).slice(0, 100)}</code> is not an obligation id (a UUID, 8-4-4-4-12 hexadecimal).</p>`));
@@ -26,6 +23,7 @@ export function storyPage(ctx: PipelineContext): RequestHandler {
       res.status(404).type("html").send(plainPage("No such obligation", html`<p>No obligation has the id <code class="copy">${parsed.data}</code>.</p>`));
       return;
     }
+    await auditRead(ctx, res, { action: STORY_READ_AUDIT_ACTION, resourceType: "obligation_story", resourceId: parsed.data, channel: "ops-page" });
     res.type("html").send(renderStoryPage(story, operatorOf(res), new Date()));
   };
 }

@@ -9,6 +9,7 @@ import * as schema from "./schema.js";
 import { InfrastructureError } from "../domain/errors.js";
 import { withSpan } from "../telemetry.js";
 import { log } from "../log.js";
+import { redactUrl } from "../redactUrl.js";
 
 export type Schema = typeof schema;
 export type Db = PostgresJsDatabase<Schema>;
@@ -175,6 +176,3 @@ export function classifyDatabaseError(error: unknown, url?: string): unknown {
   return new InfrastructureError(`Postgres${where} is unavailable: ${(error as Error).message}`, { cause: error });
 }
 
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
-}

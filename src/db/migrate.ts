@@ -5,7 +5,8 @@ import { drizzle } from "drizzle-orm/postgres-js";
 import { migrate } from "drizzle-orm/postgres-js/migrator";
 import { fileURLToPath } from "node:url";
 import { InfrastructureError } from "../domain/errors.js";
-import { isOutage, redactUrl } from "./client.js";
+import { redactUrl } from "../redactUrl.js";
+import { isOutage } from "./client.js";
 
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../drizzle", import.meta.url));
 const MIGRATION_LOCK = 7_240_001;

@@ -1,10 +1,11 @@
 // Requeue requests (DESIGN.md §4 manual requeue): who asked for a new round of an escalation and
 // why, and with REQUEUE_APPROVALS=2 who approved or withdrew it. Each step is one transaction that
 // holds the obligation's healing row locked, so asks, approvals and withdrawals of one obligation
-// run one after another; every step writes its audit row in that transaction.
+// run one after another; every step writes its audit row in that transaction. A pending request
+// expires REQUEUE_APPROVAL_TTL after it was made: computed from created_at whenever it is read.
 import { sql } from "drizzle-orm";
 import { NotEscalatedError, ObligationNotFoundError } from "../domain/errors.js";
-import { NoPendingRequeueError, RequeuePendingError, SelfApprovalError } from "../domain/requeueErrors.js";
+import { NoPendingRequeueError, RequeueExpiredError, RequeuePendingError, SelfApprovalError } from "../domain/requeueErrors.js";
 import { writeAudit } from "./audit.js";
 import type { Executor, Tx } from "./client.js";
 import { markRequeued } from "./healing.js";
@@ -31,7 +32,12 @@ interface PendingRow extends Record<string, unknown> {
   requested_by: string;
   channel: RequeueChannel;
   reason: string;
+  expires_at: string;
+  expired: boolean;
 }
+
+/** When a pending request made at created_at expires: the one definition, for every query below. */
+const expiresAt = (createdAt: ReturnType<typeof sql>, ttlSeconds: number) => sql`(${createdAt} + make_interval(secs => ${ttlSeconds}))`;
 
 /** Locks the healing row; refuses anything that is not an escalation. */
 async function lockEscalation(tx: Tx, obligationId: string): Promise<void> {
@@ -45,21 +51,40 @@ async function lockEscalation(tx: Tx, obligationId: string): Promise<void> {
   if (row.status !== "escalated") throw new NotEscalatedError(obligationId, row.status);
 }
 
-async function pendingRequestOf(tx: Tx, obligationId: string): Promise<PendingRow | undefined> {
+async function pendingRequestOf(tx: Tx, obligationId: string, ttlSeconds: number): Promise<PendingRow | undefined> {
   const [row] = await tx.execute<PendingRow>(sql`
-    select id::text, requested_by, channel, reason from requeue_requests
+    select id::text, requested_by, channel, reason, ${expiresAt(sql`created_at`, ttlSeconds)} as expires_at,
+           ${expiresAt(sql`created_at`, ttlSeconds)} <= now() as expired
+      from requeue_requests
      where obligation_id = ${obligationId}::uuid and status = 'pending' for update`);
   return row;
+}
+
+/**
+ * An expired request gives way to a new one: closed as withdrawn by nobody (there is no status
+ * "expired" to give it; the one-pending index must be freed), with its own audit row saying why.
+ */
+async function closeExpiredRequest(tx: Tx, obligationId: string, expired: PendingRow, channel: RequeueChannel): Promise<void> {
+  await tx.execute(sql`update requeue_requests set status = 'withdrawn', decided_at = now() where id = ${expired.id}::uuid`);
+  await writeAudit(tx, {
+    action: "dispersal.self_healing_requeue_expired",
+    actor: "dispersal-healing",
+    resourceType: "obligation",
+    resourceId: obligationId,
+    severity: "info",
+    metadata: { channel, requestedBy: expired.requested_by, reason: expired.reason, requestId: expired.id, expiredAt: new Date(expired.expires_at).toISOString() },
+  });
 }
 
 /**
  * An operator asks for a new round. With one approval required it is carried out at once; with two
  * it waits (`pending_approval`) and nothing else changes. One pending request per obligation.
  */
-export async function askForRequeue(tx: Tx, ask: RequeueAsk, approvals: RequiredApprovals): Promise<RequeueDecision> {
+export async function askForRequeue(tx: Tx, ask: RequeueAsk, approvals: RequiredApprovals, approvalTtlSeconds: number): Promise<RequeueDecision> {
   await lockEscalation(tx, ask.obligationId);
-  const pending = await pendingRequestOf(tx, ask.obligationId);
-  if (pending) throw new RequeuePendingError(ask.obligationId, pending.requested_by);
+  const pending = await pendingRequestOf(tx, ask.obligationId, approvalTtlSeconds);
+  if (pending && !pending.expired) throw new RequeuePendingError(ask.obligationId, pending.requested_by);
+  if (pending) await closeExpiredRequest(tx, ask.obligationId, pending, ask.channel);
   const [request] = await tx.execute<{ id: string }>(sql`
     insert into requeue_requests (obligation_id, requested_by, channel, reason, status)
     values (${ask.obligationId}::uuid, ${ask.requestedBy}, ${ask.channel}, ${ask.reason}, 'pending')
@@ -95,11 +120,13 @@ export async function approveRequeue(
   obligationId: string,
   approver: string,
   channel: RequeueChannel,
+  approvalTtlSeconds: number,
 ): Promise<{ status: "requeued"; requestId: string; requestedBy: string; round: number; previousJobId: string | null }> {
   await lockHealingRow(tx, obligationId);
-  const pending = await pendingRequestOf(tx, obligationId);
+  const pending = await pendingRequestOf(tx, obligationId, approvalTtlSeconds);
   if (!pending) throw new NoPendingRequeueError(obligationId);
   if (pending.requested_by === approver) throw new SelfApprovalError(obligationId, approver);
+  if (pending.expired) throw new RequeueExpiredError(obligationId, pending.requested_by, new Date(pending.expires_at).toISOString());
   const carried = await markRequeued(tx, { requestId: pending.id, obligationId, requestedBy: pending.requested_by, approvedBy: approver, channel: pending.channel, reason: pending.reason });
   await closeRequest(tx, pending.id, { round: carried.round, approvedBy: approver });
   await writeAudit(tx, {
@@ -116,7 +143,8 @@ export async function approveRequeue(
 /** Any operator may withdraw a pending request (the requester changing their mind, or a colleague refusing it). */
 export async function withdrawRequeue(tx: Tx, obligationId: string, actor: string, channel: RequeueChannel): Promise<{ status: "withdrawn"; requestId: string; requestedBy: string }> {
   await lockHealingRow(tx, obligationId);
-  const pending = await pendingRequestOf(tx, obligationId);
+  // Expired or not, a pending request can be withdrawn: the expiry does not matter here.
+  const pending = await pendingRequestOf(tx, obligationId, 0);
   if (!pending) throw new NoPendingRequeueError(obligationId);
   await tx.execute(sql`
     update requeue_requests set status = 'withdrawn', withdrawn_by = ${actor}, decided_at = now() where id = ${pending.id}::uuid`);
@@ -151,11 +179,16 @@ export interface PendingRequeue {
   channel: string;
   reason: string;
   requestedAt: string;
+  expiresAt: string;
+  /** Waited longer than REQUEUE_APPROVAL_TTL: it cannot be approved; a new request replaces it. */
+  expired: boolean;
 }
 
-export async function listPendingRequeues(db: Executor, limit: number): Promise<PendingRequeue[]> {
-  const rows = await db.execute<{ id: string; obligation_id: string; reference: string; amount: bigint; requested_by: string; channel: string; reason: string; created_at: string }>(sql`
-    select r.id::text, r.obligation_id::text, m.reference, o.amount, r.requested_by, r.channel, r.reason, r.created_at
+/** Pending requests, the expired ones included (marked), oldest first. */
+export async function listPendingRequeues(db: Executor, limit: number, approvalTtlSeconds: number): Promise<PendingRequeue[]> {
+  const rows = await db.execute<{ id: string; obligation_id: string; reference: string; amount: bigint; requested_by: string; channel: string; reason: string; created_at: string; expires_at: string; expired: boolean }>(sql`
+    select r.id::text, r.obligation_id::text, m.reference, o.amount, r.requested_by, r.channel, r.reason, r.created_at,
+           ${expiresAt(sql`r.created_at`, approvalTtlSeconds)} as expires_at, ${expiresAt(sql`r.created_at`, approvalTtlSeconds)} <= now() as expired
       from requeue_requests r
       join obligations o on o.id = r.obligation_id
       join mortgages m on m.id = o.mortgage_id
@@ -171,6 +204,8 @@ export async function listPendingRequeues(db: Executor, limit: number): Promise<
     channel: r.channel,
     reason: r.reason,
     requestedAt: new Date(r.created_at).toISOString(),
+    expiresAt: new Date(r.expires_at).toISOString(),
+    expired: r.expired,
   }));
 }
 
@@ -178,12 +213,13 @@ export type RequeueSkipReason = "not_found" | "not_escalated" | "already_pending
 export type RequeuePreview = { obligationId: string; outcome: "would_requeue" } | { obligationId: string; outcome: "skipped"; reason: RequeueSkipReason; status?: HealingStatus | null; requestedBy?: string };
 
 /** The dry run of a bulk requeue: what each id would come to, read in one query, changing nothing. */
-export async function previewRequeues(db: Executor, obligationIds: readonly string[]): Promise<RequeuePreview[]> {
+export async function previewRequeues(db: Executor, obligationIds: readonly string[], approvalTtlSeconds: number): Promise<RequeuePreview[]> {
   const ids = [...new Set(obligationIds)];
   if (ids.length === 0) return [];
   const rows = await db.execute<{ id: string; status: HealingStatus | null; pending_by: string | null }>(sql`
     select o.id::text, h.status,
-           (select r.requested_by from requeue_requests r where r.obligation_id = o.id and r.status = 'pending') as pending_by
+           (select r.requested_by from requeue_requests r
+             where r.obligation_id = o.id and r.status = 'pending' and ${expiresAt(sql`r.created_at`, approvalTtlSeconds)} > now()) as pending_by
       from obligations o
       left join dispersal_healing_attempts h on h.obligation_id = o.id
      where o.id in (${sql.join(ids.map((id) => sql`${id}::uuid`), sql`, `)})`);

@@ -18,6 +18,15 @@ export class NoPendingRequeueError extends DomainError {
   }
 }
 
+/** Four eyes: a request left waiting longer than REQUEUE_APPROVAL_TTL is no longer approved; ask anew. */
+export class RequeueExpiredError extends DomainError {
+  readonly code = "REQUEUE_EXPIRED";
+  readonly retryable = false;
+  constructor(readonly obligationId: string, readonly requestedBy: string, readonly expiredAt: string) {
+    super(`the requeue request by ${requestedBy} for obligation ${obligationId} expired at ${expiredAt} without approval; ask for a new one`);
+  }
+}
+
 /** Four eyes: the operator who asked for a requeue cannot be the one who approves it. */
 export class SelfApprovalError extends DomainError {
   readonly code = "SELF_APPROVAL";

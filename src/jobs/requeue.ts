@@ -11,6 +11,7 @@ import {
   type RequeueAsk,
   type RequeueChannel,
 } from "../db/requeueRequests.js";
+import { visibleReason } from "../domain/requeueReason.js";
 import { enqueueRetriggers } from "../queues/retriggerJobs.js";
 import { failpoint, passFailpoint } from "../failpoint.js";
 import type { PipelineContext } from "./context.js";
@@ -39,10 +40,13 @@ export interface RequeueRequest {
   metadata?: Record<string, unknown>;
 }
 
-/** Carries the requeue out, or with REQUEUE_APPROVALS=2 leaves it waiting for a second operator. */
+/**
+ * Carries the requeue out, or with REQUEUE_APPROVALS=2 leaves it waiting for a second operator.
+ * The reason is checked here too, whatever the caller checked: no path records an invisible one.
+ */
 export async function requestRequeue(ctx: PipelineContext, obligationId: string, request: RequeueRequest): Promise<RequeueResult | PendingRequeueResult> {
-  const ask: RequeueAsk = { obligationId, requestedBy: request.actor, channel: request.channel, reason: request.reason, ...(request.metadata ? { metadata: request.metadata } : {}) };
-  const decision = await ctx.database.db.transaction((tx) => askForRequeue(tx, ask, ctx.settings.REQUEUE_APPROVALS).then(passFailpoint("requeue.before-commit")));
+  const ask: RequeueAsk = { obligationId, requestedBy: request.actor, channel: request.channel, reason: visibleReason(request.reason), ...(request.metadata ? { metadata: request.metadata } : {}) };
+  const decision = await ctx.database.db.transaction((tx) => askForRequeue(tx, ask, ctx.settings.REQUEUE_APPROVALS, ctx.settings.REQUEUE_APPROVAL_TTL).then(passFailpoint("requeue.before-commit")));
   failpoint("requeue.after-commit");
   if (decision.status === "pending_approval") {
     ctx.log.warn({ obligationId, actor: request.actor, channel: request.channel, requestId: decision.requestId }, "requeue requested: waiting for a second operator");
@@ -52,7 +56,7 @@ export async function requestRequeue(ctx: PipelineContext, obligationId: string,
 }
 
 export async function approveRequeue(ctx: PipelineContext, obligationId: string, approver: string, channel: RequeueChannel): Promise<RequeueResult & { requestedBy: string; approvedBy: string }> {
-  const carried = await ctx.database.db.transaction((tx) => approveInDatabase(tx, obligationId, approver, channel).then(passFailpoint("approve.before-commit")));
+  const carried = await ctx.database.db.transaction((tx) => approveInDatabase(tx, obligationId, approver, channel, ctx.settings.REQUEUE_APPROVAL_TTL).then(passFailpoint("approve.before-commit")));
   failpoint("approve.after-commit");
   const result = await startRound(ctx, obligationId, carried.requestId, carried.round, carried.previousJobId, approver, channel, "approval");
   return { ...result, requestedBy: carried.requestedBy, approvedBy: approver };

@@ -2,6 +2,7 @@
 // start-up check that names the URL that failed.
 import { Cluster, Redis, type ClusterNode } from "ioredis";
 import { InfrastructureError } from "../domain/errors.js";
+import { redactUrl } from "../redactUrl.js";
 
 export type RedisConnection = Redis | Cluster;
 
@@ -25,7 +26,7 @@ export function createRedisConnection(settings: RedisSettings, name = "dispersal
 
 export function describeRedis(settings: RedisSettings): string {
   const url = settings.REDIS_CLUSTER_NODES ? `cluster ${settings.REDIS_CLUSTER_NODES}` : settings.REDIS_URL;
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@");
+  return redactUrl(url);
 }
 
 /** Fails fast at start-up with the URL and how to start a Redis, instead of retrying forever. */

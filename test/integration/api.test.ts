@@ -341,7 +341,7 @@ describe("the ops page", () => {
 
     const after = await call("GET", "/ops", { as: OLGA, headers: { cookie } });
     expect(after.text).toMatch(/Requeued 1 escalation for a new round/);
-    const again = await call("POST", "/ops/requeue", { as: OLGA, rawBody: form({ _token: token, only: obligationId, reason: "again" }), headers });
+    const again = await call("POST", "/ops/requeue", { as: OLGA, rawBody: form({ _token: token, only: obligationId, reason: "again, to see it refused" }), headers });
     const refusedCookie = again.headers.get("set-cookie")!.split(";")[0]!;
     expect((await call("GET", "/ops", { as: OLGA, headers: { cookie: refusedCookie } })).text).toMatch(/Not requeued \(1\):.*not escalated/);
   });

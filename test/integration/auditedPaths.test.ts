@@ -365,7 +365,7 @@ describe("TRUST_PROXY", () => {
     try {
       const forged = await httpCall(untrusting.url, "POST", `/api/escalations/${randomUUID()}/requeue`, {
         as: OSCAR,
-        body: { reason: "x" },
+        body: { reason: "a reason of ten visible characters" },
         headers: { origin: "https://evil.example", "x-forwarded-host": "evil.example" },
       });
       expect(forged.status).toBe(403);
@@ -381,7 +381,7 @@ describe("TRUST_PROXY", () => {
     try {
       const proxied = await httpCall(trusting.url, "POST", `/api/escalations/${randomUUID()}/requeue`, {
         as: OSCAR,
-        body: { reason: "x" },
+        body: { reason: "a reason of ten visible characters" },
         headers: { origin: "https://ops.example", "x-forwarded-host": "ops.example" },
       });
       expect(proxied.status).toBe(404); // past the cross-site guard: the obligation does not exist

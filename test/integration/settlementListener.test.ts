@@ -141,7 +141,7 @@ describe("the settlement listener (fast path)", () => {
     const auth = { authorization: `Basic ${Buffer.from(`${OLGA.name}:${OLGA.secret}`).toString("base64")}` };
     try {
       const ready = await (await fetch(`${http.url}/readyz`)).json();
-      expect(ready.settlementListeners).toContainEqual({ process: listener.process, state: "listening", up: true });
+      expect(ready.settlementListeners).toContainEqual({ state: "listening", up: true });
       const metric = new RegExp(`dispersal_settlement_listener_up\\{process="${listener.process}"\\} (\\d)`);
       expect(metric.exec(await (await fetch(`${http.url}/metrics`, { headers: auth })).text())?.[1]).toBe("1");
 
@@ -151,7 +151,7 @@ describe("the settlement listener (fast path)", () => {
       await waitFor(async () => broken.status().state === "reconnecting", { timeoutMs: 10_000, what: "the broken listener to reconnect" });
       const degraded = await fetch(`${http.url}/readyz`);
       expect(degraded.status).toBe(200); // the scan is the net: a listener down is not an outage
-      expect((await degraded.json()).settlementListeners).toContainEqual({ process: broken.process, state: "reconnecting", up: false });
+      expect((await degraded.json()).settlementListeners).toContainEqual({ state: "reconnecting", up: false });
       expect(metric.exec(await (await fetch(`${http.url}/metrics`, { headers: auth })).text())?.[1]).toBe("0");
 
       await broken.stop();
