@@ -102,10 +102,11 @@ program
   .option("--concurrency <n>", "retrigger jobs processed at once (default WORKER_CONCURRENCY)", positiveInt)
   .action(async (opts: { concurrency?: number }) => {
     await withRuntime({ migrate: true, name: "dispersal-start" }, async ({ ctx, config }) => {
+      // The port first: a process that cannot serve exits before it holds any work (PortInUseError).
+      const http = await startHttpServer(ctx, config);
       const schedules = await keepSchedules(ctx.queues, config, log);
       const workers = startWorkers(ctx, opts);
       const listener = listenForSettlements(ctx, config);
-      const http = await startHttpServer(ctx, config);
       log.info({ url: http.url }, "dispersal-healing started");
       // The listener stops first: what it holds goes to Redis while the workers still run.
       await untilSignal([() => schedules.stop(), () => http.close(), async () => listener?.stop(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
@@ -130,8 +131,8 @@ program
   .description("the HTTP server: Bull Board, ops API and page, health, metrics")
   .action(async () => {
     await withRuntime({ migrate: true, name: "dispersal-server" }, async ({ ctx, config }) => {
-      const schedules = await keepSchedules(ctx.queues, config, log);
       const http = await startHttpServer(ctx, config);
+      const schedules = await keepSchedules(ctx.queues, config, log);
       log.info({ url: http.url }, "dispersal-healing server started");
       await untilSignal([() => schedules.stop(), () => http.close()], config.SHUTDOWN_TIMEOUT_MS);
     });

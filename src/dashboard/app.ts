@@ -15,6 +15,7 @@ import { opsRoutes } from "./opsPage.js";
 import { auditStateChanges } from "./requestAudit.js";
 import { signInThrottle } from "./signInThrottle.js";
 import { refuseCrossSiteWrites } from "./sameOrigin.js";
+import { InfrastructureError } from "../domain/errors.js";
 
 export type OperationsApp = Express & {
   /** Stops what the app holds besides the HTTP server: the metrics' queue event listeners. */
@@ -59,6 +60,13 @@ function securityHeaders(): RequestHandler {
   };
 }
 
+/** The process cannot serve: another one holds the address. Named so a supervisor's log says why it exited. */
+export class PortInUseError extends InfrastructureError {
+  constructor(readonly port: number, readonly host: string, options: { cause: unknown }) {
+    super(`PORT ${port} is already in use on ${host}: stop what holds it or set PORT to a free port`, options);
+  }
+}
+
 export interface HttpServer {
   server: Server;
   url: string;
@@ -74,6 +82,7 @@ export async function startHttpServer(ctx: PipelineContext, config: Config): Pro
     });
   } catch (error) {
     await app.closeResources();
+    if ((error as NodeJS.ErrnoException).code === "EADDRINUSE") throw new PortInUseError(config.PORT, config.HOST, { cause: error });
     throw error;
   }
   const address = server.address();
