@@ -343,3 +343,6 @@ try {
   }
   process.exitCode = 1;
 }
+// The command has closed what it opened by now; a timer left behind (a trace exporter retrying a
+// collector that is down) must not hold the exit. Output is written synchronously (pipes, pino's destination).
+process.exit();
