@@ -33,6 +33,12 @@ export const configSchema = z.object({
     .string()
     .regex(/^[^,\s]+:\d+(,[^,\s]+:\d+)*$/, "must be host:port[,host:port…]")
     .optional(),
+  /**
+   * How long Redis may take over the queue work a request waits on (a requeue's or an approval's
+   * job); past it, or at once while Redis is unreachable, the request is answered 503 and changes
+   * nothing. (Default: 5,000)
+   */
+  REDIS_COMMAND_TIMEOUT_MS: positiveInt(5_000),
   QUEUE_PREFIX: z
     .string()
     .min(1)

@@ -73,6 +73,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
         search: results ? { q, results } : undefined,
         pending,
         approvalsRequired: ctx.settings.REQUEUE_APPROVALS,
+        redisUnreachable: ctx.queues.connection.status !== "ready",
       }),
     );
   });
