@@ -10,7 +10,7 @@ import { listEscalations } from "./db/healing.js";
 import { receivePayment } from "./db/payments.js";
 import { idSchema } from "./domain/ids.js";
 import { paymentAmountSchema, paymentReferenceSchema } from "./domain/paymentInput.js";
-import { migrateDatabase } from "./db/migrate.js";
+import { migrateDatabase, unreachable } from "./db/migrate.js";
 import { seedDemo, seedObligations } from "./db/seed.js";
 import { startHttpServer } from "./dashboard/app.js";
 import { reconcileLedger } from "./jobs/reconcile.js";
@@ -25,7 +25,8 @@ import { keepSchedules } from "./queues/schedulers.js";
 import { openRuntime, type Runtime } from "./runtime.js";
 import { NoOpenObligationsError, runSimulation } from "./settlementSimulation.js";
 
-const program = new Command("dispersal").description("Self-healing dispersal of settled mortgage obligations").showHelpAfterError();
+// Bad input is one line (commander's "error: …"); `dispersal <command> --help` shows the usage.
+const program = new Command("dispersal").description("Self-healing dispersal of settled mortgage obligations");
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -246,7 +247,7 @@ program
     try {
       print({ paid: true, ...(await receivePayment(database.db, { obligationId, reference, amount, actor: opts.actor.slice(0, 200), channel: "cli" })) });
     } catch (error) {
-      if (!(error instanceof DomainError)) throw error;
+      if (!(error instanceof DomainError)) throw unreachable(config.DATABASE_URL, error);
       print({ paid: false, obligationId, reference, code: error.code, error: error.message });
       process.exitCode = 1;
     } finally {
@@ -336,11 +337,11 @@ program
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  if (error instanceof ConfigError || error instanceof InfrastructureError || error instanceof InvalidArgumentError) {
-    process.stderr.write(`dispersal: ${error.message}\n`);
-  } else {
-    process.stderr.write(`dispersal: ${(error as Error).stack ?? String(error)}\n`);
-  }
+  // One line for a person; the stack only when asked for (LOG_LEVEL=debug, set by the command's config).
+  const known = error instanceof ConfigError || error instanceof InfrastructureError || error instanceof InvalidArgumentError;
+  const detail = log.isLevelEnabled("debug") ? (error as Error)?.stack : undefined;
+  const line = known ? (error as Error).message : `${(error as Error)?.message ?? String(error)} (LOG_LEVEL=debug shows where)`;
+  process.stderr.write(`dispersal: ${detail ?? line.replace(/\s*\n\s*/g, " ")}\n`);
   process.exitCode = 1;
 }
 // The command has closed what it opened by now; a timer left behind (a trace exporter retrying a

@@ -85,6 +85,8 @@ export async function startHttpServer(ctx: PipelineContext, config: Config): Pro
     if ((error as NodeJS.ErrnoException).code === "EADDRINUSE") throw new PortInUseError(config.PORT, config.HOST, { cause: error });
     throw error;
   }
+  // Fail closed, but not silently: otherwise nobody learns why until the first 401.
+  if (config.OPS_USERS.length === 0) ctx.log.warn("OPS_USERS is empty: every route but /healthz and /readyz answers 401; set OPS_USERS=name:role:secret,… (roles viewer, operator, service)");
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : config.PORT;
   const host = config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST;
