@@ -277,7 +277,9 @@ program
           onProgress: (line) => process.stderr.write(`${line}\n`),
         });
         print(summary);
+        if (summary.stoppedEarly) process.stderr.write(`dispersal: simulate stopped after ${summary.stoppedEarly.afterSeconds} of ${opts.duration} s: ${summary.stoppedEarly.reason}\n`);
         if (summary.obligations.fixableNotDispersed > 0) process.exitCode = 3;
+        else if (summary.stoppedEarly) process.exitCode = 4;
       } catch (error) {
         if (error instanceof NoOpenObligationsError) throw new InvalidArgumentError(error.message);
         throw error;
