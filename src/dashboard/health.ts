@@ -24,7 +24,8 @@ export function healthRoutes(ctx: PipelineContext): Router {
     const missingSchedules = schedules ? Object.entries(schedules).flatMap(([id, present]) => (present ? [] : [id])) : [];
     // Bull Board cannot pause a queue any more, but redis-cli can: say so rather than stall silently.
     const pausedQueues = redis.up ? await readPausedQueues(ctx) : undefined;
-    const settlementListeners = await listenerStates(ctx, redis.up);
+    // Public answer: each listener's state, not which host and pid it runs as (/metrics, behind credentials, names them).
+    const settlementListeners = (await listenerStates(ctx, redis.up)).map(({ state, up }) => ({ state, up }));
     res
       .status(down.length === 0 ? 200 : 503)
       .json({ status: down.length === 0 ? "ready" : "unavailable", down, redis, postgres, schedules, missingSchedules, pausedQueues, settlementListeners });
