@@ -90,6 +90,11 @@ async function timedCall(server: Server, method: string, path: string, as: Crede
 
 let redisKilledAt = 0;
 
+/** A window in which nothing is supposed to happen; the assertions after it say what. */
+function quietPeriod(ms: number, _what: string): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 describe("Redis down under a running server", () => {
   it("answers 503 naming it, warns on /ops, refuses requeues and approvals in time, and none of them acts once Redis is back", async () => {
     const [requeued, bulk1, bulk2, approved] = escalated as [string, string, string, string];
@@ -132,7 +137,7 @@ describe("Redis down under a running server", () => {
     await waitFor(async () => (await httpCall(single.base, "GET", "/readyz")).status === 200, { timeoutMs: 30_000, what: "server ready again" });
     await waitFor(async () => (await httpCall(fourEyes.base, "GET", "/readyz")).status === 200, { timeoutMs: 30_000, what: "four-eyes server ready again" });
     // A command held back while Redis was away would be sent on the reconnect, at once.
-    await new Promise((r) => setTimeout(r, 2000)); // quiet period: nothing of the refused requests arrives
+    await quietPeriod(2000, "nothing of the refused requests arrives after the reconnect");
 
     expect(await statuses(escalated)).toEqual(["escalated", "escalated", "escalated", "escalated"]);
     expect(await retriggerJobsOf(escalated)).toEqual([]);
