@@ -1,4 +1,5 @@
-// The three BullMQ queues of the service, opened on one Redis connection under one prefix.
+// The three BullMQ queues of the service, opened on one Redis connection under one prefix; and the
+// retrigger queue once more on a bounded connection, for the jobs an operator's request waits on.
 import { Queue } from "bullmq";
 import { queueTelemetry } from "../telemetry.js";
 import { createBoundedConnection, type RedisConnection } from "./connection.js";
