@@ -12,7 +12,7 @@ import { listEscalations } from "./db/healing.js";
 import { receivePayment } from "./db/payments.js";
 import { idSchema } from "./domain/ids.js";
 import { paymentAmountSchema, paymentReferenceSchema } from "./domain/paymentInput.js";
-import { migrateDatabase } from "./db/migrate.js";
+import { migrateDatabase, unreachable } from "./db/migrate.js";
 import { seedDemo, seedObligations } from "./db/seed.js";
 import { startHttpServer } from "./dashboard/app.js";
 import { reconcileLedger } from "./jobs/reconcile.js";
@@ -27,7 +27,8 @@ import { keepSchedules } from "./queues/schedulers.js";
 import { openRuntime, type Runtime } from "./runtime.js";
 import { NoOpenObligationsError, runSimulation } from "./settlementSimulation.js";
 
-const program = new Command("dispersal").description("Self-healing dispersal of settled mortgage obligations").showHelpAfterError();
+// Bad input is one line (commander's "error: …"); `dispersal <command> --help` shows the usage.
+const program = new Command("dispersal").description("Self-healing dispersal of settled mortgage obligations");
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -104,10 +105,11 @@ program
   .option("--concurrency <n>", "retrigger jobs processed at once (default WORKER_CONCURRENCY)", positiveInt)
   .action(async (opts: { concurrency?: number }) => {
     await withRuntime({ migrate: true, name: "dispersal-start" }, async ({ ctx, config }) => {
+      // The port first: a process that cannot serve exits before it holds any work (PortInUseError).
+      const http = await startHttpServer(ctx, config);
       const schedules = await keepSchedules(ctx.queues, config, log);
       const workers = startWorkers(ctx, opts);
       const listener = listenForSettlements(ctx, config);
-      const http = await startHttpServer(ctx, config);
       log.info({ url: http.url }, "dispersal-healing started");
       // The listener stops first: what it holds goes to Redis while the workers still run.
       await untilSignal([() => schedules.stop(), () => http.close(), async () => listener?.stop(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
@@ -132,8 +134,8 @@ program
   .description("the HTTP server: Bull Board, ops API and page, health, metrics")
   .action(async () => {
     await withRuntime({ migrate: true, name: "dispersal-server" }, async ({ ctx, config }) => {
-      const schedules = await keepSchedules(ctx.queues, config, log);
       const http = await startHttpServer(ctx, config);
+      const schedules = await keepSchedules(ctx.queues, config, log);
       log.info({ url: http.url }, "dispersal-healing server started");
       await untilSignal([() => schedules.stop(), () => http.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
@@ -292,7 +294,7 @@ program
     try {
       print({ paid: true, ...(await receivePayment(database.db, { obligationId, reference, amount, actor: opts.actor.slice(0, 200), channel: "cli" })) });
     } catch (error) {
-      if (!(error instanceof DomainError)) throw error;
+      if (!(error instanceof DomainError)) throw unreachable(config.DATABASE_URL, error);
       print({ paid: false, obligationId, reference, code: error.code, error: error.message });
       process.exitCode = 1;
     } finally {
@@ -322,7 +324,9 @@ program
           onProgress: (line) => process.stderr.write(`${line}\n`),
         });
         print(summary);
+        if (summary.stoppedEarly) process.stderr.write(`dispersal: simulate stopped after ${summary.stoppedEarly.afterSeconds} of ${opts.duration} s: ${summary.stoppedEarly.reason}\n`);
         if (summary.obligations.fixableNotDispersed > 0) process.exitCode = 3;
+        else if (summary.stoppedEarly) process.exitCode = 4;
       } catch (error) {
         if (error instanceof NoOpenObligationsError) throw new InvalidArgumentError(error.message);
         throw error;
@@ -382,10 +386,13 @@ program
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  if (error instanceof ConfigError || error instanceof InfrastructureError || error instanceof InvalidArgumentError) {
-    process.stderr.write(`dispersal: ${error.message}\n`);
-  } else {
-    process.stderr.write(`dispersal: ${(error as Error).stack ?? String(error)}\n`);
-  }
+  // One line for a person; the stack only when asked for (LOG_LEVEL=debug, set by the command's config).
+  const known = error instanceof ConfigError || error instanceof InfrastructureError || error instanceof InvalidArgumentError;
+  const detail = log.isLevelEnabled("debug") ? (error as Error)?.stack : undefined;
+  const line = known ? (error as Error).message : `${(error as Error)?.message ?? String(error)} (LOG_LEVEL=debug shows where)`;
+  process.stderr.write(`dispersal: ${detail ?? line.replace(/\s*\n\s*/g, " ")}\n`);
   process.exitCode = 1;
 }
+// The command has closed what it opened by now; a timer left behind (a trace exporter retrying a
+// collector that is down) must not hold the exit. Output is written synchronously (pipes, pino's destination).
+process.exit();

@@ -1,5 +1,6 @@
 // Every environment variable the service reads, parsed and validated once. Nothing else reads process.env.
 import { isIP } from "node:net";
+import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
 import { redactUrl } from "./redactUrl.js";
 
@@ -11,7 +12,20 @@ export class ConfigError extends Error {
   }
 }
 
-const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+const POSITIVE_INT = "must be a positive whole number";
+const positiveInt = (fallback: number) => z.coerce.number({ error: POSITIVE_INT }).int(POSITIVE_INT).positive(POSITIVE_INT).default(fallback);
+
+const CRON = 'must be a cron expression of 5 fields, minute hour day-of-month month day-of-week, in UTC (e.g. "0 7 * * *")';
+/** The parser BullMQ's job schedulers use, so that what passes here is what BullMQ accepts at start-up. */
+function isCronExpression(value: string): boolean {
+  if (value.trim().split(/\s+/).length !== 5) return false;
+  try {
+    CronExpressionParser.parse(value, { tz: "UTC" });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const opsUser = z
   .string()
@@ -34,14 +48,19 @@ export const configSchema = z.object({
     .string()
     .regex(/^[^,\s]+:\d+(,[^,\s]+:\d+)*$/, "must be host:port[,host:port…]")
     .optional(),
+  /**
+   * How long Redis may take over the queue work a request waits on (a requeue's or an approval's
+   * job); past it, or at once while Redis is unreachable, the request is answered 503 and changes
+   * nothing. (Default: 5,000)
+   */
+  REDIS_COMMAND_TIMEOUT_MS: positiveInt(5_000),
   QUEUE_PREFIX: z
     .string()
-    .min(1)
-    .max(64)
+    .max(64, "must be at most 64 characters")
     .regex(/^[A-Za-z0-9{}_.-]+$/, "may only hold letters, digits and {}_.-")
     .default("{dispersal}"),
-  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  HOST: z.string().min(1).default("127.0.0.1"),
+  PORT: z.coerce.number({ error: "must be a port number from 0 to 65535" }).int("must be a port number from 0 to 65535").min(0, "must be a port number from 0 to 65535").max(65535, "must be a port number from 0 to 65535").default(3000),
+  HOST: z.string().min(1, "must be an address to listen on (e.g. 127.0.0.1, 0.0.0.0, ::)").default("127.0.0.1"),
   OPS_USERS: z
     .string()
     .default("")
@@ -78,13 +97,13 @@ export const configSchema = z.object({
   HEALING_BATCH_SIZE: positiveInt(100),
   INFRA_RETRY_DELAY_MS: positiveInt(5_000),
   /** Whether worker and start processes LISTEN for settlements (the fast path). (Default: on) */
-  SETTLEMENT_LISTENER: z.enum(["on", "off"]).default("on"),
+  SETTLEMENT_LISTENER: z.enum(["on", "off"], { error: "must be on or off" }).default("on"),
   /** First delay before the settlement listener reconnects; doubles up to 30 s. (Default: 1,000) */
   SETTLEMENT_LISTENER_RECONNECT_MS: positiveInt(1_000),
-  RECONCILIATION_CRON: z.string().min(9).default("0 7 * * *"),
+  RECONCILIATION_CRON: z.string().refine(isCronExpression, CRON).default("0 7 * * *"),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ error: "must be an http(s) URL" }).regex(/^https?:\/\//, "must be an http(s) URL").optional(),
   /** Operators needed to requeue an escalation: 1, or 2 (four eyes: a second operator approves). (Default: 1) */
-  REQUEUE_APPROVALS: z.enum(["1", "2"]).default("1").transform((v) => Number(v) as 1 | 2),
+  REQUEUE_APPROVALS: z.enum(["1", "2"], { error: "must be 1 or 2" }).default("1").transform((v) => Number(v) as 1 | 2),
   /**
    * How long a requeue request waits for its second operator (four eyes) before it expires and can
    * no longer be approved: a duration, `<n>s`, `<n>m`, `<n>h` or `<n>d`, 1 minute to 30 days; parsed
@@ -121,7 +140,7 @@ export const configSchema = z.object({
   SIGN_IN_FAILURES_PER_USER: positiveInt(5),
   /** The sign-in throttling window, and how long a throttled client waits. (Default: 900 s) */
   SIGN_IN_WINDOW_SECONDS: positiveInt(900),
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], { error: "must be one of fatal, error, warn, info, debug, trace, silent" }).default("info"),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -35,7 +35,7 @@ export async function openRuntime(options: { config?: Config; migrate?: boolean;
   const tracing = startTracing({ endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT, role: options.name });
   const connection = createRedisConnection(config, options.name);
   connection.on("error", (error) => log.warn({ error: error.message }, "redis connection error"));
-  const queues = openQueues(connection, config.QUEUE_PREFIX);
+  const queues = openQueues(connection, config.QUEUE_PREFIX, { commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
   const ctx: PipelineContext = { database, queues, settings: config, log };
   return {
     config,

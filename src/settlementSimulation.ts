@@ -39,7 +39,12 @@ export interface SimulationSummary {
   /** From the payment's settled_at to the dispersal's created_at, both Postgres timestamps. */
   settleToDispersedMs: Percentiles;
   backlog: { max: number; last: number; samples: number };
+  /** Present when the run sent its last payment before its duration was up, and why. */
+  stoppedEarly?: { afterSeconds: number; reason: string };
 }
+
+/** With no answer at all for this long (every request a network error), the run stops and says so. */
+export const SILENT_SERVER_STOP_MS = 5_000;
 
 interface Candidate {
   id: string;
@@ -60,9 +65,15 @@ export class NoOpenObligationsError extends Error {
 export async function runSimulation(ctx: PipelineContext, options: SimulationOptions): Promise<SimulationSummary> {
   const partShare = options.partShare ?? 0.15;
   const wanted = Math.ceil(options.ratePerSecond * options.durationSeconds);
-  const candidates = await openObligations(ctx, Math.ceil(wanted / (1 + partShare)) + 1);
+  // One candidate per payment wanted: fewer than that only when the data set has run out (each candidate is paid at least once).
+  const candidates = await openObligations(ctx, wanted);
   if (candidates.length === 0) throw new NoOpenObligationsError("no open obligation to pay: seed a data set first (`dispersal seed --demo`)");
   const payments = planPayments(candidates, partShare, wanted);
+  let stopReason: string | undefined;
+  if (payments.length < wanted) {
+    stopReason = `ran out of open obligations to pay: ${payments.length} payments for ${wanted} wanted (${options.ratePerSecond}/s × ${options.durationSeconds} s); seed more with \`dispersal seed --demo\``;
+    options.onProgress?.(`simulate: ${stopReason}; the run ends after about ${Math.ceil(payments.length / options.ratePerSecond)} s`);
+  }
   const paidIds = [...new Set(payments.map((p) => p.obligationId))];
   const unfixable = new Set(candidates.filter((c) => c.unfixable).map((c) => c.id));
 
@@ -70,6 +81,8 @@ export async function runSimulation(ctx: PipelineContext, options: SimulationOpt
   const byStatus: Record<string, number> = {};
   const httpMs: number[] = [];
   let networkErrors = 0;
+  let lastAnswerAt = performance.now();
+  let lastNetworkError = "";
   let behind = 0;
   let inFlight = 0;
   const maxInFlight = options.maxInFlight ?? 64;
@@ -87,8 +100,10 @@ export async function runSimulation(ctx: PipelineContext, options: SimulationOpt
       await response.arrayBuffer();
       byStatus[response.status] = (byStatus[response.status] ?? 0) + 1;
       httpMs.push(performance.now() - started);
-    } catch {
+      lastAnswerAt = performance.now();
+    } catch (error) {
       networkErrors++;
+      lastNetworkError = String((error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message);
     } finally {
       inFlight--;
     }
@@ -103,12 +118,18 @@ export async function runSimulation(ctx: PipelineContext, options: SimulationOpt
   };
 
   const started = performance.now();
+  lastAnswerAt = started;
   const requests = new Set<Promise<void>>();
   let next = 0;
   let lastProgress = started;
   // Payments of one obligation go in order: its second part is sent only after its first answered.
   const previousOf = new Map<string, Promise<void>>();
   while (next < payments.length) {
+    if (next > 0 && performance.now() - lastAnswerAt > SILENT_SERVER_STOP_MS) {
+      stopReason = `the server at ${options.baseUrl} gave no answer for ${SILENT_SERVER_STOP_MS / 1000} s (${lastNetworkError || "requests pending"}); ${payments.length - next} payments not sent`;
+      options.onProgress?.(`simulate: stopping: ${stopReason}`);
+      break;
+    }
     const due = Math.min(payments.length, Math.floor(((performance.now() - started) / 1000) * options.ratePerSecond) + 1);
     while (next < due) {
       if (inFlight >= maxInFlight) break;
@@ -128,6 +149,7 @@ export async function runSimulation(ctx: PipelineContext, options: SimulationOpt
   }
   await Promise.all(requests);
   const sendSeconds = (performance.now() - started) / 1000;
+  const stoppedEarly = stopReason && sendSeconds < options.durationSeconds ? { afterSeconds: Math.round(sendSeconds * 10) / 10, reason: stopReason } : undefined;
 
   // Wait for the fast path to finish the fixable ones (bounded): unfixable ones escalate later.
   const fixable = paidIds.filter((id) => !unfixable.has(id));
@@ -155,6 +177,7 @@ export async function runSimulation(ctx: PipelineContext, options: SimulationOpt
     obligations: outcome.obligations,
     settleToDispersedMs: outcome.latency,
     backlog,
+    ...(stoppedEarly ? { stoppedEarly } : {}),
   };
 }
 

@@ -11,11 +11,19 @@ import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import type { Telemetry } from "bullmq";
 import { BullMQOtel } from "bullmq-otel";
 import { hostname } from "node:os";
+import { withinDeadline } from "./deadline.js";
+import { log } from "./log.js";
 
 const TRACER = "dispersal-healing";
 
+/**
+ * How long a process's last flush of spans may take at exit. A collector that is down made the
+ * exporter retry for about 8 s and fail the command; traces are worth a second, not an exit code.
+ */
+export const TRACE_FLUSH_TIMEOUT_MS = 1000;
+
 export interface Tracing {
-  /** Flushes the spans still buffered and unregisters the provider. */
+  /** Flushes the spans still buffered (within TRACE_FLUSH_TIMEOUT_MS; never throws) and unregisters the provider. */
   shutdown(): Promise<void>;
 }
 
@@ -52,7 +60,11 @@ export function startTracing(options: TracingOptions): Tracing | undefined {
     shutdown: async () => {
       if (active?.provider !== provider) return;
       active = undefined;
-      await provider.shutdown();
+      try {
+        await withinDeadline(provider.shutdown(), TRACE_FLUSH_TIMEOUT_MS, "trace flush");
+      } catch (error) {
+        log.warn({ endpoint: options.endpoint, error: (error as Error).message }, "trace export failed: spans of this process may be missing");
+      }
       trace.disable();
       context.disable();
       propagation.disable();

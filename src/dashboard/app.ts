@@ -16,6 +16,7 @@ import { auditStateChanges } from "./requestAudit.js";
 import { bullBoardContentSecurityPolicy, securityHeaders } from "./securityHeaders.js";
 import { signInThrottle } from "./signInThrottle.js";
 import { refuseCrossSiteWrites } from "./sameOrigin.js";
+import { InfrastructureError } from "../domain/errors.js";
 
 export type OperationsApp = Express & {
   /** Stops what the app holds besides the HTTP server: the metrics' queue event listeners. */
@@ -51,6 +52,13 @@ export function createApp(ctx: PipelineContext, config: Config): OperationsApp {
   return Object.assign(app, { closeResources: () => metrics.close() });
 }
 
+/** The process cannot serve: another one holds the address. Named so a supervisor's log says why it exited. */
+export class PortInUseError extends InfrastructureError {
+  constructor(readonly port: number, readonly host: string, options: { cause: unknown }) {
+    super(`PORT ${port} is already in use on ${host}: stop what holds it or set PORT to a free port`, options);
+  }
+}
+
 export interface HttpServer {
   server: Server;
   url: string;
@@ -66,8 +74,11 @@ export async function startHttpServer(ctx: PipelineContext, config: Config): Pro
     });
   } catch (error) {
     await app.closeResources();
+    if ((error as NodeJS.ErrnoException).code === "EADDRINUSE") throw new PortInUseError(config.PORT, config.HOST, { cause: error });
     throw error;
   }
+  // Fail closed, but not silently: otherwise nobody learns why until the first 401.
+  if (config.OPS_USERS.length === 0) ctx.log.warn("OPS_USERS is empty: every route but /healthz and /readyz answers 401; set OPS_USERS=name:role:secret,… (roles viewer, operator, service)");
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : config.PORT;
   const host = config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST;

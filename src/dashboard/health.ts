@@ -25,6 +25,7 @@ export function healthRoutes(ctx: PipelineContext): Router {
     const missingSchedules = schedules ? Object.entries(schedules).flatMap(([id, present]) => (present ? [] : [id])) : [];
     // Bull Board cannot pause a queue any more, but redis-cli can: say so rather than stall silently.
     const pausedQueues = redis.up ? await readPausedQueues(ctx) : undefined;
+    // Public answer: each listener's state, not which host and pid it runs as (/metrics, behind credentials, names them).
     const settlementListeners = (await listenerStates(ctx, redis.up)).map(({ state, up }) => ({ state, up }));
     res
       .status(down.length === 0 ? 200 : 503)

@@ -2,7 +2,7 @@
 // requests to 4xx, anything else to a generic 500 and a log line. Never a stack trace on the wire.
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import { isOutage } from "../db/client.js";
-import { DomainError, NotEscalatedError, ObligationNotFoundError, PaymentExceedsOutstandingError } from "../domain/errors.js";
+import { DependencyUnavailableError, DomainError, NotEscalatedError, ObligationNotFoundError, PaymentExceedsOutstandingError } from "../domain/errors.js";
 import { EscalationCountMismatchError, NoPendingRequeueError, RequeueExpiredError, SelectionTooLargeError, SelfApprovalError } from "../domain/requeueErrors.js";
 import { InvalidRequeueReasonError } from "../domain/requeueReason.js";
 import type { Logger } from "../log.js";
@@ -32,6 +32,7 @@ export function answerFor(error: unknown): ErrorAnswer | undefined {
   if (error instanceof RequeueExpiredError) return { status: 409, body: { error: error.message, code: error.code, reason: "expired", expiredAt: error.expiredAt } };
   if (error instanceof NotEscalatedError) return { status: 409, body: { error: error.message, code: error.code, status: error.status } };
   if (error instanceof DomainError) return { status: 409, body: { error: error.message, code: error.code } };
+  if (error instanceof DependencyUnavailableError) return { status: 503, body: { error: error.message, dependency: error.dependency } };
   if (isOutage(error)) return { status: 503, body: { error: "a backing service (Postgres or Redis) is unavailable; try again shortly" } };
   const parserStatus = bodyParserStatus(error);
   if (parserStatus) return { status: parserStatus, body: { error: bodyParserMessage(error, parserStatus) } };

@@ -36,6 +36,8 @@ export interface OpsView {
   /** Open escalations by cause, largest amount first, and the newest rows of each. */
   groups: EscalationGroup[];
   groupMembers: SelectedEscalation[];
+  /** This process's Redis connection is not ready: requeues, scans and Bull Board cannot work now. */
+  redisUnreachable?: boolean;
 }
 
 export function escapeHtml(value: unknown): string {
@@ -111,6 +113,7 @@ export const STYLE = `
   .flash { padding:.7rem 1rem; border-radius:6px; margin-bottom:1rem; font-weight:500; }
   .flash.ok { background:var(--okbg); color:var(--ok); } .flash.warn { background:var(--warnbg); color:var(--warn); }
   .flash.error { background:var(--errbg); color:var(--err); }
+  .outage { padding:.3rem .7rem; border-radius:6px; background:var(--errbg); color:var(--err); font-weight:600; }
   button { font:inherit; padding:.3rem .8rem; border-radius:5px; border:1px solid var(--accent); background:var(--accent); color:#fff; cursor:pointer; }
   button.secondary { background:transparent; color:var(--accent); }
   .actions { display:flex; gap:.8rem; align-items:center; padding:.7rem; border-top:1px solid var(--line); }
@@ -147,6 +150,7 @@ export function renderOpsPage(view: OpsView): string {
 <header>
   <h1>Dispersal healing</h1>
   <span class="badge">${view.operator.name} · ${view.operator.role}${canAct ? "" : " (read-only)"}</span>
+  ${view.redisUnreachable ? html`<span class="outage" role="alert">Redis is unreachable: requeues and scans are refused until it is back; what this page lists comes from Postgres.</span>` : ""}
   <nav>
     <a href="${board}">Bull Board</a>
     <a href="${failedJobs}">Failed retrigger jobs</a>

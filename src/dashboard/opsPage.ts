@@ -83,6 +83,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
         approvalsRequired: ctx.settings.REQUEUE_APPROVALS,
         groups,
         groupMembers,
+        redisUnreachable: ctx.queues.connection.status !== "ready",
       }),
     );
   });

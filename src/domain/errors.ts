@@ -75,6 +75,14 @@ export class InfrastructureError extends Error {
   }
 }
 
+/** A backing service did not answer in time: the request that needed it changed nothing. The answer names which one (no host). */
+export class DependencyUnavailableError extends InfrastructureError {
+  constructor(readonly dependency: "redis" | "postgres", message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "DependencyUnavailableError";
+  }
+}
+
 // The payments intake's refusals (db/payments.ts).
 export class PaymentReferenceConflictError extends DomainError {
   readonly code = "PAYMENT_REFERENCE_CONFLICT";

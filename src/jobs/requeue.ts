@@ -1,8 +1,8 @@
 // Manual requeue of an escalated obligation (DESIGN.md §4): the one path behind the ops API, the ops
 // page, the CLI and Bull Board's retry button. The database decides (db/requeueRequests.ts: ask,
-// approve, withdraw, each audited) and commits first; only then is the round's job added, through
-// the one enqueue path. If the process dies in between, the obligation is `requeued` with a fresh
-// round and the next scan enqueues it.
+// approve, withdraw, each audited) and the round's job is added, through the one enqueue path, in
+// that same transaction before it commits, on the bounded connection: so a request answered as
+// failed (Redis away or slow, 503) rolls back and leaves nothing that could act later.
 import { recordJobId } from "../db/healing.js";
 import {
   approveRequeue as approveInDatabase,
@@ -12,8 +12,11 @@ import {
   type RequeueChannel,
 } from "../db/requeueRequests.js";
 import { visibleReason } from "../domain/requeueReason.js";
+import type { Tx } from "../db/client.js";
+import { withinDeadline } from "../deadline.js";
+import { DependencyUnavailableError } from "../domain/errors.js";
 import { enqueueRetriggers } from "../queues/retriggerJobs.js";
-import { failpoint, passFailpoint } from "../failpoint.js";
+import { failpoint } from "../failpoint.js";
 import type { PipelineContext } from "./context.js";
 
 export type { RequeueChannel } from "../db/requeueRequests.js";
@@ -46,19 +49,29 @@ export interface RequeueRequest {
  */
 export async function requestRequeue(ctx: PipelineContext, obligationId: string, request: RequeueRequest): Promise<RequeueResult | PendingRequeueResult> {
   const ask: RequeueAsk = { obligationId, requestedBy: request.actor, channel: request.channel, reason: visibleReason(request.reason), ...(request.metadata ? { metadata: request.metadata } : {}) };
-  const decision = await ctx.database.db.transaction((tx) => askForRequeue(tx, ask, ctx.settings.REQUEUE_APPROVALS, ctx.settings.REQUEUE_APPROVAL_TTL).then(passFailpoint("requeue.before-commit")));
+  const outcome = await ctx.database.db.transaction(async (tx) => {
+    const decision = await askForRequeue(tx, ask, ctx.settings.REQUEUE_APPROVALS, ctx.settings.REQUEUE_APPROVAL_TTL);
+    const jobId = decision.status === "requeued" ? await addRoundJob(ctx, tx, obligationId, "request") : null;
+    failpoint("requeue.before-commit");
+    return { ...decision, jobId };
+  });
   failpoint("requeue.after-commit");
-  if (decision.status === "pending_approval") {
-    ctx.log.warn({ obligationId, actor: request.actor, channel: request.channel, requestId: decision.requestId }, "requeue requested: waiting for a second operator");
-    return { status: "pending_approval", obligationId, requestId: decision.requestId };
+  if (outcome.status === "pending_approval") {
+    ctx.log.warn({ obligationId, actor: request.actor, channel: request.channel, requestId: outcome.requestId }, "requeue requested: waiting for a second operator");
+    return { status: "pending_approval", obligationId, requestId: outcome.requestId };
   }
-  return startRound(ctx, obligationId, decision.requestId, decision.round, decision.previousJobId, request.actor, request.channel, "request");
+  return roundStarted(ctx, obligationId, outcome, request.actor, request.channel);
 }
 
 export async function approveRequeue(ctx: PipelineContext, obligationId: string, approver: string, channel: RequeueChannel): Promise<RequeueResult & { requestedBy: string; approvedBy: string }> {
-  const carried = await ctx.database.db.transaction((tx) => approveInDatabase(tx, obligationId, approver, channel, ctx.settings.REQUEUE_APPROVAL_TTL).then(passFailpoint("approve.before-commit")));
+  const carried = await ctx.database.db.transaction(async (tx) => {
+    const approved = await approveInDatabase(tx, obligationId, approver, channel, ctx.settings.REQUEUE_APPROVAL_TTL);
+    const jobId = await addRoundJob(ctx, tx, obligationId, "approval");
+    failpoint("approve.before-commit");
+    return { ...approved, jobId };
+  });
   failpoint("approve.after-commit");
-  const result = await startRound(ctx, obligationId, carried.requestId, carried.round, carried.previousJobId, approver, channel, "approval");
+  const result = await roundStarted(ctx, obligationId, carried, approver, channel);
   return { ...result, requestedBy: carried.requestedBy, approvedBy: approver };
 }
 
@@ -68,29 +81,42 @@ export async function withdrawRequeue(ctx: PipelineContext, obligationId: string
   return { ...withdrawn, obligationId };
 }
 
-async function startRound(
-  ctx: PipelineContext,
-  obligationId: string,
-  requestId: string,
-  round: number,
-  previousJobId: string | null,
-  actor: string,
-  channel: RequeueChannel,
-  /** Which step carried the requeue out: an operator's request, or (four eyes) the second operator's approval. */
-  via: "request" | "approval",
-): Promise<RequeueResult> {
-  const [job] = await enqueueRetriggers(ctx.queues, ctx.settings, [obligationId]);
+/**
+ * Adds the new round's job inside the requeue's transaction and records its id there. Bounded by
+ * REDIS_COMMAND_TIMEOUT_MS on a connection that never holds a command back for later: when Redis
+ * does not take it, the transaction rolls back and the request is answered 503 with nothing
+ * changed. A job that Redis took but whose transaction then failed (a crash, a timeout after Redis
+ * ran the add) finds its obligation still escalated and is refused (EscalatedWithoutRequeueError).
+ */
+async function addRoundJob(ctx: PipelineContext, tx: Tx, obligationId: string, via: "request" | "approval"): Promise<string | null> {
+  const queues = ctx.queues.forRequests;
+  let job;
+  try {
+    [job] = await withinDeadline(enqueueRetriggers(queues, ctx.settings, [obligationId]), queues.commandTimeoutMs, "the requeue's job");
+  } catch (error) {
+    ctx.log.warn({ obligationId, error: (error as Error).message }, "requeue refused: Redis did not take its job; nothing changed");
+    throw new DependencyUnavailableError("redis", `Redis did not take the requeue's job within ${queues.commandTimeoutMs} ms: nothing was changed, the obligation is still escalated; try again when Redis is back`, { cause: error });
+  }
   if (via === "approval") failpoint("approve.after-enqueue");
   else failpoint("requeue.after-enqueue");
-  const jobId = job?.jobId ?? null;
-  if (jobId) {
-    await recordJobId(ctx.database.db, obligationId, jobId);
-    if (via === "approval") failpoint("approve.after-record-job");
-    else failpoint("requeue.after-record-job");
-    await removeSupersededJob(ctx, previousJobId, jobId);
-  }
-  ctx.log.warn({ obligationId, actor, channel, requestId, jobId, round, reusedLiveJob: job ? !job.added : undefined }, "escalation requeued");
-  return { status: "requeued", obligationId, requestId, jobId, round };
+  // null when the backlog is at its cap: the row is requeued and the scan enqueues it later.
+  if (!job) return null;
+  await recordJobId(tx, obligationId, job.jobId);
+  if (via === "approval") failpoint("approve.after-record-job");
+  else failpoint("requeue.after-record-job");
+  return job.jobId;
+}
+
+async function roundStarted(
+  ctx: PipelineContext,
+  obligationId: string,
+  round: { requestId: string; round: number; previousJobId: string | null; jobId: string | null },
+  actor: string,
+  channel: RequeueChannel,
+): Promise<RequeueResult> {
+  if (round.jobId) await removeSupersededJob(ctx, round.previousJobId, round.jobId);
+  ctx.log.warn({ obligationId, actor, channel, requestId: round.requestId, jobId: round.jobId, round: round.round }, "escalation requeued");
+  return { status: "requeued", obligationId, requestId: round.requestId, jobId: round.jobId, round: round.round };
 }
 
 /**
@@ -100,7 +126,7 @@ async function startRound(
 async function removeSupersededJob(ctx: PipelineContext, previousJobId: string | null, newJobId: string): Promise<void> {
   if (!previousJobId || previousJobId === newJobId) return;
   try {
-    const previous = await ctx.queues.retrigger.getJob(previousJobId);
+    const previous = await ctx.queues.forRequests.retrigger.getJob(previousJobId);
     if (previous && (await previous.isFailed())) await previous.remove();
   } catch (error) {
     ctx.log.warn({ jobId: previousJobId, error: (error as Error).message }, "requeued, but the superseded failed job could not be removed");

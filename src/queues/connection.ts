@@ -24,6 +24,20 @@ export function createRedisConnection(settings: RedisSettings, name = "dispersal
   return new Redis(settings.REDIS_URL, { ...common, lazyConnect: false });
 }
 
+/**
+ * A second connection like `connection` whose commands fail instead of waiting for Redis: no offline
+ * queue (refused at once while Redis is away), nothing resent after a reconnect, each command bounded
+ * by `commandTimeoutMs`. For work a request waits on: a command the request gave up on must never
+ * arrive later, when Redis is back, and act after the request was answered as failed.
+ */
+export function createBoundedConnection(connection: RedisConnection, commandTimeoutMs: number, name: string): RedisConnection {
+  const bounded = { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 0, commandTimeout: commandTimeoutMs, connectionName: name } as const;
+  if (connection instanceof Cluster) {
+    return connection.duplicate(undefined, { enableOfflineQueue: false, redisOptions: { ...connection.options.redisOptions, ...bounded } });
+  }
+  return connection.duplicate(bounded);
+}
+
 export function describeRedis(settings: RedisSettings): string {
   const url = settings.REDIS_CLUSTER_NODES ? `cluster ${settings.REDIS_CLUSTER_NODES}` : settings.REDIS_URL;
   return redactUrl(url);

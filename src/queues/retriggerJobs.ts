@@ -25,7 +25,7 @@ type EnqueueSettings = Pick<PipelineSettings, "HEALING_ATTEMPTS" | "HEALING_BACK
 export const BACKLOG_STATES = ["waiting", "delayed", "prioritized", "active", "waiting-children"] as const;
 
 /** Retrigger jobs waiting, delayed, prioritised or active right now (one Redis round trip). */
-export async function retriggerBacklog(queues: Queues): Promise<number> {
+export async function retriggerBacklog(queues: Pick<Queues, "retrigger">): Promise<number> {
   const counts = await queues.retrigger.getJobCounts(...BACKLOG_STATES);
   return Object.values(counts).reduce((sum, n) => sum + (n ?? 0), 0);
 }
@@ -34,7 +34,7 @@ export async function retriggerBacklog(queues: Queues): Promise<number> {
  * The live retrigger job of each obligation that has one, in one round trip: the deduplication key
  * BullMQ keeps while a job is live (released when it completes or fails).
  */
-export async function liveRetriggerJobs(queues: Queues, obligationIds: readonly string[]): Promise<Map<string, string>> {
+export async function liveRetriggerJobs(queues: Pick<Queues, "connection" | "retrigger">, obligationIds: readonly string[]): Promise<Map<string, string>> {
   const live = new Map<string, string>();
   if (obligationIds.length === 0) return live;
   const pipeline = queues.connection.pipeline();
@@ -49,7 +49,7 @@ export async function liveRetriggerJobs(queues: Queues, obligationIds: readonly 
 
 /** One addBulk, no cap: for callers that have already made room (the scan counts its own). */
 export async function addRetriggers(
-  queues: Queues,
+  queues: Pick<Queues, "retrigger">,
   settings: Pick<PipelineSettings, "HEALING_ATTEMPTS" | "HEALING_BACKOFF_MS">,
   obligationIds: readonly string[],
 ): Promise<EnqueuedRetrigger[]> {
@@ -74,7 +74,7 @@ export async function addRetriggers(
  * Three round trips: the backlog, the live jobs, one addBulk.
  */
 export async function enqueueRetriggers(
-  queues: Queues,
+  queues: Pick<Queues, "connection" | "retrigger">,
   settings: EnqueueSettings,
   obligationIds: readonly string[],
 ): Promise<EnqueueResult> {

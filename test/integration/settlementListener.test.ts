@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sql } from "drizzle-orm";
+import { hostname } from "node:os";
 import { startHttpServer, type HttpServer } from "../../src/dashboard/app.js";
 import { startSettlementListener, type SettlementListener } from "../../src/jobs/settlementListener.js";
 import { givenOrphans } from "../helpers/orphans.js";
@@ -142,6 +143,9 @@ describe("the settlement listener (fast path)", () => {
     try {
       const ready = await (await fetch(`${http.url}/readyz`)).json();
       expect(ready.settlementListeners).toContainEqual({ state: "listening", up: true });
+      // Public (no credentials): it says what is down, not where it runs.
+      expect(JSON.stringify(ready)).not.toContain(hostname());
+      expect(JSON.stringify(ready)).not.toContain(listener.process);
       const metric = new RegExp(`dispersal_settlement_listener_up\\{process="${listener.process}"\\} (\\d)`);
       expect(metric.exec(await (await fetch(`${http.url}/metrics`, { headers: auth })).text())?.[1]).toBe("1");
 
