@@ -12,17 +12,25 @@ ALTER TABLE "servicing_fee_entries" ADD CONSTRAINT "servicing_fee_entries_status
 -- DESIGN.md §3: the journal is the truth. The amounts every reader uses, defined once, here:
 -- net settled cash, what the journal allocates, and SUSPENSE, each as numeric (a sum over bigints
 -- can pass the bigint range). db/obligationAmounts.ts is the only TypeScript that names them.
+-- Cash received net of returns: CASH_RECEIVED − the REVERSALs of them (0 without any).
+CREATE FUNCTION obligation_net_received(obligation uuid) RETURNS numeric
+LANGUAGE sql STABLE AS $$
+  SELECT coalesce((SELECT sum(c.amount) FROM cash_journal_entries c
+                    WHERE c.obligation_id = obligation AND c.entry_type = 'CASH_RECEIVED'), 0)
+       - coalesce((SELECT sum(r.amount) FROM cash_journal_entries c
+                     JOIN cash_journal_entries r ON r.reverses_entry_id = c.id AND r.entry_type = 'REVERSAL'
+                    WHERE c.obligation_id = obligation AND c.entry_type = 'CASH_RECEIVED'), 0)
+$$;
+--> statement-breakpoint
+-- Net settled cash (§3 step 2): the net received; only when the obligation has no cash posting at
+-- all (another system settled it without writing cash), its amount.
 CREATE FUNCTION obligation_net_cash(obligation uuid) RETURNS numeric
 LANGUAGE sql STABLE AS $$
   SELECT CASE
-           WHEN NOT EXISTS (SELECT 1 FROM cash_journal_entries c
-                             WHERE c.obligation_id = obligation AND c.entry_type = 'CASH_RECEIVED')
-             THEN (SELECT o.amount::numeric FROM obligations o WHERE o.id = obligation)
-           ELSE (SELECT sum(c.amount) FROM cash_journal_entries c
-                  WHERE c.obligation_id = obligation AND c.entry_type = 'CASH_RECEIVED')
-              - coalesce((SELECT sum(r.amount) FROM cash_journal_entries c
-                            JOIN cash_journal_entries r ON r.reverses_entry_id = c.id AND r.entry_type = 'REVERSAL'
-                           WHERE c.obligation_id = obligation AND c.entry_type = 'CASH_RECEIVED'), 0)
+           WHEN EXISTS (SELECT 1 FROM cash_journal_entries c
+                         WHERE c.obligation_id = obligation AND c.entry_type = 'CASH_RECEIVED')
+             THEN obligation_net_received(obligation)
+           ELSE (SELECT o.amount::numeric FROM obligations o WHERE o.id = obligation)
          END
 $$;
 --> statement-breakpoint

@@ -9,7 +9,7 @@ import { normaliseId } from "./domain/ids.js";
 import { connectDatabase } from "./db/client.js";
 import { selectEscalations, type EscalationSelection } from "./db/escalationGroups.js";
 import { listEscalations } from "./db/healing.js";
-import { receivePayment } from "./db/payments.js";
+import { receivePayment, returnPayment } from "./db/payments.js";
 import { idSchema } from "./domain/ids.js";
 import { paymentAmountSchema, paymentReferenceSchema } from "./domain/paymentInput.js";
 import { migrateDatabase, unreachable } from "./db/migrate.js";
@@ -296,6 +296,30 @@ program
     } catch (error) {
       if (!(error instanceof DomainError)) throw unreachable(config.DATABASE_URL, error);
       print({ paid: false, obligationId, reference, code: error.code, error: error.message });
+      process.exitCode = 1;
+    } finally {
+      await database.close();
+    }
+  });
+
+program
+  .command("return-payment")
+  .description("record a returned payment (bounced, charged back): the REVERSAL of its cash, the status from the net cash, and the dispersal that follows, in one transaction")
+  .argument("<obligationId>", "the obligation the payment was for")
+  .requiredOption("--reference <r>", "the returned payment's reference")
+  .requiredOption("--reason <text>", "why it was returned (recorded on the reversal and in the audit log)")
+  .action(async (rawId: string, opts: { reference: string; reason: string }) => {
+    const obligationId = cliArgument(idSchema, rawId, "obligationId");
+    const reference = cliArgument(paymentReferenceSchema, opts.reference, "--reference");
+    const reason = cliArgument(requeueReasonSchema, opts.reason, "--reason");
+    const config = loadConfig();
+    log.level = config.LOG_LEVEL;
+    const database = connectDatabase(config.DATABASE_URL, { max: 1, applicationName: "dispersal-return-payment" });
+    try {
+      print({ returned: true, ...(await returnPayment(database.db, { obligationId, reference, reason, actor: `cli:${userInfo().username}`, channel: "cli" })) });
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw unreachable(config.DATABASE_URL, error);
+      print({ returned: false, obligationId, reference, code: error.code, error: error.message });
       process.exitCode = 1;
     } finally {
       await database.close();

@@ -5,7 +5,7 @@ import { z } from "zod";
 import { idSchema } from "../domain/ids.js";
 import { groupEscalations, type EscalationGroup, type EscalationSelection } from "../db/escalationGroups.js";
 import { listEscalations, type EscalationView } from "../db/healing.js";
-import { receivePayment, type PaymentReceipt } from "../db/payments.js";
+import { receivePayment, returnPayment, type PaymentReceipt, type PaymentReturn } from "../db/payments.js";
 import { latestReconciliation } from "../db/reconciliation.js";
 import { paymentAmountSchema, paymentReferenceSchema } from "../domain/paymentInput.js";
 import { listPendingRequeues } from "../db/requeueRequests.js";
@@ -41,6 +41,8 @@ const timestamp = z.string().refine(isRealTimestamp, { error: "is not a timestam
 const cursorContent = z.tuple([timestamp, idSchema]);
 
 const paymentBody = z.strictObject({ reference: paymentReferenceSchema, amount: paymentAmountSchema });
+// A return's reason follows the same visible-text rule as a requeue's.
+const paymentReturnBody = z.strictObject({ reason: requeueReasonSchema });
 
 function isRealTimestamp(value: string): boolean {
   const m = TIMESTAMP.exec(value);
@@ -91,6 +93,22 @@ export function apiRoutes(ctx: PipelineContext): Router {
       const receipt = await receivePayment(ctx.database.db, { obligationId: id, ...body, actor: operatorOf(res).name, channel: "api" });
       if (receipt.replayed) res.setHeader("Idempotent-Replayed", "true");
       res.status(201).json(paymentJson(receipt));
+    },
+  );
+  // A returned payment (a bounced cheque, a charge-back): the REVERSAL of its CASH_RECEIVED and the
+  // allocation that follows, in one transaction. The same reference again: the same answer.
+  router.post(
+    "/obligations/:obligationId/payments/:reference/return",
+    requireServiceRole(),
+    express.json({ limit: PAYMENT_BODY_LIMIT, strict: true }),
+    async (req, res) => {
+      requireJson(req);
+      const id = parse(idSchema, req.params.obligationId, "obligationId");
+      const reference = parse(paymentReferenceSchema, req.params.reference, "reference");
+      const body = parse(paymentReturnBody, req.body, "body");
+      const returned = await returnPayment(ctx.database.db, { obligationId: id, reference, reason: body.reason, actor: operatorOf(res).name, channel: "api" });
+      if (returned.replayed) res.setHeader("Idempotent-Replayed", "true");
+      res.status(returned.replayed ? 200 : 201).json(paymentReturnJson(returned));
     },
   );
   router.use(express.json({ limit: BODY_LIMIT, strict: true }));
@@ -196,6 +214,21 @@ function parse<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
 
 function requireJson(req: Request): void {
   if (!req.is("application/json")) throw new HttpError(415, "send the body as application/json");
+}
+
+function paymentReturnJson(r: PaymentReturn) {
+  return {
+    obligationId: r.obligationId,
+    reference: r.reference,
+    amount: r.amount.toString(),
+    reversalEntryId: r.reversalEntryId,
+    netReceived: r.netReceived.toString(),
+    outstanding: r.outstanding.toString(),
+    status: r.status,
+    allocationsReversed: r.allocationsReversed,
+    reallocated: r.reallocated,
+    replayed: r.replayed,
+  };
 }
 
 function paymentJson(p: PaymentReceipt) {

@@ -95,8 +95,8 @@ export function requireOperatorRole(): RequestHandler {
   };
 }
 
-/** The one route service accounts may call (DESIGN.md §5); case-insensitive, as express matches routes. */
-const PAYMENTS_INTAKE_PATH = /^\/api\/obligations\/[^/]+\/payments\/?$/i;
+/** The routes service accounts may call (DESIGN.md §5: a payment, a returned payment); case-insensitive, as express matches routes. */
+const PAYMENTS_INTAKE_PATH = /^\/api\/obligations\/[^/]+\/payments(\/[^/]+\/return)?\/?$/i;
 
 export function isPaymentsIntake(req: Request): boolean {
   return req.method === "POST" && PAYMENTS_INTAKE_PATH.test(req.path);
@@ -109,7 +109,7 @@ export function isPaymentsIntake(req: Request): boolean {
 export function serviceAccountsIntakeOnly(): RequestHandler {
   return (req, res, next) => {
     if (operatorOf(res).role === "service" && !isPaymentsIntake(req)) {
-      res.status(403).json({ error: "service accounts may only post payments (POST /api/obligations/:obligationId/payments)" });
+      res.status(403).json({ error: "service accounts may only post payments and returns (POST /api/obligations/:obligationId/payments, …/payments/:reference/return)" });
       return;
     }
     next();

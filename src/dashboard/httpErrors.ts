@@ -2,7 +2,7 @@
 // requests to 4xx, anything else to a generic 500 and a log line. Never a stack trace on the wire.
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import { isOutage } from "../db/client.js";
-import { DependencyUnavailableError, DomainError, NotEscalatedError, ObligationNotFoundError, PaymentExceedsOutstandingError } from "../domain/errors.js";
+import { DependencyUnavailableError, DomainError, NotEscalatedError, ObligationNotFoundError, PaymentExceedsOutstandingError, PaymentNotFoundError } from "../domain/errors.js";
 import { EscalationCountMismatchError, NoPendingRequeueError, RequeueExpiredError, SelectionTooLargeError, SelfApprovalError } from "../domain/requeueErrors.js";
 import { InvalidRequeueReasonError } from "../domain/requeueReason.js";
 import type { Logger } from "../log.js";
@@ -22,7 +22,7 @@ export interface ErrorAnswer {
 /** The answer for one error; also used per item by the bulk requeue. */
 export function answerFor(error: unknown): ErrorAnswer | undefined {
   if (error instanceof HttpError) return { status: error.status, body: { error: error.message, ...error.details } };
-  if (error instanceof ObligationNotFoundError) return { status: 404, body: { error: error.message, code: error.code } };
+  if (error instanceof ObligationNotFoundError || error instanceof PaymentNotFoundError) return { status: 404, body: { error: error.message, code: error.code } };
   if (error instanceof PaymentExceedsOutstandingError) return { status: 422, body: { error: error.message, code: error.code, outstanding: error.outstanding.toString() } };
   if (error instanceof SelfApprovalError) return { status: 403, body: { error: error.message, code: error.code } };
   if (error instanceof NoPendingRequeueError) return { status: 404, body: { error: error.message, code: error.code } };

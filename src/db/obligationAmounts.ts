@@ -6,6 +6,9 @@ import { sql, type SQL } from "drizzle-orm";
 /** CASH_RECEIVED − their REVERSALs; the obligation's amount only when it has no cash posting at all. */
 export const netCashOf = (obligationId: SQL): SQL => sql`obligation_net_cash(${obligationId})`;
 
+/** CASH_RECEIVED − their REVERSALs (0 without any): what the borrower has paid and not had returned. */
+export const netReceivedOf = (obligationId: SQL): SQL => sql`obligation_net_received(${obligationId})`;
+
 /** The obligation's LENDER_PAYABLE_CREATED and SERVICING_FEE_RECOGNIZED, net of their REVERSALs. */
 export const allocatedOf = (obligationId: SQL): SQL => sql`obligation_allocated(${obligationId})`;
 

@@ -1,18 +1,26 @@
 // The payments intake (DESIGN.md §5): one borrower payment is one transaction — its CASH_RECEIVED
 // posting (idempotency key from the payment reference), the obligation's new status
-// (`partially_settled`, or `settled` with `settled_at` once the received total reaches the amount)
-// and its audit row. The settlement trigger then tells the listeners, which disperse it.
+// (`partially_settled`, or `settled` with `settled_at` once the net received reaches the amount)
+// and its audit row; the settlement trigger then tells the listeners, which disperse it. A returned
+// payment is the REVERSAL of its CASH_RECEIVED, the status recomputed from the net cash and the
+// allocation of §3 run in the same transaction.
 import { sql } from "drizzle-orm";
 import {
+  DomainError,
   ObligationNotFoundError,
   ObligationNotPayableError,
+  ObligationNotSettledError,
   PaymentExceedsOutstandingError,
+  PaymentNotFoundError,
   PaymentReferenceConflictError,
 } from "../domain/errors.js";
 import { idempotencyKeys } from "../domain/ledgerRules.js";
 import { writeAudit } from "./audit.js";
 import type { Db, Tx } from "./client.js";
+import { disperseObligations } from "./dispersals.js";
+import { topUpSuspense } from "./healing.js";
 import { postEntry } from "./ledger.js";
+import { centsFromNumeric, netReceivedOf } from "./obligationAmounts.js";
 
 export const PAYMENT_AUDIT_ACTION = "payments.cash_received";
 
@@ -79,6 +87,7 @@ export async function receivePaymentIn(tx: Tx, request: PaymentRequest): Promise
   }
 
   if (!PAYABLE.has(obligation.status)) throw new ObligationNotPayableError(obligationId, obligation.status);
+  // Net of returned payments: a borrower whose payment bounced can pay again.
   const receivedBefore = await receivedFor(tx, obligationId);
   const outstanding = BigInt(obligation.amount) - receivedBefore;
   if (amount > outstanding) throw new PaymentExceedsOutstandingError(obligationId, amount, outstanding);
@@ -112,13 +121,118 @@ export async function receivePaymentIn(tx: Tx, request: PaymentRequest): Promise
   return result;
 }
 
-/** CASH_RECEIVED of the obligation, all of it or up to a journal sequence. */
+/** Net cash received for the obligation (db/obligationAmounts), or CASH_RECEIVED up to a journal sequence for a replayed answer. */
 async function receivedFor(tx: Tx, obligationId: string, upToSequence?: bigint): Promise<bigint> {
-  const [row] = await tx.execute<{ total: bigint }>(sql`
-    select coalesce(sum(amount), 0)::int8 as total from cash_journal_entries
-     where obligation_id = ${obligationId}::uuid and entry_type = 'CASH_RECEIVED'
-       ${upToSequence === undefined ? sql`` : sql`and sequence <= ${upToSequence.toString()}::int8`}`);
-  return BigInt(row!.total);
+  if (upToSequence === undefined) {
+    const [row] = await tx.execute<{ total: string }>(sql`select ${netReceivedOf(sql`${obligationId}::uuid`)}::text as total`);
+    return centsFromNumeric(row!.total);
+  }
+  const [row] = await tx.execute<{ total: string }>(sql`
+    select coalesce(sum(amount), 0)::text as total from cash_journal_entries
+     where obligation_id = ${obligationId}::uuid and entry_type = 'CASH_RECEIVED' and sequence <= ${upToSequence.toString()}::int8`);
+  return centsFromNumeric(row!.total);
+}
+
+export const PAYMENT_RETURN_AUDIT_ACTION = "payments.cash_returned";
+
+export interface PaymentReturnRequest {
+  obligationId: string;
+  reference: string;
+  reason: string;
+  actor: string;
+  channel: "api" | "cli";
+}
+
+export interface PaymentReturn {
+  obligationId: string;
+  reference: string;
+  amount: bigint;
+  /** The REVERSAL of the payment's CASH_RECEIVED. */
+  reversalEntryId: string;
+  netReceived: bigint;
+  outstanding: bigint;
+  status: "due" | "partially_settled" | "settled";
+  /** What the allocation did in the same transaction (DESIGN.md §3 delta < 0). */
+  allocationsReversed: number;
+  reallocated: boolean;
+  /** True when the payment had been returned before: this call wrote nothing. */
+  replayed: boolean;
+}
+
+export function returnPayment(db: Db, request: PaymentReturnRequest): Promise<PaymentReturn> {
+  return db.transaction((tx) => returnPaymentIn(tx, request));
+}
+
+/**
+ * Posts the REVERSAL of the payment's CASH_RECEIVED (key cash-ledger:reversal:<entry>), sets the
+ * status from the net cash received (`due`, `partially_settled`, `settled`) and runs the allocation:
+ * every pending allocation the cash no longer covers is reversed and, if still settled, the net is
+ * allocated anew; an escalation's SUSPENSE is restated. The same reference again: the same answer.
+ */
+export async function returnPaymentIn(tx: Tx, request: PaymentReturnRequest): Promise<PaymentReturn> {
+  const { obligationId, reference } = request;
+  const [obligation] = await tx.execute<ObligationRow>(sql`
+    select mortgage_id, amount, status from obligations where id = ${obligationId}::uuid for update`);
+  if (!obligation) throw new ObligationNotFoundError(obligationId);
+  const [payment] = await tx.execute<{ id: string; amount: bigint; mortgage_id: string; obligation_id: string | null; reversal_id: string | null }>(sql`
+    select c.id, c.amount, c.mortgage_id, c.obligation_id,
+           (select r.id from cash_journal_entries r where r.reverses_entry_id = c.id and r.entry_type = 'REVERSAL' limit 1) as reversal_id
+      from cash_journal_entries c
+     where c.idempotency_key = ${idempotencyKeys.cashReceived(reference)} and c.entry_type = 'CASH_RECEIVED'`);
+  if (!payment || payment.obligation_id !== obligationId) throw new PaymentNotFoundError(obligationId, reference);
+  const amount = BigInt(payment.amount);
+  const obligationAmount = BigInt(obligation.amount);
+
+  if (payment.reversal_id) {
+    const netReceived = await receivedFor(tx, obligationId);
+    return { obligationId, reference, amount, reversalEntryId: payment.reversal_id, netReceived, outstanding: obligationAmount - netReceived, status: statusFor(netReceived, obligationAmount), allocationsReversed: 0, reallocated: false, replayed: true };
+  }
+  const reversal = await postEntry(tx, {
+    entryType: "REVERSAL",
+    amount,
+    debit: { family: "BORROWER_RECEIVABLE", obligationId },
+    credit: { family: "TRUST_CASH", mortgageId: payment.mortgage_id },
+    idempotencyKey: idempotencyKeys.reversal(payment.id),
+    reversesEntryId: payment.id,
+    mortgageId: payment.mortgage_id,
+    obligationId,
+    reason: request.reason.slice(0, 2000),
+    metadata: { reference },
+    actor: request.actor,
+    channel: request.channel,
+  });
+  const netReceived = await receivedFor(tx, obligationId);
+  const status = statusFor(netReceived, obligationAmount);
+  await tx.execute(sql`
+    update obligations
+       set status = ${status}, settled_at = case when ${status} = 'settled' then settled_at else null end
+     where id = ${obligationId}::uuid`);
+
+  const outcome = (await disperseObligations(tx, [obligationId])).get(obligationId)!;
+  let allocationsReversed = 0;
+  let reallocated = false;
+  if (outcome.outcome === "dispersed") {
+    allocationsReversed = outcome.dispersal.reversed;
+    reallocated = outcome.dispersal.allocation !== null;
+  } else if (!(outcome.error instanceof ObligationNotSettledError) && !(outcome.error instanceof DomainError)) {
+    throw outcome.error;
+  }
+  // An escalation's SUSPENSE follows the cash down (restated), whatever the status became.
+  await topUpSuspense(tx, obligationId, { actor: request.actor, reason: `payment ${reference} returned: ${request.reason}`.slice(0, 2000) });
+  await writeAudit(tx, {
+    action: PAYMENT_RETURN_AUDIT_ACTION,
+    actor: request.actor,
+    resourceType: "obligation",
+    resourceId: obligationId,
+    severity: "warning",
+    metadata: { reference, amount: amount.toString(), reason: request.reason.slice(0, 500), status, reversalEntryId: reversal.id, allocationsReversed, reallocated, channel: request.channel, ...(outcome.outcome === "rejected" ? { dispersal: outcome.error.code } : {}) },
+  });
+  return { obligationId, reference, amount, reversalEntryId: reversal.id, netReceived, outstanding: obligationAmount - netReceived, status, allocationsReversed, reallocated, replayed: false };
+}
+
+function statusFor(netReceived: bigint, amount: bigint): PaymentReturn["status"] {
+  if (netReceived >= amount) return "settled";
+  return netReceived > 0n ? "partially_settled" : "due";
 }
 
 function receipt(request: PaymentRequest, journalEntryId: string, obligationAmount: bigint, receivedTotal: bigint, replayed: boolean): PaymentReceipt {

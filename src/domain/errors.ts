@@ -92,6 +92,14 @@ export class PaymentReferenceConflictError extends DomainError {
   }
 }
 
+export class PaymentNotFoundError extends DomainError {
+  readonly code = "PAYMENT_NOT_FOUND";
+  readonly retryable = false;
+  constructor(readonly obligationId: string, readonly reference: string) {
+    super(`no payment with reference ${reference} was received for obligation ${obligationId}`);
+  }
+}
+
 export class ObligationNotPayableError extends DomainError {
   readonly code = "OBLIGATION_NOT_PAYABLE";
   readonly retryable = false;

@@ -31,3 +31,19 @@ export async function postCashReceivedBySql(database: Database, obligationId: st
   if (!row) throw new Error(`no obligation ${obligationId}`);
   return row.id;
 }
+
+/** A returned payment as another system records it: the REVERSAL of a CASH_RECEIVED, with both accounts' totals. */
+export async function postCashReversalBySql(database: Database, cashEntryId: string): Promise<string> {
+  const [row] = await database.db.execute<{ id: string }>(sql`
+    with c as (select * from cash_journal_entries where id = ${cashEntryId}::uuid and entry_type = 'CASH_RECEIVED'),
+    receivable as (update cash_accounts a set cumulative_debits = a.cumulative_debits + c.amount from c where a.id = c.credit_account_id returning a.id),
+    trust as (update cash_accounts a set cumulative_credits = a.cumulative_credits + c.amount from c where a.id = c.debit_account_id returning a.id)
+    insert into cash_journal_entries (entry_type, effective_date, amount, debit_account_id, credit_account_id, idempotency_key,
+                                      mortgage_id, obligation_id, reverses_entry_id, reason, actor, channel)
+    select 'REVERSAL', current_date, c.amount, c.credit_account_id, c.debit_account_id, 'payments-core:returned:' || c.id,
+           c.mortgage_id, c.obligation_id, c.id, 'cheque bounced', 'payments-core', 'sql'
+      from c, receivable, trust
+    returning id`);
+  if (!row) throw new Error(`no CASH_RECEIVED ${cashEntryId}`);
+  return row.id;
+}
