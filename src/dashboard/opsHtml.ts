@@ -361,10 +361,14 @@ function resolvedTable(rows: EscalationView[], view: OpsView): Html {
 const CHECK_LABELS: Record<string, string> = {
   staleOrphans: "Orphans past their deadline (scan interval + round backoff + margin)",
   rejectedOrphans: "Orphans whose retrigger job was refused as unrecoverable",
-  conservationDefects: "Dispersals that do not add up to the settled amount",
-  escalatedSuspenseMismatch: "Escalations whose SUSPENSE ≠ settled amount",
-  openSuspenseMismatch: "Retrying or requeued obligations whose SUSPENSE is neither 0 nor the settled amount",
-  resolvedSuspenseNotCleared: "Resolved escalations with SUSPENSE ≠ 0",
+  conservationDefects: "Dispersed obligations whose journal allocates less than their net settled cash",
+  payablesMismatch: "Obligations whose dispersal entries disagree with the journal's payables (per lender)",
+  feeMismatch: "Obligations whose servicing fee entries disagree with the journal's fee",
+  overAllocated: "Obligations that owe lenders more than their net cash (a shortfall)",
+  settledWithoutCash: "Settled obligations with no net cash left (every payment returned)",
+  escalatedSuspenseMismatch: "Escalations whose SUSPENSE ≠ net cash − allocated",
+  openSuspenseMismatch: "Retrying or requeued obligations whose SUSPENSE is neither 0 nor net cash − allocated",
+  resolvedSuspenseNotCleared: "SUSPENSE held by an obligation that is not an open escalation",
   accountTotalsMismatch: "Accounts whose totals ≠ their journal lines",
   duplicateIdempotencyKeys: "Duplicate idempotency keys",
 };

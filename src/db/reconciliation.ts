@@ -3,6 +3,7 @@
 import { sql, type SQL } from "drizzle-orm";
 import type { Executor } from "./client.js";
 import { failpoint } from "../failpoint.js";
+import { allocatedOf, netCashOf, suspenseOf } from "./obligationAmounts.js";
 import { orphanSince, orphansWithHealing } from "./orphanAges.js";
 
 export interface CheckFinding {
@@ -15,6 +16,10 @@ export type ReconciliationCheck =
   | "staleOrphans"
   | "rejectedOrphans"
   | "conservationDefects"
+  | "payablesMismatch"
+  | "feeMismatch"
+  | "overAllocated"
+  | "settledWithoutCash"
   | "escalatedSuspenseMismatch"
   | "openSuspenseMismatch"
   | "resolvedSuspenseNotCleared"
@@ -30,12 +35,21 @@ export interface ReconciliationReport {
   findings: Partial<Record<ReconciliationCheck, CheckFinding>> & { error?: string };
 }
 
-const settledAmount = sql`coalesce(nullif((select sum(j.amount) from cash_journal_entries j
-  where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount)`;
+// The amounts are db/obligationAmounts.ts's, defined once in SQL: the checks compare the journal
+// with itself and with the entries, never with a second definition.
+const netCash = netCashOf(sql`o.id`);
+const allocated = allocatedOf(sql`o.id`);
+const suspenseBalance = suspenseOf(sql`o.id`);
+const unallocated = sql`greatest(${netCash} - ${allocated}, 0)`;
+const hasCash = sql`exists (select 1 from cash_journal_entries c where c.obligation_id = o.id and c.entry_type = 'CASH_RECEIVED')`;
 
-const suspenseBalance = sql`coalesce((select a.cumulative_debits - a.cumulative_credits from cash_accounts a
-  where a.family = 'SUSPENSE' and a.subaccount is null and a.mortgage_id = o.mortgage_id
-    and a.obligation_id = o.id and a.lender_id is null), 0)`;
+/** Per (obligation, lender): the journal's payables net of their reversals. */
+const journalPayables = sql`
+  select p.obligation_id, p.lender_id, sum(p.amount) - coalesce(sum(r.amount), 0) as amount
+    from cash_journal_entries p
+    left join cash_journal_entries r on r.reverses_entry_id = p.id and r.entry_type = 'REVERSAL'
+   where p.entry_type = 'LENDER_PAYABLE_CREATED' and p.obligation_id is not null
+   group by 1, 2`;
 
 /** A retrigger job failed as unrecoverable (never retried, never escalated), read from the retrigger queue's failed set. */
 export interface RejectedRetrigger {
@@ -69,21 +83,52 @@ function checks(orphanDeadlineMs: number, rejected: readonly RejectedRetrigger[]
          and o.id = r.id
          and (h.status is null or h.status <> 'escalated')
          and r.at >= coalesce(o.settled_at, o.created_at)`,
+    // A dispersed obligation whose journal does not allocate its net settled cash (late cash never
+    // dispersed, an allocation posted twice), shortfalls apart (overAllocated names those).
     conservationDefects: sql`
       select o.id::text as id from obligations o
-       where o.dispersed
-         and coalesce((select sum(d.amount) from dispersal_entries d where d.obligation_id = o.id), 0)
-           + coalesce((select f.amount from servicing_fee_entries f where f.obligation_id = o.id), 0) <> ${settledAmount}`,
+       where o.dispersed and o.status = 'settled' and ${allocated} < ${netCash}`,
+    // The projection against the journal (three-way): entries shifted between lenders, a lender
+    // changed, an extra payable posting, entries deleted. Reversed entries count for nothing.
+    payablesMismatch: sql`
+      select distinct coalesce(j.obligation_id, e.obligation_id)::text as id
+        from (${journalPayables}) j
+        full join (select d.obligation_id, d.lender_id, sum(d.amount) as amount from dispersal_entries d
+                    where d.status <> 'reversed' group by 1, 2) e
+          on e.obligation_id = j.obligation_id and e.lender_id = j.lender_id
+       where coalesce(j.amount, 0) <> coalesce(e.amount, 0)`,
+    feeMismatch: sql`
+      select distinct coalesce(j.obligation_id, e.obligation_id)::text as id
+        from (select p.obligation_id, sum(p.amount) - coalesce(sum(r.amount), 0) as amount
+                from cash_journal_entries p
+                left join cash_journal_entries r on r.reverses_entry_id = p.id and r.entry_type = 'REVERSAL'
+               where p.entry_type = 'SERVICING_FEE_RECOGNIZED' and p.obligation_id is not null group by 1) j
+        full join (select f.obligation_id, sum(f.amount) as amount from servicing_fee_entries f
+                    where f.status <> 'reversed' group by 1) e on e.obligation_id = j.obligation_id
+       where coalesce(j.amount, 0) <> coalesce(e.amount, 0)`,
+    // Lenders owed more than the cash held for the obligation: returned cash already paid out (a
+    // shortfall) or payables posted beyond it.
+    overAllocated: sql`
+      select o.id::text as id from obligations o
+       where ${hasCash} and ${allocated} > ${netCash}`,
+    settledWithoutCash: sql`
+      select o.id::text as id from obligations o
+       where o.status = 'settled' and ${hasCash} and ${netCash} <= 0`,
+    // While escalated, SUSPENSE (every account of the obligation, whichever mortgage) = net cash − allocated.
     escalatedSuspenseMismatch: sql`
       select o.id::text as id from dispersal_healing_attempts h join obligations o on o.id = h.obligation_id
-       where h.status = 'escalated' and ${suspenseBalance} <> ${settledAmount}`,
-    // Retrying or requeued: SUSPENSE holds nothing, or an earlier escalation's full settled amount.
+       where h.status = 'escalated' and ${suspenseBalance} <> ${unallocated}`,
+    // Retrying or requeued: SUSPENSE holds nothing, or an earlier escalation's unallocated cash.
     openSuspenseMismatch: sql`
       select o.id::text as id from dispersal_healing_attempts h join obligations o on o.id = h.obligation_id
-       where h.status in ('retrying', 'requeued') and ${suspenseBalance} <> 0 and ${suspenseBalance} <> ${settledAmount}`,
+       where h.status in ('retrying', 'requeued') and ${suspenseBalance} <> 0 and ${suspenseBalance} <> ${unallocated}`,
+    // SUSPENSE held by anything but an open escalation: resolved, or never healed at all.
     resolvedSuspenseNotCleared: sql`
-      select o.id::text as id from dispersal_healing_attempts h join obligations o on o.id = h.obligation_id
-       where h.status = 'resolved' and ${suspenseBalance} <> 0`,
+      select o.id::text as id from cash_accounts a
+        join obligations o on o.id = a.obligation_id
+        left join dispersal_healing_attempts h on h.obligation_id = o.id
+       where a.family = 'SUSPENSE' and (h.status is null or h.status = 'resolved')
+       group by o.id having sum(a.cumulative_debits::numeric - a.cumulative_credits) <> 0`,
     accountTotalsMismatch: sql`
       select a.id::text as id from cash_accounts a
         left join (select debit_account_id as id, sum(amount) as total from cash_journal_entries group by 1) d on d.id = a.id

@@ -4,6 +4,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { sql } from "drizzle-orm";
 import { escalateToSuspense } from "../../src/db/healing.js";
+import { runReconciliation, type ReconciliationCheck } from "../../src/db/reconciliation.js";
 import { receivePayment, returnPayment } from "../../src/db/payments.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
@@ -22,6 +23,14 @@ beforeAll(() => {
 });
 
 const heal = () => scanAndWait(ctx, { timeoutMs: 30_000 });
+
+/** The checks of a reconciliation run that name the obligation. */
+async function findingsFor(obligationId: string): Promise<ReconciliationCheck[]> {
+  const report = await runReconciliation(db, { orphanDeadlineMs: 3_600_000 });
+  return (Object.entries(report.findings) as Array<[ReconciliationCheck, { sample?: string[] }]>)
+    .filter(([, finding]) => typeof finding === "object" && finding.sample?.includes(obligationId))
+    .map(([check]) => check);
+}
 
 /** What the journal says of one obligation, all as bigint cents. */
 async function ledgerOf(obligationId: string) {
@@ -72,6 +81,7 @@ describe("payables never double when another system redoes a dispersal", () => {
     const [audit] = await db.execute<{ n: number }>(sql`
       select count(*)::int as n from audit_log where action = 'dispersal.entries_restored' and resource_id = ${given.obligationId}`);
     expect(audit!.n).toBe(1);
+    expect(await findingsFor(given.obligationId)).toEqual([]);
   });
 
   it("only `dispersed` reset: a replay, no escalation and nothing parked", async () => {
@@ -81,6 +91,44 @@ describe("payables never double when another system redoes a dispersal", () => {
     expect(await ledgerOf(given.obligationId)).toMatchObject({ dispersed: true, allocated: 100_000n, payables: 3, lendersOwed: 100_000n, suspense: 0n });
     const [healing] = await db.execute<{ status: string }>(sql`select status from dispersal_healing_attempts where obligation_id = ${given.obligationId}::uuid`);
     expect(healing?.status).not.toBe("escalated");
+  });
+});
+
+describe("reconciliation names every disagreement between the journal and the entries", () => {
+  it("entries deleted (before the healer runs), amounts shifted between lenders, a lender changed, an extra payable posting", async () => {
+    const deleted = await dispersed();
+    const shifted = await dispersed();
+    const relent = await dispersed();
+    const extra = await dispersed();
+    await db.execute(sql`delete from dispersal_entries where obligation_id = ${deleted.obligationId}::uuid`);
+    await db.execute(sql`
+      update dispersal_entries set amount = amount + case when lender_id = ${shifted.lenderIds[0]!}::uuid then 1000 else -500 end
+       where obligation_id = ${shifted.obligationId}::uuid`);
+    await db.execute(sql`
+      update dispersal_entries set lender_id = ${extra.lenderIds[0]!}::uuid
+       where obligation_id = ${relent.obligationId}::uuid and lender_id = ${relent.lenderIds[1]!}::uuid`);
+    await db.execute(sql`
+      insert into cash_journal_entries (entry_type, effective_date, amount, debit_account_id, credit_account_id, idempotency_key, mortgage_id, obligation_id, lender_id)
+      select 'LENDER_PAYABLE_CREATED', current_date, 777, j.debit_account_id, j.credit_account_id, 'payouts-core:extra:' || j.id, j.mortgage_id, j.obligation_id, j.lender_id
+        from cash_journal_entries j where j.obligation_id = ${extra.obligationId}::uuid and j.entry_type = 'LENDER_PAYABLE_CREATED' limit 1`);
+    expect(await findingsFor(deleted.obligationId)).toContain("payablesMismatch");
+    expect(await findingsFor(shifted.obligationId)).toContain("payablesMismatch");
+    expect(await findingsFor(relent.obligationId)).toContain("payablesMismatch");
+    expect(await findingsFor(extra.obligationId)).toEqual(expect.arrayContaining(["payablesMismatch", "overAllocated"]));
+  });
+
+  it("the healer never posts over edited entries: it escalates with nothing to park, and reconciliation keeps naming it", async () => {
+    const shifted = await dispersed();
+    await db.execute(sql`
+      update dispersal_entries set amount = amount + case when lender_id = ${shifted.lenderIds[0]!}::uuid then 2000 else -1000 end
+       where obligation_id = ${shifted.obligationId}::uuid`);
+    expect((await ledgerOf(shifted.obligationId)).dispersed).toBe(false);
+    await heal();
+    const [healing] = await db.execute<{ status: string; last_error: string }>(sql`
+      select status, last_error from dispersal_healing_attempts where obligation_id = ${shifted.obligationId}::uuid`);
+    expect(healing).toMatchObject({ status: "escalated", last_error: expect.stringMatching(/disagree with the journal/) });
+    expect(await ledgerOf(shifted.obligationId)).toMatchObject({ allocated: 100_000n, payables: 3, suspense: 0n, lendersOwed: 100_000n });
+    expect(await findingsFor(shifted.obligationId)).toEqual(["payablesMismatch"]);
   });
 });
 
@@ -127,6 +175,8 @@ describe("returned cash is never paid out", () => {
     await heal();
     // Paid entries are never reversed: the journal still allocates them, beyond the cash (a shortfall).
     expect(await ledgerOf(paid.obligationId)).toMatchObject({ netCash: 0n, allocated: 100_000n, projected: 100_000n });
+    expect(await findingsFor(paid.obligationId)).toEqual(expect.arrayContaining(["overAllocated", "settledWithoutCash"]));
+    expect(await findingsFor(partial.obligationId)).toEqual([]);
   });
 });
 
@@ -137,6 +187,7 @@ describe("late cash is dispersed", () => {
     expect((await ledgerOf(given.obligationId)).dispersed).toBe(false);
     await heal();
     expect(await ledgerOf(given.obligationId)).toMatchObject({ dispersed: true, netCash: 120_000n, allocated: 120_000n, projected: 120_000n, payables: 6 });
+    expect(await findingsFor(given.obligationId)).toEqual([]);
   });
 });
 
@@ -153,6 +204,7 @@ describe("SUSPENSE of an escalation holds its unallocated cash once", () => {
     await scanForOrphans(ctx);
     await scanForOrphans(ctx);
     expect((await ledgerOf(given.obligationId)).suspense).toBe(100_000n);
+    expect(await findingsFor(given.obligationId)).toEqual([]);
   });
 
   it("amount corrected 100,000 → 90,000 → 100,000 → 90,000: SUSPENSE follows, 90,000 at the end, and later scans post nothing", async () => {
