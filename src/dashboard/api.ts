@@ -266,6 +266,7 @@ function escalationJson(e: EscalationView) {
     mortgageId: e.mortgageId,
     mortgageReference: e.mortgageReference,
     obligationType: e.obligationType,
+    obligationStatus: e.obligationStatus,
     amount: e.amount.toString(),
     suspenseBalance: e.suspenseBalance.toString(),
     attemptCount: e.attemptCount,

@@ -461,6 +461,20 @@ export async function markRequeued(tx: Tx, request: RequeueToCarryOut): Promise<
   return { round, previousJobId: row.last_job_id };
 }
 
+/**
+ * A round whose job was refused (the obligation is no longer settled, or unknown): no job will come
+ * for it, so its healing row must not stay `requeued` or `retrying`. One that had been escalated goes
+ * back to `escalated` (its SUSPENSE kept, listed again); one never escalated is closed with the reason.
+ */
+export async function endRefusedRound(db: Executor, obligationId: string, reason: string): Promise<void> {
+  await db.execute(sql`
+    update dispersal_healing_attempts
+       set status = case when escalated_at is not null then 'escalated' else 'resolved' end,
+           resolved_at = case when escalated_at is not null then resolved_at else now() end,
+           last_error = ${`refused: ${reason}`.slice(0, 2000)}, updated_at = now()
+     where obligation_id = ${obligationId}::uuid and status in ('requeued', 'retrying')`);
+}
+
 export async function recordJobId(db: Executor, obligationId: string, jobId: string): Promise<void> {
   await db.execute(sql`update dispersal_healing_attempts set last_job_id = ${jobId} where obligation_id = ${obligationId}::uuid`);
 }
@@ -470,6 +484,8 @@ export interface EscalationView {
   mortgageId: string;
   mortgageReference: string;
   obligationType: string;
+  /** The obligation's own status: an escalation whose obligation stopped being settled stays listed, marked so. */
+  obligationStatus: string;
   amount: bigint;
   suspenseBalance: bigint;
   attemptCount: number;
@@ -498,6 +514,7 @@ export async function listEscalations(db: Executor, filter: EscalationFilter): P
     mortgage_id: string;
     reference: string;
     type: string;
+    obligation_status: string;
     amount: bigint;
     suspense_balance: string | null;
     attempt_count: number;
@@ -508,7 +525,7 @@ export async function listEscalations(db: Executor, filter: EscalationFilter): P
     status: HealingStatus;
     last_job_id: string | null;
   }>(sql`
-    select h.obligation_id, o.mortgage_id, m.reference, o.type, o.amount,
+    select h.obligation_id, o.mortgage_id, m.reference, o.type, o.status as obligation_status, o.amount,
            ${suspenseOf(sql`o.id`)}::text as suspense_balance,
            h.attempt_count, h.requeue_count, h.last_error, h.escalated_at,
            coalesce(h.escalated_at, h.created_at) as listed_at, h.status, h.last_job_id
@@ -525,6 +542,7 @@ export async function listEscalations(db: Executor, filter: EscalationFilter): P
     mortgageId: r.mortgage_id,
     mortgageReference: r.reference,
     obligationType: r.type,
+    obligationStatus: r.obligation_status,
     amount: BigInt(r.amount),
     suspenseBalance: centsFromNumeric(r.suspense_balance),
     attemptCount: r.attempt_count,

@@ -4,7 +4,7 @@
 // run one after another; every step writes its audit row in that transaction. A pending request
 // expires REQUEUE_APPROVAL_TTL after it was made: computed from created_at whenever it is read.
 import { sql } from "drizzle-orm";
-import { NotEscalatedError, ObligationNotFoundError } from "../domain/errors.js";
+import { NotEscalatedError, ObligationNotFoundError, ObligationNotSettledError } from "../domain/errors.js";
 import { NoPendingRequeueError, RequeueExpiredError, RequeuePendingError, SelfApprovalError } from "../domain/requeueErrors.js";
 import { writeAudit } from "./audit.js";
 import type { Executor, Tx } from "./client.js";
@@ -39,7 +39,11 @@ interface PendingRow extends Record<string, unknown> {
 /** When a pending request made at created_at expires: the one definition, for every query below. */
 const expiresAt = (createdAt: ReturnType<typeof sql>, ttlSeconds: number) => sql`(${createdAt} + make_interval(secs => ${ttlSeconds}))`;
 
-/** Locks the healing row; refuses anything that is not an escalation. */
+/**
+ * Locks the healing row; refuses anything that is not an escalation, and an escalation whose
+ * obligation is no longer settled (waived, set back to due): its round could only be refused, and
+ * the operator must hear that now, not find the row stuck later.
+ */
 async function lockEscalation(tx: Tx, obligationId: string): Promise<void> {
   const [row] = await tx.execute<{ status: HealingStatus }>(sql`
     select status from dispersal_healing_attempts where obligation_id = ${obligationId}::uuid for update`);
@@ -49,6 +53,8 @@ async function lockEscalation(tx: Tx, obligationId: string): Promise<void> {
     throw new NotEscalatedError(obligationId, null);
   }
   if (row.status !== "escalated") throw new NotEscalatedError(obligationId, row.status);
+  const [obligation] = await tx.execute<{ status: string }>(sql`select status from obligations where id = ${obligationId}::uuid`);
+  if (obligation && obligation.status !== "settled") throw new ObligationNotSettledError(obligationId, obligation.status);
 }
 
 async function pendingRequestOf(tx: Tx, obligationId: string, ttlSeconds: number): Promise<PendingRow | undefined> {
@@ -209,15 +215,15 @@ export async function listPendingRequeues(db: Executor, limit: number, approvalT
   }));
 }
 
-export type RequeueSkipReason = "not_found" | "not_escalated" | "already_pending";
+export type RequeueSkipReason = "not_found" | "not_escalated" | "not_settled" | "already_pending";
 export type RequeuePreview = { obligationId: string; outcome: "would_requeue" } | { obligationId: string; outcome: "skipped"; reason: RequeueSkipReason; status?: HealingStatus | null; requestedBy?: string };
 
 /** The dry run of a bulk requeue: what each id would come to, read in one query, changing nothing. */
 export async function previewRequeues(db: Executor, obligationIds: readonly string[], approvalTtlSeconds: number): Promise<RequeuePreview[]> {
   const ids = [...new Set(obligationIds)];
   if (ids.length === 0) return [];
-  const rows = await db.execute<{ id: string; status: HealingStatus | null; pending_by: string | null }>(sql`
-    select o.id::text, h.status,
+  const rows = await db.execute<{ id: string; status: HealingStatus | null; obligation_status: string; pending_by: string | null }>(sql`
+    select o.id::text, h.status, o.status as obligation_status,
            (select r.requested_by from requeue_requests r
              where r.obligation_id = o.id and r.status = 'pending' and ${expiresAt(sql`r.created_at`, approvalTtlSeconds)} > now()) as pending_by
       from obligations o
@@ -228,6 +234,7 @@ export async function previewRequeues(db: Executor, obligationIds: readonly stri
     const row = byId.get(obligationId);
     if (!row) return { obligationId, outcome: "skipped", reason: "not_found" };
     if (row.status !== "escalated") return { obligationId, outcome: "skipped", reason: "not_escalated", status: row.status };
+    if (row.obligation_status !== "settled") return { obligationId, outcome: "skipped", reason: "not_settled" };
     if (row.pending_by) return { obligationId, outcome: "skipped", reason: "already_pending", requestedBy: row.pending_by };
     return { obligationId, outcome: "would_requeue" };
   });

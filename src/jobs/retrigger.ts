@@ -3,10 +3,10 @@
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import { z } from "zod";
 import { idSchema } from "../domain/ids.js";
-import { DomainError, InvalidJobDataError } from "../domain/errors.js";
+import { DomainError, InvalidJobDataError, ObligationNotFoundError, ObligationNotSettledError } from "../domain/errors.js";
 import { classifyDatabaseError, isOutage } from "../db/client.js";
 import { disperseObligation, type DispersalResult } from "../db/dispersals.js";
-import { authorizeDispersalRound, recordFailedAttempt, resolveHealing } from "../db/healing.js";
+import { authorizeDispersalRound, endRefusedRound, recordFailedAttempt, resolveHealing } from "../db/healing.js";
 import { failpoint } from "../failpoint.js";
 import type { RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
@@ -111,6 +111,14 @@ async function handleFailure(ctx: PipelineContext, job: Job<RetriggerJobData>, t
   const message = (error as Error).message ?? String(error);
   if (error instanceof DomainError && !error.retryable) {
     ctx.log.warn({ obligationId, jobId: job.id, code: error.code, error: message }, "retrigger job failed without retry");
+    if (error instanceof ObligationNotSettledError || error instanceof ObligationNotFoundError) {
+      try {
+        await endRefusedRound(ctx.database.db, obligationId, message);
+      } catch (endError) {
+        if (isOutage(endError)) return putBackForOutage(ctx, job, token, obligationId, endError);
+        throw endError;
+      }
+    }
     throw new UnrecoverableError(`${UNRECOVERABLE_PREFIX} ${error.code}: ${message}`);
   }
   try {

@@ -8,6 +8,9 @@ import { runReconciliation, type ReconciliationCheck } from "../../src/db/reconc
 import { receivePayment, returnPayment } from "../../src/db/payments.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
+import { requestRequeue } from "../../src/jobs/requeue.js";
+import { ObligationNotSettledError } from "../../src/domain/errors.js";
+import { waitFor } from "../helpers/processes.js";
 import { givenSettledObligation, type GivenObligationResult } from "../helpers/factories.js";
 import { postCashReceivedBySql, postCashReversalBySql } from "../helpers/otherSystems.js";
 import { testPipeline } from "../helpers/pipeline.js";
@@ -223,5 +226,39 @@ describe("SUSPENSE of an escalation holds its unallocated cash once", () => {
     await scanForOrphans(ctx);
     await scanForOrphans(ctx);
     expect(await count()).toBe(before);
+  });
+});
+
+describe("an escalation whose obligation stops being settled is never stuck or hidden", () => {
+  const slow = testPipeline(database, { HEALING_BACKOFF_MS: "1500" });
+  beforeAll(() => {
+    slow.startWorkers();
+  });
+
+  async function healingRow(obligationId: string) {
+    const [row] = await db.execute<{ status: string; attempt_count: number; last_error: string | null }>(sql`
+      select status, attempt_count, last_error from dispersal_healing_attempts where obligation_id = ${obligationId}::uuid`);
+    return row;
+  }
+
+  it("a requeue of an escalation that was waived is refused (409), and it stays escalated and listed with its new status", async () => {
+    const given = await givenSettledObligation(database, { lenders: [0] });
+    await db.transaction((tx) => escalateToSuspense(tx, given.obligationId, { actor: "test", reason: "no active positions" }));
+    await db.execute(sql`update obligations set status = 'waived' where id = ${given.obligationId}::uuid`);
+    await expect(requestRequeue(ctx, given.obligationId, { actor: "alice", channel: "cli", reason: "positions were fixed" })).rejects.toBeInstanceOf(ObligationNotSettledError);
+    expect(await healingRow(given.obligationId)).toMatchObject({ status: "escalated" });
+    expect((await ledgerOf(given.obligationId)).suspense).toBe(100_000n);
+  });
+
+  it("waived while its requeued round runs: the refused round goes back to escalated, SUSPENSE kept", async () => {
+    const given = await givenSettledObligation(database, { lenders: [0] });
+    await db.transaction((tx) => escalateToSuspense(tx, given.obligationId, { actor: "test", reason: "no active positions" }));
+    await requestRequeue(slow.ctx, given.obligationId, { actor: "alice", channel: "cli", reason: "positions were fixed" });
+    await waitFor(async () => (await healingRow(given.obligationId))?.attempt_count === 1, { timeoutMs: 10_000, what: "the round's first attempt failed" });
+    expect((await healingRow(given.obligationId))?.status).toBe("requeued");
+    await db.execute(sql`update obligations set status = 'waived' where id = ${given.obligationId}::uuid`);
+    await waitFor(async () => (await healingRow(given.obligationId))?.status === "escalated", { timeoutMs: 15_000, what: "the refused round back to escalated" });
+    expect(await healingRow(given.obligationId)).toMatchObject({ last_error: expect.stringMatching(/^refused: .*waived/) });
+    expect((await ledgerOf(given.obligationId)).suspense).toBe(100_000n);
   });
 });
