@@ -67,6 +67,15 @@ export function logNotice(notice: postgres.Notice): void {
   else log.debug(fields, "Postgres notice");
 }
 
+/** The SQLSTATE of a Postgres error, through the wrappers (Drizzle's "Failed query" keeps it as its cause). */
+export function postgresErrorCode(error: unknown): string | undefined {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown; severity?: unknown }).code;
+    if (typeof code === "string" && (e as { severity?: unknown }).severity !== undefined) return code;
+  }
+  return undefined;
+}
+
 /** Errors after which the connection is gone (and the server has rolled back its transaction). */
 const LOST_CONNECTION_CODES = new Set(["CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "ECONNRESET", "EPIPE", "ETIMEDOUT"]);
 

@@ -1,7 +1,7 @@
 // The healing state in Postgres (DESIGN.md §4): the orphan scan query, attempt rows, escalation to
 // SUSPENSE, resolution of an escalated obligation, and the database half of a manual requeue.
 import { sql, type SQL } from "drizzle-orm";
-import { NotEscalatedError, ObligationNotFoundError } from "../domain/errors.js";
+import { AmountOutOfRangeError, NotEscalatedError, ObligationNotFoundError } from "../domain/errors.js";
 import { EscalatedWithoutRequeueError } from "../domain/requeueErrors.js";
 import { idempotencyKeys, planSuspense, type SuspensePlan } from "../domain/ledgerRules.js";
 import type { Executor, Tx } from "./client.js";
@@ -335,7 +335,17 @@ export async function escalateToSuspense(
        set status = 'escalated', escalated_at = now(), updated_at = now(),
            attempt_count = greatest(h.attempt_count, excluded.attempt_count),
            last_error = coalesce(h.last_error, excluded.last_error)`);
-  const { plan, postings } = await parkUnallocated(tx, obligationId, locked, context);
+  // In a savepoint: a posting past the bigint range must not undo the escalation itself. The
+  // obligation is escalated without it, and its last error says why (DESIGN.md §3 step 7).
+  let parked: Awaited<ReturnType<typeof parkUnallocated>>;
+  try {
+    parked = await tx.transaction((savepoint) => parkUnallocated(savepoint, obligationId, locked, context));
+  } catch (error) {
+    if (!(error instanceof AmountOutOfRangeError)) throw error;
+    await tx.execute(sql`update dispersal_healing_attempts set last_error = ${error.message} where obligation_id = ${obligationId}::uuid`);
+    parked = { plan: { kind: "none" }, postings: [] };
+  }
+  const { plan, postings } = parked;
   const posted = plan.kind === "none" ? 0n : plan.amount;
   failpoint("escalate.after-posting");
   await writeAudit(tx, {
@@ -384,7 +394,15 @@ export async function topUpSuspense(tx: Tx, obligationId: string, context: { act
   if (typeof locked === "string") return { outcome: locked, postings: [] };
   const parked = locked.healingStatus === "escalated" || (locked.healingStatus !== "resolved" && locked.healingStatus !== null && locked.suspenseBalance !== 0n);
   if (!parked || locked.postedBefore === 0) return { outcome: "not-parked", postings: [] };
-  const { plan, postings } = await parkUnallocated(tx, obligationId, locked, context);
+  let result: Awaited<ReturnType<typeof parkUnallocated>>;
+  try {
+    result = await tx.transaction((savepoint) => parkUnallocated(savepoint, obligationId, locked, context));
+  } catch (error) {
+    // Its escalation already names it (last_error); reconciliation keeps naming the mismatch.
+    if (error instanceof AmountOutOfRangeError) return { outcome: "not-parked", postings: [] };
+    throw error;
+  }
+  const { plan, postings } = result;
   if (plan.kind === "none") return { outcome: "in-balance", postings };
   await writeAudit(tx, {
     action: "dispersal.suspense_topped_up",

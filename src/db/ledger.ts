@@ -13,8 +13,8 @@ import {
   type AccountRef,
   type EntryType,
 } from "../domain/ledgerRules.js";
-import { IdempotencyConflictError, InfrastructureError, InsufficientBalanceError, LedgerRuleError } from "../domain/errors.js";
-import type { Executor, Tx } from "./client.js";
+import { AmountOutOfRangeError, IdempotencyConflictError, InfrastructureError, InsufficientBalanceError, LedgerRuleError } from "../domain/errors.js";
+import { postgresErrorCode, type Executor, type Tx } from "./client.js";
 
 export interface PostingRequest {
   entryType: EntryType;
@@ -114,8 +114,18 @@ export async function postEntries(tx: Tx, requests: readonly PostingRequest[]): 
     else fresh.push(r);
   }
 
-  const accounts = fresh.length > 0 ? await moveAccountTotals(tx, fresh) : new Map<string, Account>();
-  const inserted = fresh.length > 0 ? await insertEntries(tx, fresh, accounts) : new Map<string, StoredEntryRow>();
+  let accounts = new Map<string, Account>();
+  let inserted = new Map<string, StoredEntryRow>();
+  try {
+    if (fresh.length > 0) accounts = await moveAccountTotals(tx, fresh);
+    if (fresh.length > 0) inserted = await insertEntries(tx, fresh, accounts);
+  } catch (error) {
+    // 22003: a cumulative total past bigint. A domain error, so the obligation is escalated and named.
+    if (postgresErrorCode(error) === "22003") {
+      throw new AmountOutOfRangeError(fresh.map((r) => `${r.entryType} of ${r.amount}`).slice(0, 3).join(", "));
+    }
+    throw error;
+  }
 
   return requests.map((r) => {
     const row = inserted.get(r.idempotencyKey) ?? byKey.get(r.idempotencyKey)!;

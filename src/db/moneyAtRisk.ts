@@ -18,7 +18,7 @@ export interface MoneyAtRisk {
 
 export async function readMoneyAtRisk(db: Executor): Promise<MoneyAtRisk> {
   const [row] = await db.execute<{
-    suspense: bigint;
+    suspense: string;
     open: bigint;
     oldest: string | null;
     oldest_age: number | null;
@@ -26,7 +26,7 @@ export async function readMoneyAtRisk(db: Executor): Promise<MoneyAtRisk> {
     d1_7: bigint;
     over_7d: bigint;
   }>(sql`
-    select (select coalesce(sum(a.cumulative_debits - a.cumulative_credits), 0)::bigint
+    select (select coalesce(sum(a.cumulative_debits::numeric - a.cumulative_credits), 0)::text
               from cash_accounts a where a.family = 'SUSPENSE') as suspense,
            count(*) as open,
            to_char(min(h.escalated_at) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as oldest,

@@ -52,6 +52,16 @@ export class NoActivePositionsError extends DomainError {
   }
 }
 
+/** A posting would take an account's totals past what Postgres's bigint holds (DESIGN.md §3 step 7). */
+export class AmountOutOfRangeError extends DomainError {
+  readonly code = "AMOUNT_OUT_OF_RANGE";
+  /** Retryable so that the round uses its attempts and escalates (without the posting), and is listed. */
+  readonly retryable = true;
+  constructor(detail: string) {
+    super(`amount out of range: ${detail} would take an account past the bigint range (9,223,372,036,854,775,807 cents)`);
+  }
+}
+
 export class NotEscalatedError extends DomainError {
   readonly code = "NOT_ESCALATED";
   readonly retryable = false;

@@ -6,6 +6,7 @@ import { sql } from "drizzle-orm";
 import { escalateToSuspense } from "../../src/db/healing.js";
 import { runReconciliation, type ReconciliationCheck } from "../../src/db/reconciliation.js";
 import { receivePayment, returnPayment } from "../../src/db/payments.js";
+import { readMoneyAtRisk } from "../../src/db/moneyAtRisk.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { requestRequeue } from "../../src/jobs/requeue.js";
@@ -260,5 +261,25 @@ describe("an escalation whose obligation stops being settled is never stuck or h
     await waitFor(async () => (await healingRow(given.obligationId))?.status === "escalated", { timeoutMs: 15_000, what: "the refused round back to escalated" });
     expect(await healingRow(given.obligationId)).toMatchObject({ last_error: expect.stringMatching(/^refused: .*waived/) });
     expect((await ledgerOf(given.obligationId)).suspense).toBe(100_000n);
+  });
+});
+
+describe("amounts anywhere in bigint's range", () => {
+  it("an escalation whose posting would pass the bigint range is escalated without it and names why; money at risk sums exactly", async () => {
+    const huge = await givenSettledObligation(database, { lenders: [0], amount: 5_000_000_000_000_000_000n });
+    await expect(db.transaction((tx) => escalateToSuspense(tx, huge.obligationId, { actor: "test", reason: "no active positions" }))).resolves.toBe("escalated");
+    const [row] = await db.execute<{ status: string; last_error: string }>(sql`
+      select status, last_error from dispersal_healing_attempts where obligation_id = ${huge.obligationId}::uuid`);
+    expect(row).toMatchObject({ status: "escalated", last_error: expect.stringMatching(/amount out of range/) });
+    expect((await ledgerOf(huge.obligationId)).suspense).toBe(0n);
+    await scanForOrphans(ctx); // the backstop's top-up meets the same range: no throw
+
+    const before = (await readMoneyAtRisk(db)).suspenseCents;
+    for (let i = 0; i < 3; i++) {
+      const big = await givenSettledObligation(database, { lenders: [0], amount: 4_000_000_000_000_000_000n });
+      await db.transaction((tx) => escalateToSuspense(tx, big.obligationId, { actor: "test", reason: "no active positions" }));
+    }
+    // 12,000,000,000,000,000,000 cents: past bigint, exact.
+    expect((await readMoneyAtRisk(db)).suspenseCents - before).toBe(12_000_000_000_000_000_000n);
   });
 });
