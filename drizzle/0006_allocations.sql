@@ -144,3 +144,22 @@ BEGIN
   END IF;
   RETURN NULL;
 END $$;
+--> statement-breakpoint
+-- An amount lowered (by another system) to what the borrower has already paid, or below it: the
+-- obligation is settled by that cash, as the intake would have settled it, instead of refusing
+-- every later payment as "exceeds the outstanding". The notify trigger then disperses it.
+CREATE FUNCTION obligations_settle_when_paid() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.status IN ('upcoming', 'due', 'overdue', 'partially_settled')
+     AND obligation_net_received(NEW.id) >= NEW.amount THEN
+    NEW.status := 'settled';
+    NEW.settled_at := coalesce(NEW.settled_at, now());
+  END IF;
+  RETURN NEW;
+END $$;
+--> statement-breakpoint
+CREATE TRIGGER obligations_settle_when_paid
+  BEFORE UPDATE OF amount ON obligations
+  FOR EACH ROW WHEN (NEW.amount < OLD.amount)
+  EXECUTE FUNCTION obligations_settle_when_paid();

@@ -112,6 +112,7 @@ describe("migrations", () => {
           "dispersal_entries_mark_obligations_insert",
           "obligations_notify_settled_insert",
           "obligations_notify_settled_update",
+          "obligations_settle_when_paid",
           "servicing_fee_entries_mark_obligations_delete",
           "servicing_fee_entries_mark_obligations_edit",
         ]);

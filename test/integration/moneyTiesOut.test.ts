@@ -185,6 +185,14 @@ describe("returned cash is never paid out", () => {
 });
 
 describe("late cash is dispersed", () => {
+  it("an amount lowered below the cash already received settles the obligation, and it is dispersed", async () => {
+    const given = await givenSettledObligation(database, { lenders: [5000, 5000], servicingFeeBps: 0, status: "partially_settled", cashReceived: [80_000n] });
+    await db.execute(sql`update obligations set amount = 75000 where id = ${given.obligationId}::uuid`);
+    await heal();
+    expect(await ledgerOf(given.obligationId)).toMatchObject({ status: "settled", dispersed: true, netCash: 80_000n, allocated: 80_000n });
+    await expect(receivePayment(db, { obligationId: given.obligationId, reference: `LATE-${given.obligationId}`, amount: 1n, actor: "feed", channel: "api" })).rejects.toMatchObject({ code: "OBLIGATION_NOT_PAYABLE" });
+  });
+
   it("a second CASH_RECEIVED after the dispersal is allocation 2 of only the difference", async () => {
     const given = await dispersed({ amount: 100_000n, cashReceived: [100_000n] });
     await postCashReceivedBySql(database, given.obligationId, 20_000n);
