@@ -251,14 +251,17 @@ interface LockedForSuspense {
 async function lockForSuspense(
   tx: Tx,
   obligationId: string,
+  options: { escalatedWhileUnsettled?: boolean } = {},
 ): Promise<LockedForSuspense | "not-found" | "already-dispersed" | "not-settled"> {
   const [obligation] = await tx.execute<{ mortgage_id: string; status: string; dispersed: boolean }>(sql`
     select o.mortgage_id, o.status, o.dispersed from obligations o where o.id = ${obligationId}::uuid for update`);
   if (!obligation) return "not-found";
   if (obligation.dispersed) return "already-dispersed";
-  if (obligation.status !== "settled") return "not-settled";
   const [healing] = await tx.execute<{ status: HealingStatus; attempt_count: number }>(sql`
     select status, attempt_count from dispersal_healing_attempts where obligation_id = ${obligationId}::uuid for update`);
+  // An escalation whose obligation stopped being settled (a payment returned, waived) stays
+  // escalated: its SUSPENSE still follows its net cash − allocated. Nothing else acts on it.
+  if (obligation.status !== "settled" && !(options.escalatedWhileUnsettled && healing?.status === "escalated")) return "not-settled";
   const [amounts] = await tx.execute<{ net_cash: string; allocated: string; suspense_balance: string; parked: string }>(sql`
     select ${netCashOf(sql`o.id`)}::text as net_cash, ${allocatedOf(sql`o.id`)}::text as allocated,
            ${suspenseOf(sql`o.id`)}::text as suspense_balance,
@@ -389,7 +392,7 @@ export type SuspenseTopUpOutcome = "topped-up" | "in-balance" | "not-parked" | "
  * balance must be 0 or the settled amount); a resolved one has nothing parked.
  */
 export async function topUpSuspense(tx: Tx, obligationId: string, context: { actor: string; reason: string }): Promise<{ outcome: SuspenseTopUpOutcome; postings: PostedEntry[] }> {
-  const locked = await lockForSuspense(tx, obligationId);
+  const locked = await lockForSuspense(tx, obligationId, { escalatedWhileUnsettled: true });
   if (locked === "not-found") throw new ObligationNotFoundError(obligationId);
   if (typeof locked === "string") return { outcome: locked, postings: [] };
   const parked = locked.healingStatus === "escalated" || (locked.healingStatus !== "resolved" && locked.healingStatus !== null && locked.suspenseBalance !== 0n);

@@ -259,6 +259,17 @@ describe("an escalation whose obligation stops being settled is never stuck or h
     expect((await ledgerOf(given.obligationId)).suspense).toBe(100_000n);
   });
 
+  it("a payment of an escalated obligation returned through the intake: it stays escalated, its SUSPENSE restated to what is left", async () => {
+    const given = await givenSettledObligation(database, { lenders: [0], status: "due", cashReceived: [] });
+    await receivePayment(db, { obligationId: given.obligationId, reference: `ESC-${given.obligationId}`, amount: 100_000n, actor: "feed", channel: "api" });
+    await db.transaction((tx) => escalateToSuspense(tx, given.obligationId, { actor: "test", reason: "no active positions" }));
+    expect((await ledgerOf(given.obligationId)).suspense).toBe(100_000n);
+    await returnPayment(db, { obligationId: given.obligationId, reference: `ESC-${given.obligationId}`, reason: "charge-back from the bank", actor: "feed", channel: "api" });
+    expect(await ledgerOf(given.obligationId)).toMatchObject({ status: "due", netCash: 0n, suspense: 0n, trustCash: 0n });
+    expect(await healingRow(given.obligationId)).toMatchObject({ status: "escalated" });
+    expect(await findingsFor(given.obligationId)).toEqual([]);
+  });
+
   it("waived while its requeued round runs: the refused round goes back to escalated, SUSPENSE kept", async () => {
     const given = await givenSettledObligation(database, { lenders: [0] });
     await db.transaction((tx) => escalateToSuspense(tx, given.obligationId, { actor: "test", reason: "no active positions" }));
