@@ -1,6 +1,8 @@
 // A model of the whole lifecycle: fast-check drives random command sequences (settle obligations with
 // or without cash, or while workers with a settlement listener run; break and repair a mortgage's positions, scan, let the workers run, kill a worker
-// at a failpoint, flush Redis, terminate Postgres connections under the workers, requeue, reconcile)
+// at a failpoint, flush Redis, terminate Postgres connections under the workers, requeue, reconcile;
+// and what other systems do: late cash, a payment returned, entries deleted, an escalation waived
+// or moved to another mortgage)
 // against the real services, and a small pure model predicts each obligation's outcome. After every
 // command the ledger invariants hold; after the final recovery every obligation is dispersed or
 // escalated exactly once per round, as the model says.
@@ -14,6 +16,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { connectDatabase, isOutage } from "../../src/db/client.js";
 import { topUpSuspense } from "../../src/db/healing.js";
+import { returnPayment } from "../../src/db/payments.js";
+import { ObligationNotSettledError } from "../../src/domain/errors.js";
 import { postEntries } from "../../src/db/ledger.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
 import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
@@ -78,17 +82,24 @@ afterAll(async () => {
 
 // ---------------------------------------------------------------------------------------------
 // The model.
-type State = "orphan" | "queued" | "dispersed" | "escalated" | "uncertain";
+type State = "orphan" | "queued" | "dispersed" | "escalated" | "uncertain" | "unsettled";
 
 interface ModelObligation {
   id: string;
   mortgage: number;
   amount: bigint;
+  /** Cash received net of returns. */
   cash: bigint;
+  /** It has had a CASH_RECEIVED (returned or not): its net settled cash is then `cash`, not `amount`. */
+  hasCash: boolean;
+  /** What the journal allocates to it (payables + fee, net of reversals). */
+  allocated: bigint;
   state: State;
   requeues: number;
-  /** What its SUSPENSE account holds: the settled amount while escalated or requeued, 0 once dispersed. */
+  /** What its SUSPENSE holds: net settled cash − allocated while escalated or requeued, 0 once dispersed. */
   parked: bigint;
+  /** Another system waived it while escalated: it stays escalated, and a requeue is refused. */
+  waived: boolean;
 }
 
 interface Model {
@@ -99,12 +110,20 @@ interface Model {
   journal: { maxSequence: bigint; hash: string };
 }
 
-const settledAmount = (o: ModelObligation) => (o.cash > 0n ? o.cash : o.amount);
-const isFinal = (s: State) => s === "dispersed" || s === "escalated";
+const settledAmount = (o: ModelObligation) => (o.hasCash ? o.cash : o.amount);
+const unallocated = (o: ModelObligation) => (settledAmount(o) > o.allocated ? settledAmount(o) - o.allocated : 0n);
+const isFinal = (s: State) => s === "dispersed" || s === "escalated" || s === "unsettled";
 
+/** A round ends dispersed when the journal already allocates the net cash (nothing to split) or the positions can take it. */
 function end(model: Model, o: ModelObligation): void {
-  o.state = model.mortgages[o.mortgage]!.fixable ? "dispersed" : "escalated";
-  o.parked = o.state === "dispersed" ? 0n : settledAmount(o);
+  if (settledAmount(o) === o.allocated || model.mortgages[o.mortgage]!.fixable) {
+    o.state = "dispersed";
+    o.allocated = settledAmount(o);
+    o.parked = 0n;
+  } else {
+    o.state = "escalated";
+    o.parked = unallocated(o);
+  }
 }
 
 /** What the healing pipeline does to one obligation once the workers have run its live job. */
@@ -120,14 +139,17 @@ function afterRecovery(model: Model, o: ModelObligation): void {
 /** The scan's backstop tops up what SUSPENSE lacks after cash posted by another system. */
 function afterScan(o: ModelObligation): void {
   if (o.state === "orphan") o.state = "queued";
-  if (o.state !== "dispersed" && o.parked > 0n) o.parked = settledAmount(o);
+  if (o.state !== "dispersed" && o.parked > 0n && !o.waived) o.parked = unallocated(o);
 }
 
 /**
  * Obligations whose SUSPENSE may wait for the next scan's top-up (cash posted by another system after
  * the escalation; an uncertain one may have been escalated again since, which tops it up too).
  */
-const awaitingTopUp = (model: Readonly<Model>) => model.obligations.filter((o) => o.parked > 0n && o.parked !== settledAmount(o));
+const awaitingTopUp = (model: Readonly<Model>) => model.obligations.filter((o) => o.parked > 0n && o.parked !== unallocated(o));
+
+/** Dispersed obligations whose entries another system deleted, until the healer restores them (reconciliation names them meanwhile). */
+const awaitingRestore = (model: Readonly<Model>) => model.obligations.filter((o) => o.state !== "dispersed" && o.state !== "unsettled" && o.allocated > 0n);
 
 // ---------------------------------------------------------------------------------------------
 // The real side of the commands.
@@ -245,9 +267,7 @@ interface RealObligation {
 async function readObligations(ids: string[]): Promise<Map<string, RealObligation>> {
   const rows = await check.db.execute<{ id: string; dispersed: boolean; healing: string | null; suspense: bigint; settled: bigint; escalations: bigint; requeues: bigint }>(sql`
     select o.id::text, o.dispersed, h.status as healing,
-           coalesce((select a.cumulative_debits - a.cumulative_credits from cash_accounts a
-                      where a.family = 'SUSPENSE' and a.obligation_id = o.id), 0) as suspense,
-           coalesce(nullif((select sum(j.amount) from cash_journal_entries j where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount) as settled,
+           obligation_suspense(o.id)::text as suspense, obligation_net_cash(o.id)::text as settled,
            (select count(*) from audit_log l where l.resource_id = o.id::text and l.action = 'dispersal.self_healing_escalated') as escalations,
            (select count(*) from audit_log l where l.resource_id = o.id::text and l.action = 'dispersal.self_healing_requeued') as requeues
       from obligations o left join dispersal_healing_attempts h on h.obligation_id = o.id
@@ -266,13 +286,14 @@ async function checkInvariants(model: Model, after: string): Promise<void> {
               left join (select credit_account_id as id, sum(amount) as total from cash_journal_entries group by 1) c on c.id = a.id
              where a.cumulative_debits <> coalesce(d.total, 0) or a.cumulative_credits <> coalesce(c.total, 0)) as totals_off,
            (select count(*) from obligations o where o.dispersed
-               and coalesce((select sum(d.amount) from dispersal_entries d where d.obligation_id = o.id), 0)
-                 + coalesce((select f.amount from servicing_fee_entries f where f.obligation_id = o.id), 0)
-                 <> coalesce(nullif((select sum(j.amount) from cash_journal_entries j where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount)) as conservation_off,
-           (select count(*) from obligations o join cash_accounts a on a.family = 'SUSPENSE' and a.obligation_id = o.id
-             where o.id not in (select (jsonb_array_elements_text(${waiting}::jsonb))::uuid)
-               and a.cumulative_debits - a.cumulative_credits not in (0, coalesce(nullif((select sum(j.amount) from cash_journal_entries j
-                     where j.obligation_id = o.id and j.entry_type = 'CASH_RECEIVED'), 0), o.amount))) as suspense_off`);
+               and (coalesce((select sum(d.amount) from dispersal_entries d where d.obligation_id = o.id and d.status <> 'reversed'), 0)
+                    + coalesce((select sum(f.amount) from servicing_fee_entries f where f.obligation_id = o.id and f.status <> 'reversed'), 0)
+                    <> obligation_net_cash(o.id)
+                    or obligation_allocated(o.id) <> obligation_net_cash(o.id))) as conservation_off,
+           (select count(*) from obligations o
+             where exists (select 1 from cash_accounts a where a.family = 'SUSPENSE' and a.obligation_id = o.id)
+               and o.id not in (select (jsonb_array_elements_text(${waiting}::jsonb))::uuid)
+               and obligation_suspense(o.id) not in (0, greatest(obligation_net_cash(o.id) - obligation_allocated(o.id), 0))) as suspense_off`);
   expect({ after, totalsOff: Number(ledger!.totals_off), conservationOff: Number(ledger!.conservation_off), suspenseOff: Number(ledger!.suspense_off) }).toEqual({
     after,
     totalsOff: 0,
@@ -320,7 +341,7 @@ async function settleObligation(model: Model, settle: { mortgage: number; cash: 
       values (${id}::uuid, ${m.id}::uuid, ${amount % 2n === 0n ? "regular_interest" : "principal_repayment"}, ${amount.toString()}::bigint, 'settled', current_date, now())`);
     await postEntries(tx, accrualAndCash({ obligationId: id, mortgageId: m.id, amount }, cash > 0n ? [cash] : []));
   });
-  const o: ModelObligation = { id, mortgage: settle.mortgage % model.mortgages.length, amount, cash, state: "orphan", requeues: 0, parked: 0n };
+  const o: ModelObligation = { id, mortgage: settle.mortgage % model.mortgages.length, amount, cash, hasCash: cash > 0n, allocated: 0n, state: "orphan", requeues: 0, parked: 0n, waived: false };
   model.obligations.push(o);
   return o;
 }
@@ -471,6 +492,18 @@ class RequeueCommand implements Cmd {
   async run(model: Model): Promise<void> {
     const escalated = model.obligations.filter((o) => o.state === "escalated");
     const o = escalated[this.pick % escalated.length]!;
+    if (o.waived) {
+      // Not settled any more: refused, and it stays escalated and listed.
+      const refusal = await retryingOutages(() =>
+        requestRequeue(ctx, o.id, { actor: "model-operator", channel: "cli", reason: "the model asks for a new round" }).then(
+          () => undefined,
+          (error: unknown) => (isOutage(error) ? Promise.reject(error) : error),
+        ),
+      );
+      expect(refusal).toBeInstanceOf(ObligationNotSettledError);
+      await checkInvariants(model, this.toString());
+      return;
+    }
     try {
       await requestRequeue(ctx, o.id, { actor: "model-operator", channel: "cli", reason: "the model asks for a new round" });
       o.state = "queued";
@@ -493,9 +526,9 @@ class RequeueCommand implements Cmd {
 
 class LateCashCommand implements Cmd {
   constructor(readonly pick: number, readonly viaIntake: boolean) {}
-  check = (model: Readonly<Model>) => model.obligations.some((o) => o.state === "escalated" && o.cash < o.amount);
+  check = (model: Readonly<Model>) => model.obligations.some((o) => o.state === "escalated" && !o.waived && o.cash < o.amount);
   async run(model: Model): Promise<void> {
-    const candidates = model.obligations.filter((o) => o.state === "escalated" && o.cash < o.amount);
+    const candidates = model.obligations.filter((o) => o.state === "escalated" && !o.waived && o.cash < o.amount);
     const o = candidates[this.pick % candidates.length]!;
     const mortgageId = model.mortgages[o.mortgage]!.id;
     // The rest of what is owed; for one settled without any cash received, all of it (its settled amount stays).
@@ -514,15 +547,81 @@ class LateCashCommand implements Cmd {
       if (this.viaIntake) await topUpSuspense(tx, o.id, { actor: "model-intake", reason: "late cash" });
     });
     o.cash += late;
-    if (this.viaIntake) o.parked = settledAmount(o);
+    o.hasCash = true;
+    if (this.viaIntake) o.parked = unallocated(o);
     await checkInvariants(model, this.toString());
   }
   toString = () => `late cash(escalated #${this.pick}, ${this.viaIntake ? "payments intake" : "another system"})`;
 }
 
+/** Every payment of a dispersed obligation returned through the intake: its allocations reversed, it is due again. */
+class ReturnCommand implements Cmd {
+  constructor(readonly pick: number) {}
+  check = (model: Readonly<Model>) => model.obligations.some((o) => o.state === "dispersed" && o.cash > 0n);
+  async run(model: Model): Promise<void> {
+    const candidates = model.obligations.filter((o) => o.state === "dispersed" && o.cash > 0n);
+    const o = candidates[this.pick % candidates.length]!;
+    const payments = await check.db.execute<{ key: string }>(sql`
+      select idempotency_key as key from cash_journal_entries where obligation_id = ${o.id}::uuid and entry_type = 'CASH_RECEIVED' order by sequence`);
+    for (const { key } of payments) {
+      const reference = key.slice(idempotencyKeys.cashReceived("").length);
+      await returnPayment(check.db, { obligationId: o.id, reference, reason: "the model's cheque bounced", actor: "model-feed", channel: "api" });
+    }
+    o.cash = 0n;
+    o.allocated = 0n;
+    o.state = "unsettled";
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => `return every payment(dispersed #${this.pick})`;
+}
+
+/** Another system deletes a dispersed obligation's entries ("redo the dispersal"): the healer restores them, never posts again. */
+class DeleteEntriesCommand implements Cmd {
+  constructor(readonly pick: number) {}
+  check = (model: Readonly<Model>) => model.obligations.some((o) => o.state === "dispersed" && o.allocated > 0n);
+  async run(model: Model): Promise<void> {
+    const candidates = model.obligations.filter((o) => o.state === "dispersed" && o.allocated > 0n);
+    const o = candidates[this.pick % candidates.length]!;
+    const deleted = await check.db.execute(sql`delete from dispersal_entries where obligation_id = ${o.id}::uuid returning id`);
+    if (deleted.length > 0) o.state = "orphan";
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => `delete entries(dispersed #${this.pick})`;
+}
+
+/** Another system waives an escalated obligation: it stays escalated (SUSPENSE kept), a requeue is refused. */
+class WaiveCommand implements Cmd {
+  constructor(readonly pick: number) {}
+  check = (model: Readonly<Model>) => model.obligations.some((o) => o.state === "escalated" && !o.waived && !awaitingTopUp(model).includes(o));
+  async run(model: Model): Promise<void> {
+    const candidates = model.obligations.filter((o) => o.state === "escalated" && !o.waived && !awaitingTopUp(model).includes(o));
+    const o = candidates[this.pick % candidates.length]!;
+    await check.db.execute(sql`update obligations set status = 'waived' where id = ${o.id}::uuid`);
+    o.waived = true;
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => `waive(escalated #${this.pick})`;
+}
+
+/** Another system files an escalated obligation under another mortgage: SUSPENSE is not parked twice; its positions decide the next round. */
+class MoveCommand implements Cmd {
+  constructor(readonly pick: number, readonly to: number) {}
+  check = (model: Readonly<Model>) => model.obligations.some((o) => o.state === "escalated");
+  async run(model: Model): Promise<void> {
+    const candidates = model.obligations.filter((o) => o.state === "escalated");
+    const o = candidates[this.pick % candidates.length]!;
+    const to = (o.mortgage + 1 + (this.to % (model.mortgages.length - 1))) % model.mortgages.length;
+    await check.db.execute(sql`update obligations set mortgage_id = ${model.mortgages[to]!.id}::uuid where id = ${o.id}::uuid`);
+    o.mortgage = to;
+    await checkInvariants(model, this.toString());
+  }
+  toString = () => `move(escalated #${this.pick} to another mortgage)`;
+}
+
 class ReconcileCommand implements Cmd {
-  // Reconciliation rightly reports a SUSPENSE short of its settled amount until the scan tops it up.
-  check = (model: Readonly<Model>) => awaitingTopUp(model).length === 0;
+  // Reconciliation rightly reports a SUSPENSE short of its settled amount until the scan tops it up,
+  // and deleted entries until the healer restores them.
+  check = (model: Readonly<Model>) => awaitingTopUp(model).length === 0 && awaitingRestore(model).length === 0;
   async run(model: Model): Promise<void> {
     // A long scan interval: orphans waiting for the next scan are not late here.
     const report = await retryingOutages(() => runReconciliation(workerDb.db, { scanIntervalMs: 3_600_000 }));
@@ -547,6 +646,12 @@ const settleWhileListening = fc
   .map(([m, cash, amount]) => new ListenerSettleCommand(m, cash, amount));
 const requeue = fc.nat(5).map((n) => new RequeueCommand(n));
 const lateCash = fc.tuple(fc.nat(5), fc.boolean()).map(([n, viaIntake]) => new LateCashCommand(n, viaIntake));
+const otherSystems = [
+  fc.nat(5).map((n) => new ReturnCommand(n)),
+  fc.nat(5).map((n) => new DeleteEntriesCommand(n)),
+  fc.nat(5).map((n) => new WaiveCommand(n)),
+  fc.tuple(fc.nat(5), fc.nat(5)).map(([n, to]) => new MoveCommand(n, to)),
+];
 const kill = fc.constantFrom(...KILL_POINTS).map((f) => new KillWorkerCommand(f));
 // fast-check picks among these uniformly (skipping those whose check fails): repeats are weights.
 const commands = [
@@ -570,6 +675,7 @@ const commands = [
   fc.constant(new ReconcileCommand()),
   lateCash,
   lateCash,
+  ...otherSystems,
 ];
 
 // ---------------------------------------------------------------------------------------------
