@@ -55,6 +55,8 @@ export const configSchema = z.object({
   READER_POOL_SIZE: positiveInt(2),
   /** Postgres cancels a reader's statement (search, the ops pages) that runs longer than this. (Default: 2,000) */
   READER_STATEMENT_TIMEOUT_MS: positiveInt(2_000),
+  /** Searches one user may run per minute (each server process counts on its own). (Default: 30) */
+  SEARCHES_PER_USER_PER_MINUTE: positiveInt(30),
   /**
    * Postgres ends a session that sits inside a transaction doing nothing this long (a frozen or
    * half-dead process), releasing its row locks: otherwise they block every other dispersal of the

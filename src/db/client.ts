@@ -189,6 +189,14 @@ export function isOutage(error: unknown): boolean {
   return false;
 }
 
+/** Postgres cancelled the statement (57014): a reader's statement_timeout, or an operator's pg_cancel_backend. */
+export function isStatementCancelled(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { code?: unknown }).code === "57014") return true;
+  }
+  return false;
+}
+
 /** Rethrows an outage as InfrastructureError (keeping the cause); anything else unchanged. */
 export function classifyDatabaseError(error: unknown, url?: string): unknown {
   if (error instanceof InfrastructureError || !isOutage(error)) return error;
