@@ -47,7 +47,8 @@ async function untilAnswering(base: string, server: CliProcess): Promise<void> {
       if (server.child.exitCode !== null) throw new Error(`server exited: ${server.output()}`);
       return httpCall(base, "GET", "/healthz").then((r) => r.status === 200, () => false);
     },
-    { timeoutMs: 30_000, what: "the server answering" },
+    // Generous: four processes start at once on a machine that may be busy.
+    { timeoutMs: 90_000, what: "the server answering" },
   );
 }
 
@@ -138,7 +139,7 @@ describe("behind PgBouncer in transaction mode", () => {
       select count(*) as n from pg_locks
        where locktype = 'advisory' and objid = 7240001 and database = (select oid from pg_database where datname = current_database())`);
     expect(locks!.n).toBe(0n);
-  }, 150_000);
+  }, 240_000);
 
   it("with DATABASE_PREPARED_STATEMENTS on, a process behind it stops at start and names the cause", async () => {
     const server = spawnCli(["server"], serviceEnv({ PORT: String(await freePort()), DATABASE_PREPARED_STATEMENTS: "on" }));
