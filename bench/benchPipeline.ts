@@ -35,7 +35,7 @@ export function openBenchPipeline(database: Database, prefix: string, overrides:
     await queues.close();
     connection.disconnect();
   });
-  return { ctx: { database, queues, settings: config, log }, config, close };
+  return { ctx: { database, readers: database, queues, settings: config, log }, config, close };
 }
 
 export interface ChildProcesses {

@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { userInfo } from "node:os";
 import { z } from "zod";
-import { ConfigError, loadConfig, type Config } from "./config.js";
+import { ConfigError, directDatabaseUrl, loadConfig, type Config } from "./config.js";
 import { DomainError, InfrastructureError } from "./domain/errors.js";
 import { EscalationCountMismatchError, SelectionTooLargeError } from "./domain/requeueErrors.js";
 import { normaliseId } from "./domain/ids.js";
@@ -78,7 +78,7 @@ function untilSignal(stop: Array<() => Promise<void>>, timeoutMs: number): Promi
 /** The fast path, in every worker and start process unless SETTLEMENT_LISTENER=off. */
 function listenForSettlements(ctx: Runtime["ctx"], config: Config): SettlementListener | undefined {
   if (config.SETTLEMENT_LISTENER === "off") return undefined;
-  return startSettlementListener(ctx, { databaseUrl: config.DATABASE_URL, reconnectMs: config.SETTLEMENT_LISTENER_RECONNECT_MS });
+  return startSettlementListener(ctx, { databaseUrl: directDatabaseUrl(config), reconnectMs: config.SETTLEMENT_LISTENER_RECONNECT_MS });
 }
 
 async function withRuntime<T>(options: { migrate?: boolean; name: string }, body: (runtime: Runtime) => Promise<T>): Promise<T> {
@@ -95,7 +95,7 @@ program
   .description("create the database if missing and apply the migrations")
   .action(async () => {
     const config = loadConfig();
-    await migrateDatabase(config.DATABASE_URL);
+    await migrateDatabase(directDatabaseUrl(config));
     print({ migrated: true });
   });
 
@@ -290,7 +290,7 @@ program
     const amount = cliArgument(paymentAmountSchema, opts.amount, "--amount");
     const config = loadConfig();
     log.level = config.LOG_LEVEL;
-    const database = connectDatabase(config.DATABASE_URL, { max: 1, applicationName: "dispersal-pay" });
+    const database = connectDatabase(config.DATABASE_URL, { max: 1, applicationName: "dispersal-pay", preparedStatements: config.DATABASE_PREPARED_STATEMENTS === "on" });
     try {
       print({ paid: true, ...(await receivePayment(database.db, { obligationId, reference, amount, actor: opts.actor.slice(0, 200), channel: "cli" })) });
     } catch (error) {
@@ -314,7 +314,7 @@ program
     const reason = cliArgument(requeueReasonSchema, opts.reason, "--reason");
     const config = loadConfig();
     log.level = config.LOG_LEVEL;
-    const database = connectDatabase(config.DATABASE_URL, { max: 1, applicationName: "dispersal-return-payment" });
+    const database = connectDatabase(config.DATABASE_URL, { max: 1, applicationName: "dispersal-return-payment", preparedStatements: config.DATABASE_PREPARED_STATEMENTS === "on" });
     try {
       print({ returned: true, ...(await returnPayment(database.db, { obligationId, reference, reason, actor: `cli:${userInfo().username}`, channel: "cli" })) });
     } catch (error) {
@@ -387,8 +387,8 @@ program
     if (!opts.demo && !opts.mortgages) throw new InvalidArgumentError("say --demo, or size the data set with --mortgages (and --obligations)");
     const config = loadConfig();
     log.level = config.LOG_LEVEL;
-    await migrateDatabase(config.DATABASE_URL);
-    const database = connectDatabase(config.DATABASE_URL, { max: 3, applicationName: "dispersal-seed" });
+    await migrateDatabase(directDatabaseUrl(config));
+    const database = connectDatabase(config.DATABASE_URL, { max: 3, applicationName: "dispersal-seed", preparedStatements: config.DATABASE_PREPARED_STATEMENTS === "on" });
     try {
       const sized = {
         ...(opts.obligations ? { obligations: opts.obligations } : {}),

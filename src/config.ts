@@ -36,7 +36,27 @@ export const configSchema = z.object({
     .string()
     .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
     .default("postgres://postgres@127.0.0.1:5432/dispersal"),
+  /**
+   * A direct session with Postgres (never through a transaction pooler): the settlement listener's
+   * LISTEN, the migrations' session advisory lock, and the readers' pool. (Default: DATABASE_URL)
+   */
+  DATABASE_DIRECT_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
+    .optional(),
+  /**
+   * off when DATABASE_URL goes through a pooler in transaction mode (PgBouncer): statements are sent
+   * unprepared, and no session setting rides on the connection (a pooler hands the server session to
+   * someone else after each transaction). (Default: on)
+   */
+  DATABASE_PREPARED_STATEMENTS: z.enum(["on", "off"], { error: "must be on or off" }).default("on"),
   DATABASE_POOL_SIZE: positiveInt(10),
+  /** Connections of the readers' own pool (search, the ops pages), apart from the writers'. (Default: 2) */
+  READER_POOL_SIZE: positiveInt(2),
+  /** Postgres cancels a reader's statement (search, the ops pages) that runs longer than this. (Default: 2,000) */
+  READER_STATEMENT_TIMEOUT_MS: positiveInt(2_000),
+  /** Searches one user may run per minute (each server process counts on its own). (Default: 30) */
+  SEARCHES_PER_USER_PER_MINUTE: positiveInt(30),
   /**
    * Postgres ends a session that sits inside a transaction doing nothing this long (a frozen or
    * half-dead process), releasing its row locks: otherwise they block every other dispersal of the
@@ -144,6 +164,11 @@ export const configSchema = z.object({
 });
 
 export type Config = z.infer<typeof configSchema>;
+
+/** The URL of a direct session with Postgres (LISTEN, session advisory locks, the readers). */
+export function directDatabaseUrl(config: Pick<Config, "DATABASE_URL" | "DATABASE_DIRECT_URL">): string {
+  return config.DATABASE_DIRECT_URL ?? config.DATABASE_URL;
+}
 
 const DURATION_UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;
 

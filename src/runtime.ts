@@ -1,6 +1,6 @@
 // Opens what a process needs from its config: Postgres (checked, migrated when asked), Redis
 // (checked), the queues, and the pipeline context handed to jobs and the HTTP server.
-import { loadConfig, type Config } from "./config.js";
+import { directDatabaseUrl, loadConfig, type Config } from "./config.js";
 import { connectDatabase } from "./db/client.js";
 import { migrateDatabase, unreachable } from "./db/migrate.js";
 import type { PipelineContext } from "./jobs/context.js";
@@ -19,31 +19,41 @@ export async function openRuntime(options: { config?: Config; migrate?: boolean;
   const config = options.config ?? loadConfig();
   log.level = config.LOG_LEVEL;
   await assertRedisReachable(config);
-  if (options.migrate) await migrateDatabase(config.DATABASE_URL);
+  if (options.migrate) await migrateDatabase(directDatabaseUrl(config));
   const database = connectDatabase(config.DATABASE_URL, {
     max: config.DATABASE_POOL_SIZE,
     applicationName: options.name ?? "dispersal-healing",
     idleInTransactionTimeoutMs: config.DATABASE_IDLE_TRANSACTION_TIMEOUT_MS,
+    preparedStatements: config.DATABASE_PREPARED_STATEMENTS === "on",
   });
-  try {
-    await database.sql`select 1`;
-  } catch (error) {
-    await database.close();
-    throw unreachable(config.DATABASE_URL, error);
+  // Search and the ops pages on a small pool of their own, on direct sessions (so a statement
+  // timeout can ride on them, and behind PgBouncer they never take the writers' server slots).
+  const readers = connectDatabase(directDatabaseUrl(config), {
+    max: config.READER_POOL_SIZE,
+    applicationName: `${options.name ?? "dispersal-healing"}-reader`,
+    statementTimeoutMs: config.READER_STATEMENT_TIMEOUT_MS,
+  });
+  for (const [pool, url] of [[database, config.DATABASE_URL], [readers, directDatabaseUrl(config)]] as const) {
+    try {
+      await pool.sql`select 1`;
+    } catch (error) {
+      await Promise.all([database.close(), readers.close()]);
+      throw unreachable(url, error);
+    }
   }
   // Before the queues: they take BullMQ's telemetry option when tracing is on.
   const tracing = startTracing({ endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT, role: options.name });
   const connection = createRedisConnection(config, options.name);
   connection.on("error", (error) => log.warn({ error: error.message }, "redis connection error"));
   const queues = openQueues(connection, config.QUEUE_PREFIX, { commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });
-  const ctx: PipelineContext = { database, queues, settings: config, log };
+  const ctx: PipelineContext = { database, readers, queues, settings: config, log };
   return {
     config,
     ctx,
     close: async () => {
       await queues.close();
       connection.disconnect();
-      await database.close();
+      await Promise.all([database.close(), readers.close()]);
       await tracing?.shutdown();
     },
   };

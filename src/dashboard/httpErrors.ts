@@ -1,7 +1,7 @@
-// How failures become HTTP answers: typed domain errors to 404/409, outages to 503, malformed
+// How failures become HTTP answers: typed domain errors to 404/409, outages and cancelled reads to 503, malformed
 // requests to 4xx, anything else to a generic 500 and a log line. Never a stack trace on the wire.
 import type { ErrorRequestHandler, RequestHandler } from "express";
-import { isOutage } from "../db/client.js";
+import { isOutage, isStatementCancelled } from "../db/client.js";
 import { DependencyUnavailableError, DomainError, NotEscalatedError, ObligationNotFoundError, PaymentExceedsOutstandingError, PaymentNotFoundError } from "../domain/errors.js";
 import { EscalationCountMismatchError, NoPendingRequeueError, RequeueExpiredError, SelectionTooLargeError, SelfApprovalError } from "../domain/requeueErrors.js";
 import { InvalidRequeueReasonError } from "../domain/requeueReason.js";
@@ -33,6 +33,9 @@ export function answerFor(error: unknown): ErrorAnswer | undefined {
   if (error instanceof NotEscalatedError) return { status: 409, body: { error: error.message, code: error.code, status: error.status } };
   if (error instanceof DomainError) return { status: 409, body: { error: error.message, code: error.code } };
   if (error instanceof DependencyUnavailableError) return { status: 503, body: { error: error.message, dependency: error.dependency } };
+  if (isStatementCancelled(error)) {
+    return { status: 503, body: { error: "Postgres stopped this read: it ran longer than readers may (READER_STATEMENT_TIMEOUT_MS); narrow the search or try again shortly", code: "READ_TIMEOUT" } };
+  }
   if (isOutage(error)) return { status: 503, body: { error: "a backing service (Postgres or Redis) is unavailable; try again shortly" } };
   const parserStatus = bodyParserStatus(error);
   if (parserStatus) return { status: parserStatus, body: { error: bodyParserMessage(error, parserStatus) } };
@@ -58,6 +61,7 @@ export function respondWithErrors(log: Logger): ErrorRequestHandler {
     if (res.headersSent) return next(error);
     const answer = answerFor(error);
     if (answer) {
+      if (typeof answer.body.retryAfterSeconds === "number") res.setHeader("Retry-After", String(answer.body.retryAfterSeconds));
       if (answer.status === 503) log.warn({ method: req.method, path: req.path, error: (error as Error).message }, "request failed: backing service unavailable");
       res.status(answer.status).json(answer.body);
       return;

@@ -41,7 +41,7 @@ export interface ObligationStory extends ObligationStoryRecord {
 }
 
 export async function buildObligationStory(ctx: PipelineContext, obligationId: string): Promise<ObligationStory | undefined> {
-  const record = await loadObligationStory(ctx.database.db, obligationId);
+  const record = await loadObligationStory(ctx.readers.db, obligationId);
   if (!record) return undefined;
   let job: StoryJob | null = null;
   let jobUnavailable: string | null = null;

@@ -1,10 +1,11 @@
 // The read side finance and operators use without SQL: GET /api/obligations/:obligationId (the
 // whole story), GET /api/search?q= (obligation id, mortgage reference, lender name) and
-// GET /api/escalations.csv (the open escalations for finance). Viewers and operators alike.
+// GET /api/escalations.csv (the open escalations for finance). Viewers and operators alike; the
+// reads run on the readers' pool (statement timeout), search throttled per user.
 import { Router, type Response } from "express";
 import { z } from "zod";
 import { listEscalations, type EscalationView } from "../db/healing.js";
-import { searchObligations, type ObligationMatch } from "../db/obligationStory.js";
+import { SEARCH_MIN_CHARACTERS, searchObligations, type ObligationMatch } from "../db/obligationStory.js";
 import { formatCents } from "../domain/money.js";
 import { idSchema } from "../domain/ids.js";
 import type { PipelineContext } from "../jobs/context.js";
@@ -12,17 +13,20 @@ import { csvLine } from "./csv.js";
 import { HttpError } from "./httpErrors.js";
 import { CSV_READ_AUDIT_ACTION, STORY_READ_AUDIT_ACTION, auditRead } from "./requestAudit.js";
 import { buildObligationStory } from "./obligationStoryView.js";
+import { operatorOf } from "./auth.js";
+import { searchThrottle } from "./searchThrottle.js";
 
 export const SEARCH_LIMIT = 50;
 const CSV_PAGE = 500;
 
 const searchQuery = z.strictObject({
-  q: z.string().trim().min(1, { error: "must not be empty" }).max(200),
+  q: z.string().trim().min(SEARCH_MIN_CHARACTERS, { error: `must be at least ${SEARCH_MIN_CHARACTERS} characters (fewer match too much to be worth a search)` }).max(200),
   limit: z.coerce.number().int().min(1).max(200).default(SEARCH_LIMIT),
 });
 
 export function obligationRoutes(ctx: PipelineContext): Router {
   const router = Router();
+  const throttle = searchThrottle(ctx);
 
   router.get("/obligations/:obligationId", async (req, res) => {
     const id = parseOr400(idSchema, req.params.obligationId, "obligationId");
@@ -34,7 +38,8 @@ export function obligationRoutes(ctx: PipelineContext): Router {
 
   router.get("/search", async (req, res) => {
     const query = parseOr400(searchQuery, req.query, "query");
-    const matches = await searchObligations(ctx.database.db, query.q, query.limit);
+    await throttle.take(operatorOf(res).name);
+    const matches = await searchObligations(ctx.readers.db, query.q, query.limit);
     res.json({ q: query.q, obligations: matches.map(matchJson) });
   });
 
@@ -107,7 +112,7 @@ function csvRow(e: EscalationView, now: number): unknown[] {
 /** Every open escalation, newest first, read page by page (keyset) and written as it is read. */
 async function sendEscalationsCsv(ctx: PipelineContext, res: Response): Promise<void> {
   const now = Date.now();
-  const first = await listEscalations(ctx.database.db, { status: "escalated", limit: CSV_PAGE });
+  const first = await listEscalations(ctx.readers.db, { status: "escalated", limit: CSV_PAGE });
   const stamp = new Date(now).toISOString().slice(0, 19).replaceAll(":", "-");
   res.setHeader("Content-Type", "text/csv; charset=utf-8; header=present");
   res.setHeader("Content-Disposition", `attachment; filename="open-escalations-${stamp}.csv"`);
@@ -117,7 +122,7 @@ async function sendEscalationsCsv(ctx: PipelineContext, res: Response): Promise<
     for (const e of page) res.write(csvLine(csvRow(e, now)));
     const last = page[page.length - 1];
     if (page.length < CSV_PAGE || !last) break;
-    page = await listEscalations(ctx.database.db, { status: "escalated", before: { listedAt: last.listedAt, obligationId: last.obligationId }, limit: CSV_PAGE });
+    page = await listEscalations(ctx.readers.db, { status: "escalated", before: { listedAt: last.listedAt, obligationId: last.obligationId }, limit: CSV_PAGE });
   }
   res.end();
 }

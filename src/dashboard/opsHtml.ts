@@ -29,7 +29,7 @@ export interface OpsView {
   retriggerQueue: string;
   moneyAtRisk: MoneyAtRisk;
   /** Present when the page was asked to search (/ops?q=…). */
-  search?: { q: string; results: ObligationMatch[] } | undefined;
+  search?: { q: string; results: ObligationMatch[]; notice?: string | undefined } | undefined;
   /** Requeue requests waiting for a second operator (REQUEUE_APPROVALS=2). */
   pending: PendingRequeue[];
   approvalsRequired: 1 | 2;
@@ -163,7 +163,7 @@ export function renderOpsPage(view: OpsView): string {
 ${view.flash ? html`<div class="flash ${view.flash.kind}" role="status">${view.flash.text}</div>` : ""}
 ${riskHeader(view.moneyAtRisk)}
 ${searchForm(view.search?.q ?? "")}
-${view.search ? searchResults(view.search.q, view.search.results) : ""}
+${view.search ? searchResults(view.search.q, view.search.results, view.search.notice) : ""}
 <h2 id="groups">Escalations by cause <span class="count ${view.groups.length === 0 ? "zero" : "neutral"}">${view.groups.length}</span></h2>
 <p class="muted">The same mortgage and the same error (ids and numbers aside) usually have one cause: fix it once, then requeue the whole group.</p>
 <section aria-labelledby="groups">${groupsTable(view, canAct)}</section>
@@ -225,7 +225,8 @@ function searchForm(q: string): Html {
   </form>`;
 }
 
-function searchResults(q: string, results: ObligationMatch[]): Html {
+function searchResults(q: string, results: ObligationMatch[], notice: string | undefined): Html {
+  if (notice) return html`<section id="search-results" class="card"><div class="empty" role="status">${notice}</div></section>`;
   if (results.length === 0) return html`<section id="search-results" class="card"><div class="empty">Nothing matches “${q}”.</div></section>`;
   return html`<section id="search-results" class="card"><table>
     <thead><tr><th>Mortgage</th><th>Obligation</th><th class="num">Amount</th><th>Status</th><th>Healing</th><th>Matched</th></tr></thead>

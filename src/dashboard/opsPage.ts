@@ -7,7 +7,8 @@ import type { OpsUser } from "../config.js";
 import { groupEscalations, listGroupMembers } from "../db/escalationGroups.js";
 import { listEscalations } from "../db/healing.js";
 import { readMoneyAtRisk } from "../db/moneyAtRisk.js";
-import { searchObligations } from "../db/obligationStory.js";
+import { SEARCH_MIN_CHARACTERS, searchObligations, type ObligationMatch } from "../db/obligationStory.js";
+import { isStatementCancelled } from "../db/client.js";
 import { latestReconciliation } from "../db/reconciliation.js";
 import { listPendingRequeues } from "../db/requeueRequests.js";
 import { requeueReasonSchema } from "../domain/requeueReason.js";
@@ -24,6 +25,8 @@ import { groupRequeuePage, groupSelectionFields, selectionOfFields, streamGroupR
 import { SEARCH_LIMIT } from "./obligationsApi.js";
 import { storyPage } from "./storyPage.js";
 import { requestScan } from "./scanRequest.js";
+import { HttpError } from "./httpErrors.js";
+import { searchThrottle, type SearchThrottle } from "./searchThrottle.js";
 
 const OPEN_ROWS = 200;
 const GROUPS = 100;
@@ -47,10 +50,12 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
   router.use(express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: MAX_BULK_REQUEUE + 10 }));
 
   router.get("/obligations/:obligationId", storyPage(ctx));
+  const throttle = searchThrottle(ctx);
 
   router.get("/", async (req, res) => {
     const operator = operatorOf(res);
-    const db = ctx.database.db;
+    // Every read of the page on the readers' pool: its statement timeout, and never the writers' connections.
+    const db = ctx.readers.db;
     const q = typeof req.query.q === "string" ? req.query.q.trim().slice(0, 200) : "";
     const [open, inProgress, recentlyResolved, reconciliation, moneyAtRisk, results, pending, groups, groupMembers] = await Promise.all([
       listEscalations(db, { status: "escalated", limit: OPEN_ROWS + 1 }),
@@ -58,7 +63,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
       listEscalations(db, { status: "resolved", limit: 10 }),
       latestReconciliation(db),
       readMoneyAtRisk(db),
-      q ? searchObligations(db, q, SEARCH_LIMIT) : Promise.resolve(undefined),
+      q ? searchOnPage(ctx, throttle, operator.name, q) : Promise.resolve(undefined),
       listPendingRequeues(db, OPEN_ROWS, ctx.settings.REQUEUE_APPROVAL_TTL),
       groupEscalations(db, { limit: GROUPS }),
       listGroupMembers(db, { perGroup: GROUP_ROWS }),
@@ -78,7 +83,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
         bullBoardPath: BULL_BOARD_PATH,
         retriggerQueue: ctx.queues.retrigger.name,
         moneyAtRisk,
-        search: results ? { q, results } : undefined,
+        search: results ? { q, ...results } : undefined,
         pending,
         approvalsRequired: ctx.settings.REQUEUE_APPROVALS,
         groups,
@@ -172,6 +177,22 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
   });
 
   return router;
+}
+
+/**
+ * The page's search: refused below SEARCH_MIN_CHARACTERS, throttled per user, and a search the
+ * statement timeout stopped is said in its place; the rest of the page shows either way.
+ */
+async function searchOnPage(ctx: PipelineContext, throttle: SearchThrottle, user: string, q: string): Promise<{ results: ObligationMatch[]; notice?: string }> {
+  if (q.length < SEARCH_MIN_CHARACTERS) return { results: [], notice: `Type at least ${SEARCH_MIN_CHARACTERS} characters to search.` };
+  try {
+    await throttle.take(user);
+    return { results: await searchObligations(ctx.readers.db, q, SEARCH_LIMIT) };
+  } catch (error) {
+    if (error instanceof HttpError && error.status === 429) return { results: [], notice: `${error.message}.` };
+    if (isStatementCancelled(error)) return { results: [], notice: `The search for “${q}” took too long and was stopped: make it more precise (an obligation id, a whole reference).` };
+    throw error;
+  }
 }
 
 function bulkOutcome(summary: BulkRequeueSummary): Flash {

@@ -30,9 +30,18 @@ export interface DatabaseOptions {
   applicationName?: string;
   /** idle_in_transaction_session_timeout of every session: a hung process's open transaction ends and its locks go. */
   idleInTransactionTimeoutMs?: number;
+  /** statement_timeout of every session: the readers' pool, whose statements must never run long. */
+  statementTimeoutMs?: number;
+  /**
+   * false behind a pooler in transaction mode (DATABASE_PREPARED_STATEMENTS=off): a statement
+   * prepared on one server session would be executed on another, and the session settings above
+   * are startup parameters PgBouncer refuses ("unsupported startup parameter"). (Default: true)
+   */
+  preparedStatements?: boolean;
 }
 
 export function connectDatabase(url: string, options: DatabaseOptions = {}): Database {
+  const prepared = options.preparedStatements ?? true;
   const sql = postgres(url, {
     max: options.max ?? 10,
     types: { bigint: postgres.BigInt },
@@ -40,18 +49,29 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Dat
     idle_timeout: 60,
     max_lifetime: 60 * 30,
     onnotice: logNotice,
+    prepare: prepared,
     connection: {
+      // PgBouncer keeps application_name per client itself; it is the one setting that passes it.
       application_name: options.applicationName ?? "dispersal-healing",
-      // Our statements touch a few rows each through indexes; when the planner misjudges a big
-      // table (a million orphans, statistics not yet refreshed) its cost passes jit_above_cost and
-      // Postgres spends ~350 ms compiling a statement that runs in 2 ms (seen in the flood benchmark:
-      // healing fell from ~1,900/s to ~670/s). The daily reconciliation's scans do not need it either.
-      jit: "off",
-      ...(options.idleInTransactionTimeoutMs ? { idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs } : {}),
+      ...(prepared ? sessionSettings(options) : {}),
     },
   }) as unknown as postgres.Sql<{ bigint: bigint }>;
-  const db = drizzle(withPreparedStatements(withTransactionsThatSurviveLostConnections(sql)), { schema });
+  const client = withTransactionsThatSurviveLostConnections(sql);
+  const db = drizzle(prepared ? withPreparedStatements(client) : client, { schema });
   return { db, sql, url, close: () => sql.end({ timeout: 5 }) };
+}
+
+/** Settings of a session of our own; behind a transaction pooler they belong on the role (README, Scaling). */
+function sessionSettings(options: DatabaseOptions): Record<string, string | number> {
+  return {
+    // Our statements touch a few rows each through indexes; when the planner misjudges a big
+    // table (a million orphans, statistics not yet refreshed) its cost passes jit_above_cost and
+    // Postgres spends ~350 ms compiling a statement that runs in 2 ms (seen in the flood benchmark:
+    // healing fell from ~1,900/s to ~670/s). The daily reconciliation's scans do not need it either.
+    jit: "off",
+    ...(options.idleInTransactionTimeoutMs ? { idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs } : {}),
+    ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+  };
 }
 
 /**
@@ -174,6 +194,14 @@ export function isOutage(error: unknown): boolean {
       if (OUTAGE_SQLSTATES.some((prefix) => code.startsWith(prefix))) return true;
     }
     if (e instanceof AggregateError && e.errors.some(isOutage)) return true;
+  }
+  return false;
+}
+
+/** Postgres cancelled the statement (57014): a reader's statement_timeout, or an operator's pg_cancel_backend. */
+export function isStatementCancelled(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { code?: unknown }).code === "57014") return true;
   }
   return false;
 }

@@ -1,5 +1,6 @@
 // Brings a database to the current schema: creates it if missing, then applies drizzle/ migrations
-// under an advisory lock, so several processes starting at once migrate one at a time.
+// under an advisory lock, so several processes starting at once migrate one at a time. The lock is
+// a session's: callers pass the direct URL (DATABASE_DIRECT_URL), never a transaction pooler's.
 import postgres from "postgres";
 import { drizzle } from "drizzle-orm/postgres-js";
 import { migrate } from "drizzle-orm/postgres-js/migrator";

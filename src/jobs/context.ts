@@ -1,4 +1,4 @@
-// What every job processor is handed: the database, the queues, the settings and a logger.
+// What every job processor is handed: the database (and the readers' pool), the queues, the settings and a logger.
 import type { Config } from "../config.js";
 import type { Database } from "../db/client.js";
 import type { Logger } from "../log.js";
@@ -16,6 +16,7 @@ export type PipelineSettings = Pick<
   | "RECONCILIATION_CRON"
   | "REQUEUE_APPROVALS"
   | "REQUEUE_APPROVAL_TTL"
+  | "SEARCHES_PER_USER_PER_MINUTE"
   | "WORKER_CONCURRENCY"
   | "WORKER_LOCK_DURATION_MS"
   | "WORKER_STALLED_INTERVAL_MS"
@@ -23,6 +24,8 @@ export type PipelineSettings = Pick<
 
 export interface PipelineContext {
   database: Database;
+  /** The readers' own small pool with a statement timeout (search, the ops pages): readers never stall the writers. */
+  readers: Database;
   queues: Queues;
   settings: PipelineSettings;
   log: Logger;

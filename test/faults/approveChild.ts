@@ -18,7 +18,7 @@ const connection = createRedisConnection(config, "dispersal-approve-child");
 const queues = openQueues(connection, config.QUEUE_PREFIX);
 try {
   for (const obligationId of obligationIds) {
-    const result = await approveRequeue({ database, queues, settings: config, log }, obligationId, approver, "api");
+    const result = await approveRequeue({ database, readers: database, queues, settings: config, log }, obligationId, approver, "api");
     process.stdout.write(`${JSON.stringify(result)}\n`);
   }
 } finally {

@@ -66,7 +66,7 @@ const config = loadConfig(settingsEnv);
 const workerDb = connectDatabase(created.url, { max: 6, applicationName: WORKER_APP });
 const connection = createRedisConnection(config, "model");
 connection.on("error", () => {});
-const ctx: PipelineContext = { database: workerDb, queues: openQueues(connection, config.QUEUE_PREFIX), settings: config, log };
+const ctx: PipelineContext = { database: workerDb, readers: workerDb, queues: openQueues(connection, config.QUEUE_PREFIX), settings: config, log };
 const admin = new Redis({ host: "127.0.0.1", port: redisPort, maxRetriesPerRequest: 2 });
 
 afterAll(async () => {

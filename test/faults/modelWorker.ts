@@ -14,7 +14,7 @@ const database = connectDatabase(config.DATABASE_URL, { max: 4, applicationName:
 const connection = createRedisConnection(config, "dispersal-model-child");
 connection.on("error", () => {});
 const queues = openQueues(connection, config.QUEUE_PREFIX);
-const workers = startWorkers({ database, queues, settings: config, log });
+const workers = startWorkers({ database, readers: database, queues, settings: config, log });
 process.stdout.write("ready\n");
 process.once("SIGTERM", () => {
   void workers.close().then(async () => {

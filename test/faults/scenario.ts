@@ -73,7 +73,7 @@ export class Scenario {
     const connection = createRedisConnection(config, "fault-check");
     connection.on("error", () => {}); // Redis faults are the point here; the scans retry through them
     const queues = openQueues(connection, prefix);
-    const ctx: PipelineContext = { database, queues, settings: config, log };
+    const ctx: PipelineContext = { database, readers: database, queues, settings: config, log };
     return new Scenario(created.name, created.url, database, ctx, config, created.drop, options);
   }
 

@@ -1,7 +1,7 @@
 // testPipeline(): a pipeline context on the file's own database and queue prefix, with fast timings.
 import { afterAll } from "vitest";
 import { loadConfig, type Config } from "../../src/config.js";
-import type { Database } from "../../src/db/client.js";
+import { connectDatabase, type Database } from "../../src/db/client.js";
 import type { PipelineContext } from "../../src/jobs/context.js";
 import { startWorkers, type Workers } from "../../src/jobs/worker.js";
 import { log } from "../../src/log.js";
@@ -28,12 +28,15 @@ export function testPipeline(database: Database, overrides: Record<string, strin
   });
   const connection = createRedisConnection(config, "dispersal-test");
   const queues = openQueues(connection, prefix);
-  const ctx: PipelineContext = { database, queues, settings: config, log };
+  // As the service opens it: a small pool of its own with the readers' statement timeout.
+  const readers = connectDatabase(database.url, { max: config.READER_POOL_SIZE, applicationName: "dispersal-test-reader", statementTimeoutMs: config.READER_STATEMENT_TIMEOUT_MS });
+  const ctx: PipelineContext = { database, readers, queues, settings: config, log };
   const started: Workers[] = [];
   afterAll(async () => {
     await Promise.all(started.map((w) => w.close()));
     await queues.close();
     connection.disconnect();
+    await readers.close();
   });
   return {
     ctx,

@@ -47,7 +47,7 @@ describe("Cache-Control: no-store", () => {
       escalations: await call("GET", "/api/escalations", { as: VICTOR }),
       csv: await call("GET", "/api/escalations.csv", { as: VICTOR }),
       story: await call("GET", `/api/obligations/${escalatedId}`, { as: VICTOR }),
-      search: await call("GET", "/api/search?q=a", { as: VICTOR }),
+      search: await call("GET", "/api/search?q=abc", { as: VICTOR }),
       pending: await call("GET", "/api/escalations/requeue/pending", { as: VICTOR }),
       reconciliation: await call("GET", "/api/reconciliation/latest", { as: VICTOR }),
       opsPage: await call("GET", "/ops", { as: VICTOR }),

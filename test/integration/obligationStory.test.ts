@@ -141,10 +141,11 @@ describe("GET /api/search", () => {
     expect(byLender.json.obligations).toEqual([expect.objectContaining({ obligationId: dispersed.obligationId, matchedBy: "lender", lenderName: LENDER_NAME })]);
   });
 
-  it("takes LIKE wildcards literally and refuses an empty query", async () => {
-    expect((await get(`/api/search?q=${encodeURIComponent("%")}`)).json.obligations).toEqual([]);
-    expect((await get(`/api/search?q=${encodeURIComponent("_")}`)).json.obligations).toEqual([]);
+  it("takes LIKE wildcards literally and refuses an empty or too short query", async () => {
+    expect((await get(`/api/search?q=${encodeURIComponent("%%%")}`)).json.obligations).toEqual([]);
+    expect((await get(`/api/search?q=${encodeURIComponent("___")}`)).json.obligations).toEqual([]);
     expect((await get("/api/search?q=")).status).toBe(400);
+    expect((await get("/api/search?q=ha")).status).toBe(400);
     expect((await get("/api/search")).status).toBe(400);
     expect((await get("/api/search?q=x", null)).status).toBe(401);
   });
