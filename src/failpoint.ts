@@ -1,7 +1,7 @@
 // Failpoints: named await boundaries where money or queue state changes, at which a test can make the
 // process die or throw ("a crash at every step"). Inert unless armed: by DISPERSAL_FAILPOINTS in a
 // child process's environment (test-only, see README), or by armFailpoint() inside a test process.
-//   DISPERSAL_FAILPOINTS="retrigger.after-commit=kill,escalate.before-commit=throw"
+//   DISPERSAL_FAILPOINTS="batch.after-commit=kill,escalate.before-commit=throw"
 // `pause` stops the process (SIGSTOP) once, until a test continues it: a worker frozen mid-job whose
 // lock runs out, so that a second worker runs the same job at the same time.
 
@@ -12,9 +12,7 @@ export type FailpointAction = "kill" | "throw" | "pause";
  * fires. A new failpoint() call site must add its name here.
  */
 export const FAILPOINTS = [
-  // jobs/retrigger.ts: the dispersal transaction, and a failed attempt's record
-  "retrigger.before-commit",
-  "retrigger.after-commit",
+  // jobs/retrigger.ts: a failed attempt's record (the dispersal transaction's are jobs/dispersalBatches.ts BATCH_FAILPOINTS)
   "retrigger.before-record-failure",
   "retrigger.after-record-failure",
   // db/dispersals.ts and db/healing.ts: inside the dispersal transaction

@@ -1,12 +1,13 @@
-// Group commit for retrigger jobs: the jobs one worker process runs at the same moment are gathered
-// for a few milliseconds and dispersed in one Postgres transaction of up to HEALING_BATCH_SIZE
-// obligations (db/dispersals.ts disperseObligations), each job still completing or failing on its
-// own. Postgres CPU per obligation is the bound (README, Performance): a batch shares the round
-// trips, the statements and the commit's WAL flush.
+// The one dispersal path of retrigger jobs: the jobs one worker process runs at the same moment are
+// gathered for a few milliseconds and dispersed in one Postgres transaction of up to
+// HEALING_BATCH_SIZE obligations (db/dispersals.ts disperseObligations), each job still completing or
+// failing on its own. A job alone is a batch of one (HEALING_BATCH_SIZE=1: batches of one, as many
+// in flight as the worker's concurrency). Postgres CPU per obligation is the bound (README,
+// Performance): a batch shares the round trips, the statements and the commit's WAL flush.
 //
 // Isolation: an obligation that cannot be dispersed is left out and fails alone, exactly as it
-// would unbatched; an unexpected error rolls the batch back and every job runs alone in its own
-// transaction (one bad row never fails or delays its neighbours); an outage puts every job back
+// would in a batch of one; an unexpected error rolls the batch back and every job runs again as a
+// batch of one (one bad row never fails or delays its neighbours); an outage puts every job back
 // without using an attempt (retrigger.ts putBackForOutage).
 import { isOutage } from "../db/client.js";
 import { disperseObligations, type BatchDispersal, type DispersalResult } from "../db/dispersals.js";
@@ -33,10 +34,8 @@ export interface BatchRequest {
 
 export type BatchOutcome =
   | { kind: "dispersed"; dispersal: DispersalResult; resolvedEscalation: boolean }
-  /** Left out of the batch: fail with this error exactly as the job would alone (its failed attempt already written when `attemptRecorded`). */
-  | { kind: "failed"; error: unknown; attemptRecorded?: boolean }
-  /** The batch could not commit for a reason that is not the obligation's: run the job alone. */
-  | { kind: "alone" };
+  /** Failed with this error, exactly as alone (its failed attempt already written when `attemptRecorded`). */
+  | { kind: "failed"; error: unknown; attemptRecorded?: boolean };
 
 interface Waiting {
   request: BatchRequest;
@@ -70,18 +69,45 @@ export class DispersalBatches {
     return this.group.drained();
   }
 
+  /**
+   * Runs a gathered batch. Two jobs of one obligation at once (a stalled job taken over while its
+   * first worker still runs it) cannot share a transaction: the second runs after, as a batch of one,
+   * and replays. A batch that cannot commit for a reason that is not an outage runs again member by
+   * member, each a batch of one through the same transaction, so one bad row never fails its neighbours.
+   */
   private async run(batch: Waiting[]): Promise<void> {
-    // Two jobs of one obligation at once (a stalled job taken over while its first worker still
-    // runs it) cannot share a transaction: the second runs alone and replays.
     const seen = new Set<string>();
     const members: Waiting[] = [];
+    const repeats: Waiting[] = [];
     for (const w of batch) {
-      if (seen.has(w.request.obligationId)) w.resolve({ kind: "alone" });
+      if (seen.has(w.request.obligationId)) repeats.push(w);
       else {
         seen.add(w.request.obligationId);
         members.push(w);
       }
     }
+    const outcome = await this.commit(members);
+    if (outcome === "one by one") {
+      for (const m of members) m.resolve(await this.alone(m));
+    } else {
+      for (const m of members) m.resolve(outcome.get(m.request.obligationId)!);
+    }
+    for (const r of repeats) r.resolve(await this.alone(r));
+  }
+
+  /** One member as a batch of one: its own outcome, or the error its transaction threw. */
+  private async alone(member: Waiting): Promise<BatchOutcome> {
+    const outcome = await this.commit([member], { last: true });
+    return outcome === "one by one" ? { kind: "failed", error: new Error("unreachable") } : outcome.get(member.request.obligationId)!;
+  }
+
+  /**
+   * The dispersal transaction of one batch (db/dispersals.ts disperseObligations, with each
+   * obligation's bookkeeping), committed; then the outcomes. An outage fails every member (the
+   * retrigger processor puts the jobs back without using an attempt); any other error answers
+   * "one by one", or for a batch of one (`last`) fails the member with it.
+   */
+  private async commit(members: Waiting[], options: { last?: boolean } = {}): Promise<Map<string, BatchOutcome> | "one by one"> {
     const started = performance.now();
     let outcomes: Map<string, BatchOutcome>;
     try {
@@ -91,9 +117,8 @@ export class DispersalBatches {
         // an escalation nobody requeued is refused, as alone (db/healing.ts authorizeDispersalRounds).
         const authority = await authorizeDispersalRounds(tx, ids);
         const results = new Map<string, BatchOutcome>();
-        // The same bookkeeping as one obligation alone (resolved status, REVERSAL of its suspense,
-        // audit; or the failed attempt), each obligation's own rows, set-based, before the shared
-        // account rows are locked by the postings.
+        // Each obligation's bookkeeping (resolved status, REVERSAL of its suspense, audit; or the
+        // failed attempt), set-based, before the shared account rows are locked by the postings.
         const bookkeeping = async (dispersals: ReadonlyMap<string, BatchDispersal>) => {
           const failures: FailedAttempt[] = [];
           const resolving: Array<ResolutionRequest & { dispersal: DispersalResult }> = [];
@@ -132,24 +157,19 @@ export class DispersalBatches {
       });
       failpoint("batch.after-commit");
     } catch (error) {
-      if (isOutage(error)) {
-        for (const m of members) m.resolve({ kind: "failed", error });
-        return;
-      }
+      if (isOutage(error) || options.last) return new Map(members.map((m) => [m.request.obligationId, { kind: "failed", error } as BatchOutcome]));
       this.ctx.log.warn({ obligations: members.length, error: (error as Error).message }, "dispersal batch rolled back: each obligation runs alone");
-      for (const m of members) m.resolve({ kind: "alone" });
-      return;
+      return "one by one";
     }
     this.ctx.log.debug({ obligations: members.length, ms: Math.round(performance.now() - started) }, "dispersal batch committed");
     this.committed.batches++;
     this.committed.obligations += members.length;
     try {
       failpoint("batch.before-complete");
-    } catch {
-      // Committed: alone, each job replays its dispersal (idempotent) and completes.
-      for (const m of members) m.resolve({ kind: "alone" });
-      return;
+    } catch (error) {
+      // Committed: each job fails this attempt and its retry replays the dispersal (idempotent).
+      return new Map(members.map((m) => [m.request.obligationId, { kind: "failed", error } as BatchOutcome]));
     }
-    for (const m of members) m.resolve(outcomes.get(m.request.obligationId)!);
+    return outcomes;
   }
 }

@@ -5,8 +5,8 @@ import { z } from "zod";
 import { idSchema } from "../domain/ids.js";
 import { DomainError, InvalidJobDataError, ObligationNotFoundError, ObligationNotSettledError } from "../domain/errors.js";
 import { classifyDatabaseError, isOutage } from "../db/client.js";
-import { disperseObligation, type DispersalResult } from "../db/dispersals.js";
-import { authorizeDispersalRound, endRefusedRound, recordFailedAttempt, resolveHealing } from "../db/healing.js";
+import type { DispersalResult } from "../db/dispersals.js";
+import { endRefusedRound, recordFailedAttempt } from "../db/healing.js";
 import { failpoint } from "../failpoint.js";
 import type { RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
@@ -49,11 +49,10 @@ export function obligationOfJob(data: unknown): string | undefined {
 }
 
 /**
- * The retrigger processor. With `batches` (HEALING_BATCH_SIZE > 1) the job joins the batch this
- * process is gathering; otherwise, or when its batch could not commit, it runs in a transaction of
- * its own. Either way the job completes or fails on its own, with the same ledger result.
+ * The retrigger processor: the job joins the batch this process is gathering (a job alone is a
+ * batch of one) and completes or fails on its own with the batch's outcome for its obligation.
  */
-export function retriggerProcessor(ctx: PipelineContext, batches?: DispersalBatches) {
+export function retriggerProcessor(ctx: PipelineContext, batches: DispersalBatches) {
   return async function processRetrigger(job: Job<RetriggerJobData>, token?: string): Promise<RetriggerResult> {
     let obligationId: string;
     try {
@@ -64,30 +63,9 @@ export function retriggerProcessor(ctx: PipelineContext, batches?: DispersalBatc
     }
     const attempt = job.attemptsMade + 1;
     const started = performance.now();
-    if (batches) {
-      const outcome = await batches.disperse({ obligationId, attempt, ...(job.id ? { jobId: job.id } : {}) });
-      if (outcome.kind === "dispersed") return dispersed(ctx, job, obligationId, attempt, outcome.dispersal, outcome.resolvedEscalation, started);
-      if (outcome.kind === "failed") return handleFailure(ctx, job, token, obligationId, attempt, outcome.error, outcome.attemptRecorded);
-    }
-    try {
-      const { dispersal, resolution } = await ctx.database.db.transaction(async (tx) => {
-        // Refuses (EscalatedWithoutRequeueError, not retried) a job nobody asked for since the escalation.
-        const round = await authorizeDispersalRound(tx, obligationId);
-        const dispersal: DispersalResult = await disperseObligation(tx, obligationId);
-        const resolution = await resolveHealing(tx, obligationId, attempt, {
-          actor: round.actor,
-          requeueRequestId: round.requeueRequestId,
-          approvedBy: round.approvedBy,
-          ...(job.id ? { jobId: job.id } : {}),
-        });
-        failpoint("retrigger.before-commit");
-        return { dispersal, resolution };
-      });
-      failpoint("retrigger.after-commit");
-      return dispersed(ctx, job, obligationId, attempt, dispersal, resolution.reversals.length > 0, started);
-    } catch (error) {
-      return handleFailure(ctx, job, token, obligationId, attempt, error);
-    }
+    const outcome = await batches.disperse({ obligationId, attempt, ...(job.id ? { jobId: job.id } : {}) });
+    if (outcome.kind === "dispersed") return dispersed(ctx, job, obligationId, attempt, outcome.dispersal, outcome.resolvedEscalation, started);
+    return handleFailure(ctx, job, token, obligationId, attempt, outcome.error, outcome.attemptRecorded);
   };
 }
 

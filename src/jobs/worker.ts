@@ -45,12 +45,13 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
     maxStalledCount: 10,
     ...queueTelemetry(), // a consumer span per job, parented to the span that enqueued it (src/telemetry.ts)
   };
-  const batches = ctx.settings.HEALING_BATCH_SIZE > 1 ? new DispersalBatches(ctx, { maxSize: ctx.settings.HEALING_BATCH_SIZE, lingerMs: BATCH_LINGER_MS, maxWaitMs: BATCH_MAX_WAIT_MS, maxInFlight: BATCHES_IN_FLIGHT }) : undefined;
-  const escalations = batches ? new EscalationBatches(ctx, { maxSize: ctx.settings.HEALING_BATCH_SIZE, lingerMs: BATCH_LINGER_MS }) : undefined;
-  const retrigger = new Worker<RetriggerJobData>(QUEUE.retrigger, retriggerProcessor(ctx, batches), {
-    ...common,
-    concurrency: options.concurrency ?? ctx.settings.WORKER_CONCURRENCY,
-  });
+  const concurrency = options.concurrency ?? ctx.settings.WORKER_CONCURRENCY;
+  // One path: a job alone is a batch of one. At HEALING_BATCH_SIZE=1 as many batches run at once as
+  // the worker runs jobs, so no job waits behind another.
+  const batchSize = ctx.settings.HEALING_BATCH_SIZE;
+  const batches = new DispersalBatches(ctx, { maxSize: batchSize, lingerMs: BATCH_LINGER_MS, maxWaitMs: BATCH_MAX_WAIT_MS, maxInFlight: batchSize === 1 ? concurrency : BATCHES_IN_FLIGHT });
+  const escalations = batchSize > 1 ? new EscalationBatches(ctx, { maxSize: batchSize, lingerMs: BATCH_LINGER_MS }) : undefined;
+  const retrigger = new Worker<RetriggerJobData>(QUEUE.retrigger, retriggerProcessor(ctx, batches), { ...common, concurrency });
   const healing = new Worker(QUEUE.healing, scanProcessor(ctx), { ...common, concurrency: 1 });
   const reconciliation = new Worker(QUEUE.reconciliation, reconcileProcessor(ctx), { ...common, concurrency: 1 });
   const workers = [retrigger, healing, reconciliation] as Worker[];
@@ -89,9 +90,9 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
     close: async () => {
       clearInterval(topUp);
       await Promise.all(workers.map((w) => w.close()));
-      await batches?.drained();
+      await batches.drained();
       await escalations?.drained();
-      if (batches && batches.committed.batches > 0) {
+      if (batches.committed.batches > 0) {
         const { batches: count, obligations } = batches.committed;
         ctx.log.info({ batches: count, obligations, averageSize: Number((obligations / count).toFixed(1)) }, "dispersal batches committed");
       }

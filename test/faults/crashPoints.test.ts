@@ -220,7 +220,7 @@ function processState(pid: number): string | undefined {
  * A worker frozen (SIGSTOP, by the failpoint's `pause`) at `failpoint` while it runs a job: its lock
  * runs out, a second worker takes the job over and runs it, and only then is the first one continued.
  */
-async function runStallScenario(failpoint: "retrigger.before-commit" | "retrigger.after-commit"): Promise<Outcome & { redelivered: boolean }> {
+async function runStallScenario(failpoint: "batch.before-commit" | "batch.after-commit"): Promise<Outcome & { redelivered: boolean }> {
   const scenario = await Scenario.open();
   let workers: Workers | undefined;
   let frozen: Child | undefined;
@@ -322,7 +322,7 @@ describe("a crash at every failpoint", () => {
     }, 180_000);
   }
 
-  for (const failpoint of ["retrigger.before-commit", "retrigger.after-commit"] as const) {
+  for (const failpoint of ["batch.before-commit", "batch.after-commit"] as const) {
     it(`runs one job in two workers at once (the first frozen at ${failpoint} until its lock ran out) with the crash-free end state`, async () => {
       const outcome = await runStallScenario(failpoint);
       recordCrashPoint(`stalled redelivery, first worker frozen at ${failpoint}`, outcome, true);

@@ -209,10 +209,8 @@ async function recover(): Promise<void> {
   throw new Error("recovery: the scan still finds orphans after 8 rounds");
 }
 
-/** Where a worker is killed: the one-obligation path (batch size 1) and the batch path (batch size 8). */
+/** Where a worker is killed; the batch's failpoints in batches of 8, the others in batches of one. */
 const KILL_POINTS = [
-  "retrigger.before-commit",
-  "retrigger.after-commit",
   "retrigger.after-record-failure",
   "dispersal.after-entries",
   "resolve.after-reversal",

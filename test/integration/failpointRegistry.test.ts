@@ -42,12 +42,12 @@ describe("failpoints", () => {
   });
 
   it("does nothing unless armed, throws once armed with throw, and is inert again once disarmed", async () => {
-    expect(() => failpoint("retrigger.after-commit")).not.toThrow();
-    armFailpoint("retrigger.after-commit", "throw");
-    expect(() => failpoint("retrigger.before-commit")).not.toThrow();
-    expect(() => failpoint("retrigger.after-commit")).toThrow(FailpointError);
-    await expect(Promise.resolve(7).then(passFailpoint("retrigger.after-commit"))).rejects.toMatchObject({ code: "FAILPOINT", failpoint: "retrigger.after-commit" });
-    armFailpoint("retrigger.after-commit", undefined);
-    await expect(Promise.resolve(7).then(passFailpoint("retrigger.after-commit"))).resolves.toBe(7);
+    expect(() => failpoint("escalate.after-commit")).not.toThrow();
+    armFailpoint("escalate.after-commit", "throw");
+    expect(() => failpoint("escalate.before-commit")).not.toThrow();
+    expect(() => failpoint("escalate.after-commit")).toThrow(FailpointError);
+    await expect(Promise.resolve(7).then(passFailpoint("escalate.after-commit"))).rejects.toMatchObject({ code: "FAILPOINT", failpoint: "escalate.after-commit" });
+    armFailpoint("escalate.after-commit", undefined);
+    await expect(Promise.resolve(7).then(passFailpoint("escalate.after-commit"))).resolves.toBe(7);
   });
 });
