@@ -55,7 +55,8 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
     const [open, inProgress, recentlyResolved, reconciliation, moneyAtRisk, results, pending, groups, groupMembers] = await Promise.all([
       listEscalations(db, { status: "escalated", limit: OPEN_ROWS + 1 }),
       listEscalations(db, { status: "requeued", limit: 50 }),
-      listEscalations(db, { status: "resolved", limit: 10 }),
+      // The filter goes into the query: filtered after its limit, rows that never escalated took the places.
+      listEscalations(db, { status: "resolved", escalatedOnly: true, limit: 10 }),
       latestReconciliation(db),
       readMoneyAtRisk(db),
       q ? searchObligations(db, q, SEARCH_LIMIT) : Promise.resolve(undefined),
@@ -71,7 +72,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
         open: open.slice(0, OPEN_ROWS),
         openTruncated: open.length > OPEN_ROWS,
         inProgress,
-        recentlyResolved: recentlyResolved.filter((e) => e.escalatedAt !== null),
+        recentlyResolved,
         reconciliation,
         flash,
         now: new Date(),
