@@ -46,7 +46,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
   const router = Router();
   router.use(express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: MAX_BULK_REQUEUE + 10 }));
 
-  router.get("/obligations/:obligationId", storyPage(ctx));
+  router.get("/obligations/:obligationId", storyPage(ctx, users));
 
   router.get("/", async (req, res) => {
     const operator = operatorOf(res);
@@ -84,6 +84,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
         approvalsRequired: ctx.settings.REQUEUE_APPROVALS,
         groups,
         groupMembers,
+        currency: ctx.settings.CURRENCY,
         redisUnreachable: ctx.queues.connection.status !== "ready",
       }),
     );
