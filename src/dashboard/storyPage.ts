@@ -28,7 +28,8 @@ export function storyPage(ctx: PipelineContext, users: readonly OpsUser[]): Requ
     }
     await auditRead(ctx, res, { action: STORY_READ_AUDIT_ACTION, resourceType: "obligation_story", resourceId: parsed.data, channel: "ops-page" });
     const operator = operatorOf(res);
-    res.type("html").send(renderStoryPage(story, { operator, formToken: formToken(users, operator), currency: ctx.settings.CURRENCY, now: new Date() }));
+    const retryOfJob = typeof req.query.retry === "string" && req.query.retry !== "" ? req.query.retry.slice(0, 200) : undefined;
+    res.type("html").send(renderStoryPage(story, { operator, formToken: formToken(users, operator), currency: ctx.settings.CURRENCY, now: new Date(), retryOfJob }));
   };
 }
 
@@ -58,6 +59,8 @@ export interface StoryPageView {
   /** CURRENCY: every amount on the page is shown in it. */
   currency: string;
   now: Date;
+  /** Set when Bull Board's Retry of this job led here (bullBoardRetry.ts): this form is its confirmation. */
+  retryOfJob?: string | undefined;
 }
 
 export function renderStoryPage(story: ObligationStory, view: StoryPageView): string {
@@ -213,6 +216,11 @@ function allocationsTable(story: ObligationStory, money: Money): Html {
 
 /** The one action of the page: the ops routes' forms, with the four-eyes state beside them. */
 function requeueSection(story: ObligationStory, view: StoryPageView, money: Money): Html {
+  return html`${view.retryOfJob ? html`<div class="flash warn" data-field="bull-board-retry">Bull Board's Retry of job <code>${view.retryOfJob}</code> is a requeue of this obligation:
+    ${story.healing?.status === "escalated" ? "give the reason below to confirm it (nothing has changed yet)." : "nothing to retry, it is not escalated."}</div>` : ""}${requeueAction(story, view, money)}`;
+}
+
+function requeueAction(story: ObligationStory, view: StoryPageView, money: Money): Html {
   const h = story.healing;
   if (!h || h.status !== "escalated") {
     return html`<p class="muted" data-requeue="not-escalated">${h ? `Healing is ${h.status}` : "It never needed healing"}: only an escalation is requeued.</p>`;
