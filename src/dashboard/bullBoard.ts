@@ -67,7 +67,9 @@ function withRetryConfirmation(retriggerQueue: string): RequestHandler {
     if (req.method !== "GET") return next();
     const send = res.send;
     res.send = function (this: typeof res, body?: unknown) {
-      const page = typeof body === "string" && body.includes('id="__UI_CONFIG__"') ? body.replace("</body>", `${tag}</body>`) : body;
+      // Only the page itself: res.json also ends here, with its content type already set.
+      const isPage = typeof body === "string" && !/json/i.test(String(this.get("Content-Type") ?? "")) && body.includes('id="__UI_CONFIG__"');
+      const page = isPage ? (body as string).replace("</body>", `${tag}</body>`) : body;
       return send.call(this, page);
     } as typeof res.send;
     next();
