@@ -2,6 +2,7 @@
 import { isIP } from "node:net";
 import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
+import { currencyProblem } from "./domain/money.js";
 import { redactUrl } from "./redactUrl.js";
 
 export class ConfigError extends Error {
@@ -160,6 +161,14 @@ export const configSchema = z.object({
   SIGN_IN_FAILURES_PER_USER: positiveInt(5),
   /** The sign-in throttling window, and how long a throttled client waits. (Default: 900 s) */
   SIGN_IN_WINDOW_SECONDS: positiveInt(900),
+  /** The ISO 4217 currency of every amount (cents are its hundredths): how pages and CSV show money; the JSON API keeps raw cents. (Default: USD) */
+  CURRENCY: z
+    .string()
+    .default("USD")
+    .superRefine((value, ctx) => {
+      const problem = currencyProblem(value);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    }),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], { error: "must be one of fatal, error, warn, info, debug, trace, silent" }).default("info"),
 });
 

@@ -1,6 +1,6 @@
 // Bull Board at /admin/queues over the three queues, allowing what ops needs and nothing that goes
 // around the service: reading everything; retrying a retrigger job, which becomes an audited requeue
-// (bullBoardRetry.ts). Every other write (add, edit data, promote, delay, priority, clean, empty,
+// (bullBoardRetry.ts), one job's only through its confirmation (bullBoardRetryScript.ts). Every other write (add, edit data, promote, delay, priority, clean, empty,
 // obliterate, pause, resume, scheduler edits or removal) is refused with 403 before it reaches the
 // board, and the board itself is configured read-only where it can be, so that a route missed here
 // still answers 405. Viewers get a read-only board without retry buttons.
@@ -12,12 +12,14 @@ import type { PipelineContext } from "../jobs/context.js";
 import { QUEUE } from "../queues/names.js";
 import { isMutating, operatorOf } from "./auth.js";
 import { retryAsRequeue } from "./bullBoardRetry.js";
+import { RETRY_SCRIPT, RETRY_SCRIPT_PATH } from "./bullBoardRetryScript.js";
+import { escapeHtml } from "./opsHtml.js";
 
 export const BULL_BOARD_PATH = "/admin/queues";
 
 const DESCRIPTIONS: Record<string, string> = {
   [QUEUE.healing]: "the scan: finds orphaned obligations and enqueues them",
-  [QUEUE.retrigger]: "one job per orphaned obligation; retrying one requeues its escalation (audited, in your name)",
+  [QUEUE.retrigger]: "one job per orphaned obligation; retrying one opens its requeue (with a reason, audited in your name) on the obligation's story page",
   [QUEUE.reconciliation]: "daily reconciliation of the cash ledger",
 };
 
@@ -50,10 +52,28 @@ export function bullBoardRoutes(ctx: PipelineContext): Router {
   const forOperators = board(ctx, true);
   const forViewers = board(ctx, false);
   const router = Router();
+  router.get(RETRY_SCRIPT_PATH, (_req, res) => void res.type("text/javascript").send(RETRY_SCRIPT));
   router.use(retryAsRequeue(ctx));
   router.use(refuseOtherWrites());
+  router.use(withRetryConfirmation(ctx.queues.retrigger.name));
   router.use((req, res, next) => mounted(operatorOf(res).role === "operator" ? forOperators : forViewers)(req, res, next));
   return router;
+}
+
+/** Bull Board's page (the one with its UI config) gains our script, so its Retry opens the confirmation. */
+function withRetryConfirmation(retriggerQueue: string): RequestHandler {
+  const tag = `<script defer src="${BULL_BOARD_PATH}${RETRY_SCRIPT_PATH}" data-retrigger-queue="${escapeHtml(retriggerQueue)}"></script>`;
+  return (req, res, next) => {
+    if (req.method !== "GET") return next();
+    const send = res.send;
+    res.send = function (this: typeof res, body?: unknown) {
+      // Only the page itself: res.json also ends here, with its content type already set.
+      const isPage = typeof body === "string" && !/json/i.test(String(this.get("Content-Type") ?? "")) && body.includes('id="__UI_CONFIG__"');
+      const page = isPage ? (body as string).replace("</body>", `${tag}</body>`) : body;
+      return send.call(this, page);
+    } as typeof res.send;
+    next();
+  };
 }
 
 /** Whatever state-changing request the retry routes did not answer: by method, whatever the path says. */

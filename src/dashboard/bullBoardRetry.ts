@@ -1,18 +1,21 @@
 // Bull Board's retry buttons on this service's queues. A bare BullMQ retry of a retrigger job would
 // run a round behind the ledger's back (no requeue request, no reason, no audit naming the
-// operator), so on the retrigger queue a retry (one job or all, failed or completed) becomes a
-// requeue through jobs/requeue.ts, with Bull Board's fixed reason; on the other queues it is
-// refused. Routes are matched by express on their decoded parameters, exactly as Bull Board's own
+// operator), so on the retrigger queue a retry becomes a requeue through jobs/requeue.ts: the retry
+// of one job only with a reason (its confirmation, GET retry/:queue/:jobId, is the story page's
+// requeue form; the PUT without one is refused with that link), "retry all" with Bull Board's fixed
+// reason. On the other queues it is refused. Routes are matched by express on their decoded parameters, exactly as Bull Board's own
 // router matches them, so no spelling of the path (percent-encoded names, case) slips past.
-import { Router, type Response } from "express";
+import express, { Router, type Response } from "express";
 import type { Job } from "bullmq";
 import { DomainError } from "../domain/errors.js";
-import { BULL_BOARD_REASON } from "../domain/requeueReason.js";
+import { BULL_BOARD_REASON, requeueReasonSchema } from "../domain/requeueReason.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { requestRequeue, type PendingRequeueResult, type RequeueResult } from "../jobs/requeue.js";
 import { obligationOfJob } from "../jobs/retrigger.js";
 import type { RetriggerJobData } from "../queues/names.js";
+import { BODY_LIMIT } from "./api.js";
 import { operatorOf, requireOperatorRole } from "./auth.js";
+import { storyPath } from "./opsHtml.js";
 
 /** A bound on one "retry all" click; the answer says how many are left for the next one. */
 const MAX_RETRY_ALL = 1000;
@@ -53,19 +56,41 @@ export function retryAsRequeue(ctx: PipelineContext): Router {
     });
   });
 
-  router.put("/api/queues/:queueName/:jobId/retry", requireOperatorRole(), async (req, res) => {
+  router.put("/api/queues/:queueName/:jobId/retry", requireOperatorRole(), express.json({ limit: BODY_LIMIT }), async (req, res) => {
     if (!isRetrigger(ctx, String(req.params.queueName), res)) return;
     const job = await ctx.queues.retrigger.getJob(String(req.params.jobId));
     if (!job) return void res.status(404).json({ error: "no such job", jobId: req.params.jobId });
     const state = await job.getState();
     if (!(RETRIABLE as readonly string[]).includes(state)) return void res.status(409).json({ error: `the job is ${state}: only failed or completed jobs are retried` });
-    const outcome = await requeueJob(ctx, job, state as RetriableState, operatorOf(res).name, new Set());
+    const reason = requeueReasonSchema.safeParse((req.body as { reason?: unknown } | undefined)?.reason ?? "");
+    if (!reason.success) {
+      const confirmUrl = `${req.baseUrl}${retryConfirmationPath(ctx.queues.retrigger.name, job.id!)}`;
+      res.status(400).json({ error: "a retry of a retrigger job is a requeue: it needs a reason (why will a new round succeed?); confirm it with one", message: reason.error.issues[0]?.message, confirmUrl, jobId: job.id });
+      return;
+    }
+    const outcome = await requeueJob(ctx, job, state as RetriableState, operatorOf(res).name, new Set(), reason.data);
     if (outcome.outcome === "refused") return refuse(res, outcome);
     if (outcome.outcome === "pending_approval") return void res.status(202).json(outcome.result);
     res.status(200).json(outcome.outcome === "requeued" ? { ...outcome.result, removedJobId: job.id } : outcome);
   });
 
+  // The confirmation of one job's retry: the story page's requeue form of the job's obligation,
+  // which shows the obligation and its amount and asks for the reason.
+  router.get("/retry/:queueName/:jobId", async (req, res) => {
+    if (!isRetrigger(ctx, String(req.params.queueName), res)) return;
+    const job = await ctx.queues.retrigger.getJob(String(req.params.jobId));
+    if (!job) return void res.status(404).json({ error: "no such job", jobId: req.params.jobId });
+    const obligationId = obligationOfJob(job.data);
+    if (!obligationId) return void res.status(409).json({ error: "the job names no obligation: nothing to requeue", jobId: job.id });
+    res.redirect(303, `${storyPath(obligationId)}?${new URLSearchParams({ retry: job.id! })}#requeue`);
+  });
+
   return router;
+}
+
+/** Relative to Bull Board's base path. */
+export function retryConfirmationPath(queueName: string, jobId: string): string {
+  return `/retry/${encodeURIComponent(queueName)}/${encodeURIComponent(jobId)}`;
 }
 
 function isRetrigger(ctx: PipelineContext, queueName: string | undefined, res: Response): boolean {
@@ -92,7 +117,14 @@ function refuse(res: Response, refusal: Extract<JobRequeue, { outcome: "refused"
  * A job of an obligation already requeued in this batch is an older round's: a failed one is removed
  * as superseded rather than refused (its obligation is no longer escalated).
  */
-async function requeueJob(ctx: PipelineContext, job: Job<RetriggerJobData>, state: RetriableState, actor: string, requeuedInBatch: Set<string>): Promise<JobRequeue> {
+async function requeueJob(
+  ctx: PipelineContext,
+  job: Job<RetriggerJobData>,
+  state: RetriableState,
+  actor: string,
+  requeuedInBatch: Set<string>,
+  reason: string = BULL_BOARD_REASON,
+): Promise<JobRequeue> {
   const jobId = job.id!;
   const obligationId = obligationOfJob(job.data);
   if (!obligationId) return { outcome: "refused", jobId, code: "INVALID_JOB_DATA", error: "the job names no obligation: nothing to requeue" };
@@ -101,7 +133,7 @@ async function requeueJob(ctx: PipelineContext, job: Job<RetriggerJobData>, stat
     return { outcome: "superseded", jobId, obligationId };
   }
   try {
-    const result = await requestRequeue(ctx, obligationId, { actor, channel: "bull-board", reason: BULL_BOARD_REASON });
+    const result = await requestRequeue(ctx, obligationId, { actor, channel: "bull-board", reason });
     requeuedInBatch.add(obligationId);
     if (result.status === "pending_approval") return { outcome: "pending_approval", jobId, result };
     if (state === "failed") await removeOldJob(ctx, job);

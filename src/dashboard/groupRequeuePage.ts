@@ -5,7 +5,7 @@ import { z } from "zod";
 import type { OpsUser } from "../config.js";
 import type { EscalationSelection } from "../db/escalationGroups.js";
 import { idSchema } from "../domain/ids.js";
-import { formatCents } from "../domain/money.js";
+import { formatMoney } from "../domain/money.js";
 import { MAX_REASON_LENGTH } from "../domain/requeueReason.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { formToken, operatorOf } from "./auth.js";
@@ -48,16 +48,16 @@ export function groupRequeuePage(ctx: PipelineContext, users: readonly OpsUser[]
     }
     const operator = operatorOf(res);
     const form = operator.role === "operator" && dryRun.wouldRequeue > 0 ? confirmForm(fields.data, dryRun, formToken(users, operator)) : "";
-    res.type("html").send(page(`Requeue all ${dryRun.matched}`, html`${summary(dryRun)}${form}${listed(dryRun, new Date())}`));
+    res.type("html").send(page(`Requeue all ${dryRun.matched}`, html`${summary(dryRun, ctx.settings.CURRENCY)}${form}${listed(dryRun, new Date(), ctx.settings.CURRENCY)}`));
   };
 }
 
-function summary(d: SelectionDryRun): Html {
+function summary(d: SelectionDryRun, currency: string): Html {
   const first = d.obligations[0];
   const skipped = Object.entries(d.skippedBecause).map(([why, n]) => `${n} ${why.replaceAll("_", " ")}`).join(", ");
   return html`<div class="flash ${d.skipped === 0 ? "ok" : "warn"}" role="status" id="dry-run">
     Dry run: <strong data-matched="${d.matched}">${d.matched}</strong> escalation${d.matched === 1 ? "" : "s"} match${d.matched === 1 ? "es" : ""}${first ? html` on <strong>${first.mortgageReference}</strong>` : ""},
-    ${formatCents(d.amount)} in all. ${d.approvalsRequired === 2 ? `${d.wouldRequeue} would wait for a second operator's approval` : `${d.wouldRequeue} would be requeued`}${d.skipped > 0 ? `; ${d.skipped} skipped (${skipped})` : ""}. Nothing has changed yet.
+    ${formatMoney(d.amount, currency)} in all. ${d.approvalsRequired === 2 ? `${d.wouldRequeue} would wait for a second operator's approval` : `${d.wouldRequeue} would be requeued`}${d.skipped > 0 ? `; ${d.skipped} skipped (${skipped})` : ""}. Nothing has changed yet.
   </div>
   <p>Error: <code>${d.filter.error === null ? "no error recorded" : (d.filter.error ?? "any")}</code></p>`;
 }
@@ -76,12 +76,12 @@ function confirmForm(fields: z.infer<typeof groupSelectionFields>, d: SelectionD
   </form>`;
 }
 
-function listed(d: SelectionDryRun, now: Date): Html {
+function listed(d: SelectionDryRun, now: Date, currency: string): Html {
   const rows = d.obligations.slice(0, LISTED);
   return html`<h2>The escalations${d.matched > LISTED ? ` (the first ${LISTED} of ${d.matched})` : ""}</h2>
   <div class="card"><table><thead><tr><th>Obligation</th><th class="num">Amount</th><th class="num">Escalated</th></tr></thead><tbody>${rows.map(
     (o) => html`<tr data-obligation="${o.obligationId}"><td><a class="mono" href="${storyPath(o.obligationId)}">${o.obligationId}</a></td>
-      <td class="num">${formatCents(o.amount)}</td><td class="num" title="${o.escalatedAt ?? ""}">${age(o.escalatedAt, now)} ago</td></tr>`,
+      <td class="num">${formatMoney(o.amount, currency)}</td><td class="num" title="${o.escalatedAt ?? ""}">${age(o.escalatedAt, now)} ago</td></tr>`,
   )}</tbody></table></div>`;
 }
 

@@ -6,7 +6,7 @@ import { Router, type Response } from "express";
 import { z } from "zod";
 import { listEscalations, type EscalationView } from "../db/healing.js";
 import { SEARCH_MIN_CHARACTERS, searchObligations, type ObligationMatch } from "../db/obligationStory.js";
-import { formatCents } from "../domain/money.js";
+import { formatMoney } from "../domain/money.js";
 import { idSchema } from "../domain/ids.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { csvLine } from "./csv.js";
@@ -90,16 +90,16 @@ const CSV_HEADER = [
   "last_error",
 ];
 
-function csvRow(e: EscalationView, now: number): unknown[] {
+function csvRow(e: EscalationView, now: number, currency: string): unknown[] {
   const ageSeconds = e.escalatedAt ? Math.max(0, Math.floor((now - new Date(e.escalatedAt).getTime()) / 1000)) : "";
   return [
     e.obligationId,
     e.mortgageReference,
     e.obligationType,
     e.amount.toString(),
-    formatCents(e.amount),
+    formatMoney(e.amount, currency),
     e.suspenseBalance.toString(),
-    formatCents(e.suspenseBalance),
+    formatMoney(e.suspenseBalance, currency),
     e.attemptCount,
     e.requeueCount,
     e.escalatedAt ? new Date(e.escalatedAt).toISOString() : "",
@@ -119,7 +119,7 @@ async function sendEscalationsCsv(ctx: PipelineContext, res: Response): Promise<
   res.write(csvLine(CSV_HEADER));
   let page = first;
   for (;;) {
-    for (const e of page) res.write(csvLine(csvRow(e, now)));
+    for (const e of page) res.write(csvLine(csvRow(e, now, ctx.settings.CURRENCY)));
     const last = page[page.length - 1];
     if (page.length < CSV_PAGE || !last) break;
     page = await listEscalations(ctx.readers.db, { status: "escalated", before: { listedAt: last.listedAt, obligationId: last.obligationId }, limit: CSV_PAGE });

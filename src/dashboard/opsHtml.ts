@@ -7,7 +7,7 @@ import type { ObligationMatch } from "../db/obligationStory.js";
 import type { ReconciliationReport } from "../db/reconciliation.js";
 import type { PendingRequeue } from "../db/requeueRequests.js";
 import { MAX_REASON_LENGTH } from "../domain/requeueReason.js";
-import { formatCents } from "../domain/money.js";
+import { formatMoney } from "../domain/money.js";
 import type { Operator } from "./auth.js";
 
 export interface Flash {
@@ -36,6 +36,8 @@ export interface OpsView {
   /** Open escalations by cause, largest amount first, and the newest rows of each. */
   groups: EscalationGroup[];
   groupMembers: SelectedEscalation[];
+  /** The ISO 4217 currency amounts are shown in (CURRENCY). */
+  currency: string;
   /** This process's Redis connection is not ready: requeues, scans and Bull Board cannot work now. */
   redisUnreachable?: boolean;
 }
@@ -161,9 +163,9 @@ export function renderOpsPage(view: OpsView): string {
 </header>
 <main>
 ${view.flash ? html`<div class="flash ${view.flash.kind}" role="status">${view.flash.text}</div>` : ""}
-${riskHeader(view.moneyAtRisk)}
+${riskHeader(view.moneyAtRisk, view.currency)}
 ${searchForm(view.search?.q ?? "")}
-${view.search ? searchResults(view.search.q, view.search.results, view.search.notice) : ""}
+${view.search ? searchResults(view.search.q, view.search.results, view.search.notice, view.currency) : ""}
 <h2 id="groups">Escalations by cause <span class="count ${view.groups.length === 0 ? "zero" : "neutral"}">${view.groups.length}</span></h2>
 <p class="muted">The same mortgage and the same error (ids and numbers aside) usually have one cause: fix it once, then requeue the whole group.</p>
 <section aria-labelledby="groups">${groupsTable(view, canAct)}</section>
@@ -196,15 +198,15 @@ export function storyPath(obligationId: string): string {
 }
 
 function obligationCell(e: { obligationId: string; obligationType: string }): Html {
-  return html`<a class="mono story-link" href="${storyPath(e.obligationId)}" title="the whole story of ${e.obligationId}">${e.obligationId.slice(0, 8)}</a><br><span class="muted">${e.obligationType.replaceAll("_", " ")}</span>`;
+  return html`<a class="mono story-link" href="${storyPath(e.obligationId)}" title="the whole story of this obligation">${e.obligationId}</a><br><span class="muted">${e.obligationType.replaceAll("_", " ")}</span>`;
 }
 
 /** Money at risk at a glance: what is parked in SUSPENSE, how many escalations, for how long. */
-function riskHeader(risk: MoneyAtRisk): Html {
+function riskHeader(risk: MoneyAtRisk, currency: string): Html {
   const b = risk.ageBuckets;
   const alarm = risk.openEscalations > 0 ? "alarm" : "";
   return html`<section class="risk" id="money-at-risk" aria-label="Money at risk">
-    <div class="tile ${alarm}" data-risk="suspense"><div class="label">In SUSPENSE</div><div class="value">${formatCents(risk.suspenseCents)}</div></div>
+    <div class="tile ${alarm}" data-risk="suspense"><div class="label">In SUSPENSE</div><div class="value">${formatMoney(risk.suspenseCents, currency)}</div></div>
     <div class="tile ${alarm}" data-risk="open"><div class="label">Open escalations</div><div class="value">${risk.openEscalations}</div></div>
     <div class="tile" data-risk="oldest"><div class="label">Oldest open</div><div class="value">${risk.oldestEscalatedAt ? ageOfSeconds(risk.oldestAgeSeconds) : "–"}</div></div>
     <div class="tile" data-risk="buckets"><div class="label">By age</div><div class="value">
@@ -225,14 +227,14 @@ function searchForm(q: string): Html {
   </form>`;
 }
 
-function searchResults(q: string, results: ObligationMatch[], notice: string | undefined): Html {
+function searchResults(q: string, results: ObligationMatch[], notice: string | undefined, currency: string): Html {
   if (notice) return html`<section id="search-results" class="card"><div class="empty" role="status">${notice}</div></section>`;
   if (results.length === 0) return html`<section id="search-results" class="card"><div class="empty">Nothing matches “${q}”.</div></section>`;
   return html`<section id="search-results" class="card"><table>
     <thead><tr><th>Mortgage</th><th>Obligation</th><th class="num">Amount</th><th>Status</th><th>Healing</th><th>Matched</th></tr></thead>
     <tbody>${results.map(
       (r) => html`<tr data-obligation="${r.obligationId}"><td><strong>${r.mortgageReference}</strong></td><td>${obligationCell(r)}</td>
-        <td class="num">${formatCents(r.amount)}</td><td>${r.status}${r.dispersed ? " · dispersed" : ""}</td>
+        <td class="num">${formatMoney(r.amount, currency)}</td><td>${r.status}${r.dispersed ? " · dispersed" : ""}</td>
         <td>${r.healingStatus ?? html`<span class="muted">–</span>`}</td>
         <td class="muted">${r.matchedBy === "lender" ? `lender ${r.lenderName ?? ""}` : r.matchedBy}</td></tr>`,
     )}</tbody></table></section>`;
@@ -258,14 +260,14 @@ function groupsTable(view: OpsView, canAct: boolean): Html {
         <td><strong>${g.mortgageReference}</strong></td>
         <td class="error">${g.error ?? html`<span class="muted">no error recorded</span>`}</td>
         <td class="num">${g.count}</td>
-        <td class="num">${formatCents(g.amount)}</td>
+        <td class="num">${formatMoney(g.amount, view.currency)}</td>
         <td class="num" title="${g.oldestEscalatedAt ?? ""}">${age(g.oldestEscalatedAt, view.now)}</td>
         <td>${canAct ? html`<a class="requeue-group" href="${groupRequeuePath({ mortgageId: g.mortgageId, error: g.error })}">Requeue all ${g.count}</a>` : ""}</td>
       </tr>
       <tr class="members"><td colspan="6"><details><summary>${rows.length < g.count ? `Show the newest ${rows.length} of ${g.count}` : `Show ${g.count === 1 ? "it" : `the ${g.count}`}`}</summary>
         <table><thead><tr><th>Obligation</th><th class="num">Amount</th><th class="num">Escalated</th></tr></thead><tbody>${rows.map(
-          (m) => html`<tr data-obligation="${m.obligationId}"><td><a class="mono story-link" href="${storyPath(m.obligationId)}" title="${m.obligationId}">${m.obligationId.slice(0, 8)}</a></td>
-            <td class="num">${formatCents(m.amount)}</td><td class="num" title="${m.escalatedAt ?? ""}">${age(m.escalatedAt, view.now)} ago</td></tr>`,
+          (m) => html`<tr data-obligation="${m.obligationId}"><td><a class="mono story-link" href="${storyPath(m.obligationId)}">${m.obligationId}</a></td>
+            <td class="num">${formatMoney(m.amount, view.currency)}</td><td class="num" title="${m.escalatedAt ?? ""}">${age(m.escalatedAt, view.now)} ago</td></tr>`,
         )}</tbody></table></details></td></tr>
     </tbody>`;
   });
@@ -282,8 +284,8 @@ function openTable(view: OpsView, canAct: boolean): Html {
       ${canAct ? html`<td><input type="checkbox" name="obligationId" value="${e.obligationId}" aria-label="select ${e.mortgageReference}"></td>` : ""}
       <td><strong>${e.mortgageReference}</strong></td>
       <td>${obligationCell(e)}</td>
-      <td class="num">${formatCents(e.amount)}</td>
-      <td class="num">${formatCents(e.suspenseBalance)}</td>
+      <td class="num">${formatMoney(e.amount, view.currency)}</td>
+      <td class="num">${formatMoney(e.suspenseBalance, view.currency)}</td>
       <td class="num">${e.attemptCount}${e.requeueCount > 0 ? html`<br><span class="muted">${e.requeueCount} requeue${e.requeueCount === 1 ? "" : "s"}</span>` : ""}</td>
       <td class="error" title="${e.lastError ?? ""}">${truncate(e.lastError, 160) || html`<span class="muted">–</span>`}</td>
       <td class="num" title="${e.escalatedAt ?? ""}">${age(e.escalatedAt, view.now)}</td>
@@ -321,8 +323,8 @@ function pendingSection(view: OpsView, canAct: boolean): Html {
         ? html`<span class="muted">your request: another operator approves</span> `
         : form("approve", "Approve", "");
     return html`<tr data-pending="${p.obligationId}"${p.expired ? html` data-expired="true"` : ""}>
-      <td><strong>${p.mortgageReference}</strong><br><span class="mono" title="${p.obligationId}">${p.obligationId.slice(0, 8)}</span></td>
-      <td class="num">${formatCents(p.amount)}</td>
+      <td><strong>${p.mortgageReference}</strong><br><a class="mono story-link" href="${storyPath(p.obligationId)}">${p.obligationId}</a></td>
+      <td class="num">${formatMoney(p.amount, view.currency)}</td>
       <td class="requested-by">${p.requestedBy} <span class="muted">(${p.channel})</span></td>
       <td class="reason">${p.reason}</td>
       <td class="num" title="${p.requestedAt}">${age(p.requestedAt, view.now)} ago${p.expired ? html`<br><span class="expired" title="${p.expiresAt}">expired</span>` : ""}</td>
@@ -343,7 +345,7 @@ function progressTable(rows: EscalationView[], view: OpsView): Html {
     <thead><tr><th>Mortgage</th><th>Obligation</th><th class="num">Amount</th><th class="num">Attempts this round</th><th>Last error</th><th class="num">Escalated</th><th>Job</th></tr></thead>
     <tbody>${rows.map(
       (e) => html`<tr data-obligation="${e.obligationId}"><td><strong>${e.mortgageReference}</strong></td><td>${obligationCell(e)}</td>
-        <td class="num">${formatCents(e.amount)}</td><td class="num">${e.attemptCount}</td>
+        <td class="num">${formatMoney(e.amount, view.currency)}</td><td class="num">${e.attemptCount}</td>
         <td class="error">${truncate(e.lastError, 160)}</td><td class="num">${age(e.escalatedAt, view.now)} ago</td><td>${jobLink(view, e.lastJobId)}</td></tr>`,
     )}</tbody></table></div>`;
 }
@@ -354,7 +356,7 @@ function resolvedTable(rows: EscalationView[], view: OpsView): Html {
     <thead><tr><th>Mortgage</th><th>Obligation</th><th class="num">Amount</th><th class="num">In suspense</th><th class="num">Escalated</th><th>Status</th></tr></thead>
     <tbody>${rows.map(
       (e) => html`<tr data-obligation="${e.obligationId}"><td><strong>${e.mortgageReference}</strong></td><td>${obligationCell(e)}</td>
-        <td class="num">${formatCents(e.amount)}</td><td class="num">${formatCents(e.suspenseBalance)}</td>
+        <td class="num">${formatMoney(e.amount, view.currency)}</td><td class="num">${formatMoney(e.suspenseBalance, view.currency)}</td>
         <td class="num">${age(e.escalatedAt, view.now)} ago</td><td class="status-clean">resolved</td></tr>`,
     )}</tbody></table></div>`;
 }

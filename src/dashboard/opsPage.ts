@@ -49,7 +49,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
   const router = Router();
   router.use(express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: MAX_BULK_REQUEUE + 10 }));
 
-  router.get("/obligations/:obligationId", storyPage(ctx));
+  router.get("/obligations/:obligationId", storyPage(ctx, users));
   const throttle = searchThrottle(ctx);
 
   router.get("/", async (req, res) => {
@@ -60,7 +60,8 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
     const [open, inProgress, recentlyResolved, reconciliation, moneyAtRisk, results, pending, groups, groupMembers] = await Promise.all([
       listEscalations(db, { status: "escalated", limit: OPEN_ROWS + 1 }),
       listEscalations(db, { status: "requeued", limit: 50 }),
-      listEscalations(db, { status: "resolved", limit: 10 }),
+      // The filter goes into the query: filtered after its limit, rows that never escalated took the places.
+      listEscalations(db, { status: "resolved", escalatedOnly: true, limit: 10 }),
       latestReconciliation(db),
       readMoneyAtRisk(db),
       q ? searchOnPage(ctx, throttle, operator.name, q) : Promise.resolve(undefined),
@@ -76,7 +77,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
         open: open.slice(0, OPEN_ROWS),
         openTruncated: open.length > OPEN_ROWS,
         inProgress,
-        recentlyResolved: recentlyResolved.filter((e) => e.escalatedAt !== null),
+        recentlyResolved,
         reconciliation,
         flash,
         now: new Date(),
@@ -88,6 +89,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
         approvalsRequired: ctx.settings.REQUEUE_APPROVALS,
         groups,
         groupMembers,
+        currency: ctx.settings.CURRENCY,
         redisUnreachable: ctx.queues.connection.status !== "ready",
       }),
     );

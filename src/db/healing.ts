@@ -522,6 +522,8 @@ export interface EscalationView {
 export interface EscalationFilter {
   status?: HealingStatus;
   mortgageId?: string;
+  /** Only rows that were escalated at some point (a resolved row may have healed on a retry without ever escalating). */
+  escalatedOnly?: boolean;
   /** Keyset paging: rows listed before this (listedAt, obligation id). */
   before?: { listedAt: string; obligationId: string };
   limit: number;
@@ -555,6 +557,7 @@ export async function listEscalations(db: Executor, filter: EscalationFilter): P
       join mortgages m on m.id = o.mortgage_id
      where h.status = ${status}
        ${filter.mortgageId ? sql`and o.mortgage_id = ${filter.mortgageId}::uuid` : sql``}
+       ${filter.escalatedOnly ? sql`and h.escalated_at is not null` : sql``}
        ${filter.before ? sql`and (coalesce(h.escalated_at, h.created_at), h.obligation_id) < (${filter.before.listedAt}::timestamptz, ${filter.before.obligationId}::uuid)` : sql``}
      order by coalesce(h.escalated_at, h.created_at) desc, h.obligation_id desc
      limit ${filter.limit}`);

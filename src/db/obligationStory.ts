@@ -1,9 +1,11 @@
-// The whole story of one obligation in one round trip: the obligation and its mortgage, every cash
-// journal posting naming it (with both accounts), its dispersal entries per lender, its fee, its
-// healing row and every audit row about it. Amounts leave Postgres as text so no cent is lost to a
+// The whole story of one obligation in one round trip: the obligation, its mortgage and the
+// mortgage's positions, every cash journal posting naming it (with both accounts), its dispersal
+// entries and fees by allocation, its amounts (DESIGN.md §3, from db/obligationAmounts.ts), its
+// healing row, its requeue requests and every audit row about it. Amounts leave Postgres as text so no cent is lost to a
 // JSON number. Also the search behind /ops and GET /api/search.
 import { sql } from "drizzle-orm";
 import type { Executor } from "./client.js";
+import { allocatedOf, netCashOf, netReceivedOf, suspenseOf } from "./obligationAmounts.js";
 import type { HealingStatus } from "./schema.js";
 
 export interface StoryAccount {
@@ -31,8 +33,15 @@ export interface StoryPosting {
   createdAt: string;
 }
 
+export interface StoryPosition {
+  lenderId: string;
+  lenderName: string;
+  units: string;
+}
+
 export interface StoryDispersalEntry {
   id: string;
+  allocation: number;
   lenderId: string;
   lenderName: string;
   amount: string;
@@ -40,6 +49,29 @@ export interface StoryDispersalEntry {
   totalUnits: string;
   dispersalDate: string;
   status: string;
+  createdAt: string;
+}
+
+export interface StoryServicingFee {
+  id: string;
+  allocation: number;
+  amount: string;
+  annualRateBps: number;
+  principalBasis: string;
+  status: string;
+  createdAt: string;
+}
+
+export interface StoryRequeueRequest {
+  id: string;
+  requestedBy: string;
+  channel: string;
+  reason: string;
+  status: "pending" | "carried_out" | "withdrawn";
+  approvedBy: string | null;
+  withdrawnBy: string | null;
+  decidedAt: string | null;
+  round: number | null;
   createdAt: string;
 }
 
@@ -77,12 +109,20 @@ export interface ObligationStoryRecord {
     createdAt: string;
   };
   mortgage: { id: string; reference: string; principal: string; servicingFeeBps: number; paymentFrequency: string };
+  /** The mortgage's positions now (units ≥ 0), largest first. */
+  positions: StoryPosition[];
   postings: StoryPosting[];
+  /** By allocation, then largest amount first. */
   dispersalEntries: StoryDispersalEntry[];
-  servicingFee: { id: string; amount: string; annualRateBps: number; principalBasis: string; createdAt: string } | null;
+  /** One per allocation that carried a fee. */
+  servicingFees: StoryServicingFee[];
   healing: StoryHealing | null;
+  /** Oldest first; at most one is pending. */
+  requeueRequests: StoryRequeueRequest[];
   audit: StoryAudit[];
-  /** SUSPENSE balance of the obligation now (debits − credits), cents as text. */
+  /** Cents as text: net settled cash, cash received net of returns, what the journal allocates. */
+  amounts: { netCash: string; netReceived: string; allocated: string };
+  /** SUSPENSE balance of the obligation now (over every account it is filed under), cents as text. */
   suspenseBalance: string;
 }
 
@@ -101,6 +141,11 @@ export async function loadObligationStory(db: Executor, obligationId: string): P
                                       'createdAt', ${iso("o.created_at")}),
       'mortgage', json_build_object('id', m.id, 'reference', m.reference, 'principal', m.principal::text,
                                     'servicingFeeBps', m.servicing_fee_bps, 'paymentFrequency', m.payment_frequency),
+      'positions', coalesce((
+        select json_agg(json_build_object('lenderId', p.lender_id, 'lenderName', l.name, 'units', p.units::text)
+               order by p.units desc, l.name, p.lender_id)
+          from mortgage_positions p join lenders l on l.id = p.lender_id
+         where p.mortgage_id = o.mortgage_id), '[]'::json),
       'postings', coalesce((
         select json_agg(json_build_object(
                  'id', j.id, 'sequence', j.sequence::text, 'entryType', j.entry_type, 'amount', j.amount::text,
@@ -113,30 +158,37 @@ export async function loadObligationStory(db: Executor, obligationId: string): P
          where j.obligation_id = o.id), '[]'::json),
       'dispersalEntries', coalesce((
         select json_agg(json_build_object(
-                 'id', e.id, 'lenderId', e.lender_id, 'lenderName', l.name, 'amount', e.amount::text,
+                 'id', e.id, 'allocation', e.allocation, 'lenderId', e.lender_id, 'lenderName', l.name, 'amount', e.amount::text,
                  'ownershipUnits', e.ownership_units::text, 'totalUnits', e.total_units::text,
                  'dispersalDate', e.dispersal_date::text, 'status', e.status, 'createdAt', ${iso("e.created_at")})
-               order by e.amount desc, l.name, e.lender_id)
+               order by e.allocation, e.amount desc, l.name, e.lender_id)
           from dispersal_entries e join lenders l on l.id = e.lender_id
          where e.obligation_id = o.id), '[]'::json),
-      'servicingFee', (
-        select json_build_object('id', f.id, 'amount', f.amount::text, 'annualRateBps', f.annual_rate_bps,
-                                 'principalBasis', f.principal_basis::text, 'createdAt', ${iso("f.created_at")})
-          from servicing_fee_entries f where f.obligation_id = o.id),
+      'servicingFees', coalesce((
+        select json_agg(json_build_object('id', f.id, 'allocation', f.allocation, 'amount', f.amount::text, 'annualRateBps', f.annual_rate_bps,
+                                          'principalBasis', f.principal_basis::text, 'status', f.status, 'createdAt', ${iso("f.created_at")})
+               order by f.allocation)
+          from servicing_fee_entries f where f.obligation_id = o.id), '[]'::json),
       'healing', (
         select json_build_object('status', h.status, 'attemptCount', h.attempt_count, 'requeueCount', h.requeue_count,
                                  'lastError', h.last_error, 'lastAttemptAt', ${iso("h.last_attempt_at")},
                                  'escalatedAt', ${iso("h.escalated_at")}, 'resolvedAt', ${iso("h.resolved_at")},
                                  'lastJobId', h.last_job_id, 'createdAt', ${iso("h.created_at")}, 'updatedAt', ${iso("h.updated_at")})
           from dispersal_healing_attempts h where h.obligation_id = o.id),
+      'requeueRequests', coalesce((
+        select json_agg(json_build_object('id', r.id, 'requestedBy', r.requested_by, 'channel', r.channel, 'reason', r.reason,
+                                          'status', r.status, 'approvedBy', r.approved_by, 'withdrawnBy', r.withdrawn_by,
+                                          'decidedAt', ${iso("r.decided_at")}, 'round', r.round, 'createdAt', ${iso("r.created_at")})
+               order by r.created_at, r.id)
+          from requeue_requests r where r.obligation_id = o.id), '[]'::json),
       'audit', coalesce((
         select json_agg(json_build_object('id', a.id, 'action', a.action, 'actor', a.actor, 'severity', a.severity,
                                           'metadata', coalesce(a.metadata, '{}'::jsonb), 'createdAt', ${iso("a.created_at")})
                order by a.created_at, a.id)
           from audit_log a where a.resource_type = 'obligation' and a.resource_id = o.id::text), '[]'::json),
-      'suspenseBalance', coalesce((
-        select sum(s.cumulative_debits - s.cumulative_credits) from cash_accounts s
-         where s.family = 'SUSPENSE' and s.obligation_id = o.id), 0)::text
+      'amounts', json_build_object('netCash', (${netCashOf(sql`o.id`)})::text, 'netReceived', (${netReceivedOf(sql`o.id`)})::text,
+                                   'allocated', (${allocatedOf(sql`o.id`)})::text),
+      'suspenseBalance', (${suspenseOf(sql`o.id`)})::text
     ) as story
       from obligations o join mortgages m on m.id = o.mortgage_id
      where o.id = ${obligationId}::uuid`);

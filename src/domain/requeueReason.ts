@@ -7,7 +7,7 @@ export const MAX_REASON_LENGTH = 500;
 /** Letters, digits and punctuation a reason needs once invisible characters are gone. */
 export const MIN_VISIBLE_REASON_CHARACTERS = 10;
 
-/** Bull Board's retry button cannot ask for one: its requeues record this. */
+/** Bull Board's "retry all" cannot ask for one: its requeues record this (one job's retry asks, bullBoardRetry.ts). */
 export const BULL_BOARD_REASON = "retried from Bull Board";
 
 export class InvalidRequeueReasonError extends DomainError {

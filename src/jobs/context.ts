@@ -6,6 +6,7 @@ import type { Queues } from "../queues/queues.js";
 
 export type PipelineSettings = Pick<
   Config,
+  | "CURRENCY"
   | "HEALING_ATTEMPTS"
   | "HEALING_BACKOFF_MS"
   | "HEALING_SCAN_PAGE_SIZE"

@@ -348,16 +348,20 @@ describe("the ops page", () => {
 });
 
 describe("Bull Board", () => {
+  const BOARD_REASON = "positions fixed in the servicing system";
   it("turns the retry of a failed retrigger job into a requeue named after the operator", async () => {
     const obligationId = escalated[5]!;
     const failed = (await failedJobOf(obligationId))!;
     expect(failed).toBeDefined();
-    const response = await call("PUT", `/admin/queues/api/queues/${retriggerQueue}/${encodeURIComponent(failed.id!)}/retry`, { as: OLGA });
+    const bare = await call("PUT", `/admin/queues/api/queues/${retriggerQueue}/${encodeURIComponent(failed.id!)}/retry`, { as: OLGA });
+    expect(bare).toMatchObject({ status: 400, json: { confirmUrl: `/admin/queues/retry/${retriggerQueue}/${encodeURIComponent(failed.id!)}` } });
+    expect(await healingStatus(obligationId)).toMatchObject({ status: "escalated" });
+    const response = await call("PUT", `/admin/queues/api/queues/${retriggerQueue}/${encodeURIComponent(failed.id!)}/retry`, { as: OLGA, body: { reason: BOARD_REASON } });
     expect(response.status).toBe(200);
     expect(response.json).toMatchObject({ obligationId, round: 2, removedJobId: failed.id });
     expect(await ctx.queues.retrigger.getJob(failed.id!)).toBeUndefined();
     expect(await healingStatus(obligationId)).toMatchObject({ status: "requeued", attempt_count: 0 });
-    expect(await requeueAudits(obligationId)).toMatchObject([{ actor: "olga", metadata: { channel: "bull-board", round: 2, reason: "retried from Bull Board" } }]);
+    expect(await requeueAudits(obligationId)).toMatchObject([{ actor: "olga", metadata: { channel: "bull-board", round: 2, reason: BOARD_REASON } }]);
     const live = await liveJobsOf(obligationId);
     expect(live.map((j) => j.id)).toEqual([response.json.jobId]);
     expect(live[0]!.data).toEqual({ obligationId });
@@ -374,7 +378,7 @@ describe("Bull Board", () => {
     await next!.moveToFailed(new Error("unrecoverable: OBLIGATION_NOT_SETTLED"), "manual-token");
     await manual.close();
     const failed = (await ctx.queues.retrigger.getJob(job.id!))!;
-    const response = await call("PUT", `/admin/queues/api/queues/${retriggerQueue}/${encodeURIComponent(failed.id!)}/retry`, { as: OLGA });
+    const response = await call("PUT", `/admin/queues/api/queues/${retriggerQueue}/${encodeURIComponent(failed.id!)}/retry`, { as: OLGA, body: { reason: BOARD_REASON } });
     expect(response.status).toBe(409);
     expect(response.json).toMatchObject({ code: "NOT_ESCALATED", obligationId: due.obligationId });
     expect(response.json.error).toMatch(/not escalated/);

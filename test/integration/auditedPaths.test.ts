@@ -19,6 +19,7 @@ import { testDb } from "../helpers/testDb.js";
 const OLGA = { name: "olga", secret: "olga-operator-secret" };
 const OSCAR = { name: "oscar", secret: "oscar-operator-secret" };
 const VICTOR = { name: "victor", secret: "victor-viewer-secret" };
+const BOARD_REASON = "positions fixed in the servicing system";
 
 const database = await testDb();
 const pipeline = testPipeline(database, {
@@ -129,13 +130,13 @@ describe("Bull Board, as an operator", () => {
   it("carries out a retry through a percent-encoded queue name as an audited requeue naming the operator", async () => {
     const obligationId = escalated[1]!;
     const failed = (await failedJobOf(obligationId))!;
-    const response = await call("PUT", `${board}/dispersal%2Dretrigger/${encodeURIComponent(failed.id!)}/retry`, { as: OLGA });
+    const response = await call("PUT", `${board}/dispersal%2Dretrigger/${encodeURIComponent(failed.id!)}/retry`, { as: OLGA, body: { reason: BOARD_REASON } });
     expect(response.status).toBe(200);
     expect(response.json).toMatchObject({ status: "requeued", obligationId, round: 2 });
     expect(await healingStatus(obligationId)).toBe("requeued");
     const audit = await auditOf(obligationId);
     expect(audit.filter((a) => a.action === "dispersal.self_healing_requeued")).toMatchObject([
-      { actor: "olga", metadata: { channel: "bull-board", reason: "retried from Bull Board", round: 2 } },
+      { actor: "olga", metadata: { channel: "bull-board", reason: BOARD_REASON, round: 2 } },
     ]);
     expect((await ctx.queues.retrigger.getJob(response.json.jobId))!.data).toEqual({ obligationId });
   });
@@ -155,7 +156,7 @@ describe("Bull Board, as an operator", () => {
     const completed = (await ctx.queues.retrigger.getJobs(["completed"])).find((j) => j.data.obligationId === dispersedId)!;
     expect(completed).toBeDefined();
     const before = await ctx.queues.retrigger.getJobCounts();
-    const one = await call("PUT", `${board}/${retrigger}/${encodeURIComponent(completed.id!)}/retry`, { as: OLGA });
+    const one = await call("PUT", `${board}/${retrigger}/${encodeURIComponent(completed.id!)}/retry`, { as: OLGA, body: { reason: BOARD_REASON } });
     expect(one).toMatchObject({ status: 409, json: { code: "NOT_ESCALATED" } });
     const all = await call("PUT", `${board}/${retrigger}/retry/completed`, { as: OLGA });
     expect(all.status).toBe(409);
@@ -204,7 +205,7 @@ describe("the retrigger guard and the round's actor", () => {
       expect(entries!.n).toBe(0n);
 
       // An operator requeues it (Bull Board's retry of that failed job): the round is his.
-      const retried = await call("PUT", `${board}/${retrigger}/${encodeURIComponent(job.id!)}/retry`, { as: OSCAR });
+      const retried = await call("PUT", `${board}/${retrigger}/${encodeURIComponent(job.id!)}/retry`, { as: OSCAR, body: { reason: BOARD_REASON } });
       expect(retried.status).toBe(200);
       await waitFor(async () => ((await healingStatus(fresh.obligationId)) === "resolved" ? true : undefined), { timeoutMs: 20_000, what: "the requeued round to resolve" });
       const [reversal] = await db.execute<{ actor: string }>(sql`select actor from cash_journal_entries where entry_type = 'REVERSAL' and obligation_id = ${fresh.obligationId}::uuid`);

@@ -93,11 +93,14 @@ describe("GET /api/obligations/:obligationId", () => {
   it("shows who was paid how much, the fee, and that they add up to the settled amount", async () => {
     const { status, json } = await get(`/api/obligations/${dispersed.obligationId}`, OLGA);
     expect(status).toBe(200);
-    expect(json.servicingFee).toMatchObject({ amount: "1000000", annualRateBps: 100 });
-    expect(json.dispersalEntries.map((e: any) => [e.lenderName, e.amount, e.ownershipUnits, e.totalUnits])).toEqual([
-      [LENDER_NAME, "2400000", "6000", "10000"],
-      ["Lender 2", "1600000", "4000", "10000"],
+    expect(json.servicingFees).toEqual([expect.objectContaining({ allocation: 1, amount: "1000000", annualRateBps: 100, status: "pending" })]);
+    expect(json.dispersalEntries.map((e: any) => [e.allocation, e.lenderName, e.amount, e.ownershipUnits, e.totalUnits, e.status])).toEqual([
+      [1, LENDER_NAME, "2400000", "6000", "10000", "pending"],
+      [1, "Lender 2", "1600000", "4000", "10000", "pending"],
     ]);
+    expect(json.positions.map((p: any) => [p.lenderName, p.units])).toEqual([[LENDER_NAME, "6000"], ["Lender 2", "4000"]]);
+    expect(json.amounts).toEqual({ netCash: json.obligation.amount, netReceived: expect.any(String), allocated: json.obligation.amount });
+    expect(json.dispersal).toEqual({ toLenders: "4000000", fee: "1000000", total: "5000000" });
     expect(json.dispersal).toEqual({ toLenders: "4000000", fee: "1000000", total: "5000000" });
     expect(json.postings.filter((p: any) => p.entryType === "LENDER_PAYABLE_CREATED").map((p: any) => p.credit)).toEqual(
       expect.arrayContaining([expect.objectContaining({ family: "LENDER_PAYABLE", lenderId: dispersed.lenderIds[0] })]),
@@ -162,7 +165,7 @@ describe("GET /api/escalations.csv", () => {
     expect(lines.at(-1)).toBe("");
     expect(lines).toHaveLength(1 + 3 + 1);
     const row = lines.find((l) => l.startsWith(escalated.obligationId))!;
-    expect(row).toContain(`,M-${escalated.mortgageId},regular_interest,667695,"6,676.95",667695,"6,676.95",3,0,`);
+    expect(row).toContain(`,M-${escalated.mortgageId},regular_interest,667695,"$6,676.95",667695,"$6,676.95",3,0,`);
     const defused = lines.find((l) => l.startsWith(olderEscalations[0]!.obligationId))!;
     expect(defused.endsWith(`,"'=HYPERLINK(""http://x"", ""click""), then +1"`)).toBe(true);
     const tenDays = lines.find((l) => l.startsWith(olderEscalations[1]!.obligationId))!.split(",");
@@ -186,7 +189,7 @@ describe("money at risk", () => {
   it("shows it in the /ops header, with a search box and every row linked to its story", async () => {
     const { status, text } = await get("/ops");
     expect(status).toBe(200);
-    expect(text).toMatch(/data-risk="suspense"><div class="label">In SUSPENSE<\/div><div class="value">6,706\.95</);
+    expect(text).toMatch(/data-risk="suspense"><div class="label">In SUSPENSE<\/div><div class="value">\$6,706\.95</);
     expect(text).toMatch(/data-bucket="under-1d">1</);
     expect(text).toMatch(/data-bucket="1-7d">1</);
     expect(text).toMatch(/data-bucket="over-7d">1</);

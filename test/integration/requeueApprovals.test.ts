@@ -154,11 +154,11 @@ describe("Bull Board's retry with four eyes", () => {
   it("only creates a pending request naming Bull Board (202); the failed job stays", async () => {
     const id = escalated[5]!;
     const failed = (await ctx.queues.retrigger.getJobs(["failed"])).find((j) => j.data.obligationId === id)!;
-    const retried = await call("PUT", `/admin/queues/api/queues/${ctx.queues.retrigger.name}/${encodeURIComponent(failed.id!)}/retry`, { as: OLGA });
+    const retried = await call("PUT", `/admin/queues/api/queues/${ctx.queues.retrigger.name}/${encodeURIComponent(failed.id!)}/retry`, { as: OLGA, body: { reason: "positions fixed in the servicing system" } });
     expect(retried).toMatchObject({ status: 202, json: { status: "pending_approval", obligationId: id } });
     expect(await failed.getState()).toBe("failed");
     expect(await healingStatus(id)).toBe("escalated");
-    expect(await requeueAuditsOf(id)).toMatchObject([{ action: "dispersal.self_healing_requeue_requested", actor: "olga", metadata: { channel: "bull-board", reason: "retried from Bull Board" } }]);
+    expect(await requeueAuditsOf(id)).toMatchObject([{ action: "dispersal.self_healing_requeue_requested", actor: "olga", metadata: { channel: "bull-board", reason: "positions fixed in the servicing system" } }]);
   });
 });
 

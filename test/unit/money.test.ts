@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { divideRoundHalfUp, formatCents, parseCents, sumCents } from "../../src/domain/money.js";
+import { currencyProblem, divideRoundHalfUp, formatCents, formatMoney, parseCents, sumCents } from "../../src/domain/money.js";
+import { loadConfig } from "../../src/config.js";
 
 describe("parseCents", () => {
   it("reads a string of digits as bigint cents", () => {
@@ -112,5 +113,28 @@ describe("divideRoundHalfUp", () => {
     expect(() => divideRoundHalfUp(-1n, 2n)).toThrow(RangeError);
     expect(() => divideRoundHalfUp(1n, 0n)).toThrow(RangeError);
     expect(() => divideRoundHalfUp(1n, -2n)).toThrow(RangeError);
+  });
+});
+
+describe("formatMoney", () => {
+  it("shows cents in the currency, exactly, whatever the size", () => {
+    expect(formatMoney(133_409n, "USD")).toBe("$1,334.09");
+    expect(formatMoney(0n, "USD")).toBe("$0.00");
+    expect(formatMoney(-5n, "USD")).toBe("-$0.05");
+    expect(formatMoney(667_695n, "EUR")).toBe("€6,676.95");
+    expect(formatMoney(667_695n, "CAD")).toBe("CA$6,676.95");
+    // Past 2^53 a float would lose cents; the decimal string keeps them.
+    expect(formatMoney(9_223_372_036_854_775_807n, "USD")).toBe("$92,233,720,368,547,758.07");
+  });
+});
+
+describe("CURRENCY", () => {
+  it("is an ISO 4217 code with cents, USD by default", () => {
+    expect(loadConfig({}).CURRENCY).toBe("USD");
+    expect(loadConfig({ CURRENCY: "EUR" }).CURRENCY).toBe("EUR");
+    expect(currencyProblem("GBP")).toBeUndefined();
+    expect(() => loadConfig({ CURRENCY: "usd" })).toThrow(/CURRENCY must be an ISO 4217 currency code/);
+    expect(() => loadConfig({ CURRENCY: "XYZ" })).toThrow(/CURRENCY must be an ISO 4217 currency code/);
+    expect(() => loadConfig({ CURRENCY: "JPY" })).toThrow(/CURRENCY must be a currency with cents: JPY has 0 decimal places/);
   });
 });
