@@ -82,7 +82,7 @@ describe("security headers", () => {
     const violations = await watchViolations(page);
 
     await page.goto(`${http.url}/ops`);
-    await page.locator(`tr[data-obligation="${escalatedId}"]`).first().waitFor();
+    await page.locator(`section[aria-labelledby="open"] tr[data-obligation="${escalatedId}"]`).first().waitFor();
     await page.screenshot({ path: `${ARTIFACTS}/csp-ops.png`, fullPage: true });
     expect(await violations()).toEqual([]);
 
