@@ -4,8 +4,8 @@
 import { fileURLToPath } from "node:url";
 import type PgBoss from "pg-boss";
 import { connectDatabase, type Database } from "../src/db/client.js";
-import { disperseObligation, disperseObligations } from "../src/db/dispersals.js";
-import { authorizeDispersalRound, authorizeDispersalRounds, findOrphanedObligations, resolveHealing } from "../src/db/healing.js";
+import { disperseBatch, type DispersalOutcome } from "../src/db/dispersalBatch.js";
+import { findOrphanedObligations } from "../src/db/healing.js";
 import { scanForOrphans } from "../src/jobs/scan.js";
 import { benchQueuePrefix, createBenchDatabase, REDIS_URL, type BenchDatabase } from "./benchResources.js";
 import { openBenchPipeline, spawnChildren, startWorkerProcesses } from "./benchPipeline.js";
@@ -214,11 +214,7 @@ async function healDirectly(database: BenchDatabase, orphans: number, concurrenc
         Array.from({ length: concurrency }, async () => {
           while (next < ids.length) {
             const obligationId = ids[next++]!;
-            await direct.db.transaction(async (tx) => {
-              await authorizeDispersalRound(tx, obligationId);
-              await disperseObligation(tx, obligationId);
-              await resolveHealing(tx, obligationId, 1, { actor: "dispersal-healing" });
-            });
+            await direct.db.transaction(async (tx) => expectDispersed(await disperseBatch(tx, [{ obligationId, attempt: 1 }])));
           }
         }),
       );
@@ -231,10 +227,9 @@ async function healDirectly(database: BenchDatabase, orphans: number, concurrenc
 }
 
 /**
- * The batched queue-free ceiling: what the batch transaction (authorizeDispersalRounds,
- * disperseObligations, resolveHealing per obligation before the postings, as the workers'
- * DispersalBatches run it) reaches straight at Postgres, `concurrency`
- * batches of `batchSize` at a time.
+ * The batched queue-free ceiling: what the production dispersal transaction (db/dispersalBatch.ts
+ * disperseBatch, the one the workers' DispersalBatches commit) reaches straight at Postgres,
+ * `concurrency` batches of `batchSize` at a time.
  */
 async function healDirectlyInBatches(database: BenchDatabase, orphans: number, concurrency: number, batchSize: number): Promise<HealRun> {
   await seedOrphans(database, { count: orphans });
@@ -255,19 +250,7 @@ async function healDirectlyInBatches(database: BenchDatabase, orphans: number, c
           while (next < ids.length) {
             const batch = ids.slice(next, next + batchSize);
             next += batch.length;
-            await direct.db.transaction(async (tx) => {
-              await authorizeDispersalRounds(tx, batch);
-              await disperseObligations(tx, batch, {
-                beforePostings: async (dispersals) => {
-                  await Promise.all(
-                    batch.map((obligationId) => {
-                      if (dispersals.get(obligationId)?.outcome !== "dispersed") throw new Error(`ceiling batch could not disperse ${obligationId}`);
-                      return resolveHealing(tx, obligationId, 1, { actor: "dispersal-healing" });
-                    }),
-                  );
-                },
-              });
-            });
+            await direct.db.transaction(async (tx) => expectDispersed(await disperseBatch(tx, batch.map((obligationId) => ({ obligationId, attempt: 1 })))));
           }
         }),
       );
@@ -276,6 +259,13 @@ async function healDirectlyInBatches(database: BenchDatabase, orphans: number, c
     return run;
   } finally {
     await direct.close();
+  }
+}
+
+/** The ceiling measures the production transaction by construction: every obligation of it must have been dispersed. */
+function expectDispersed(outcomes: ReadonlyMap<string, DispersalOutcome>): void {
+  for (const [obligationId, outcome] of outcomes) {
+    if (outcome.kind !== "dispersed") throw new Error(`ceiling could not disperse ${obligationId}: ${String((outcome.error as Error)?.message ?? outcome.error)}`);
   }
 }
 

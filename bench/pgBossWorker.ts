@@ -7,8 +7,8 @@
 // throughput while keeping one job = one retryable unit.
 import PgBoss from "pg-boss";
 import { connectDatabase, isOutage } from "../src/db/client.js";
-import { disperseObligation } from "../src/db/dispersals.js";
-import { authorizeDispersalRound, recordFailedAttempt, resolveHealing } from "../src/db/healing.js";
+import { disperseBatch } from "../src/db/dispersalBatch.js";
+import { recordFailedAttempt } from "../src/db/healing.js";
 import { DomainError } from "../src/domain/errors.js";
 import { parseRetriggerData } from "../src/jobs/retrigger.js";
 import { PGBOSS_QUEUE, PGBOSS_SCHEMA } from "./pgBossQueue.js";
@@ -40,10 +40,10 @@ async function processOne(job: PgBoss.Job<unknown>): Promise<void> {
     return;
   }
   try {
+    // The production dispersal transaction, as the BullMQ workers commit it (a batch of one).
     await database.db.transaction(async (tx) => {
-      const round = await authorizeDispersalRound(tx, obligationId);
-      await disperseObligation(tx, obligationId);
-      await resolveHealing(tx, obligationId, 1, { actor: round.actor, jobId: job.id });
+      const outcome = (await disperseBatch(tx, [{ obligationId, attempt: 1, jobId: job.id }])).get(obligationId)!;
+      if (outcome.kind === "failed") throw outcome.error;
     });
     await boss.complete(PGBOSS_QUEUE, job.id);
   } catch (error) {

@@ -108,18 +108,16 @@ interface Planned {
 }
 
 /**
- * Disperses a batch of obligations in the caller's transaction: for each, what the net settled cash
- * calls for minus what the journal already allocates (domain/allocation). An obligation that cannot
- * be dispersed (unknown, not settled, no active position, entries that disagree with the journal)
- * is left out with its error and nothing of it is written; any other error rolls the caller's
- * transaction back. `beforePostings` runs the caller's per-obligation bookkeeping after the
- * obligation rows are written and before the shared account rows are locked by the postings.
+ * Everything of a batch's dispersal but its postings, in the caller's transaction: for each
+ * obligation, what the net settled cash calls for minus what the journal already allocates
+ * (domain/allocation), its entries written, and the postings to make returned. An obligation that
+ * cannot be dispersed (unknown, not settled, no active position, entries that disagree with the
+ * journal) is left out with its error and nothing of it is written; any other error rolls the
+ * caller's transaction back. The caller posts `postings` last (db/dispersalBatch.ts): the account
+ * rows they lock (a mortgage's CONTROL and LENDER_PAYABLE, shared by all its obligations) are then
+ * held only from there to the commit.
  */
-export async function disperseObligations(
-  tx: Tx,
-  obligationIds: readonly string[],
-  options: { beforePostings?: (outcomes: ReadonlyMap<string, BatchDispersal>) => Promise<void> } = {},
-): Promise<Map<string, BatchDispersal>> {
+export async function allocateObligations(tx: Tx, obligationIds: readonly string[]): Promise<{ outcomes: Map<string, BatchDispersal>; postings: PostingRequest[] }> {
   const outcomes = new Map<string, BatchDispersal>();
   const ids = [...new Set(obligationIds)].sort();
   const read = ids.length === 0 ? { obligations: [], postings: [], entries: [] } : await lockAndRead(tx, ids);
@@ -177,13 +175,14 @@ export async function disperseObligations(
     await tx.execute(sql`update obligations set dispersed = true where id in (${idList(settledIds)}) and not dispersed`);
   }
   for (const p of planned) outcomes.set(p.row.id, { obligationId: p.row.id, outcome: "dispersed", dispersal: written.get(p.row.id)! });
+  return { outcomes, postings: ledger };
+}
 
-  // The caller's per-obligation work runs before the postings: the account rows the postings lock
-  // (a mortgage's CONTROL and LENDER_PAYABLE, shared by all its obligations) are then held only
-  // from here to the commit, so batches that meet on one mortgage wait on each other briefly.
-  await options.beforePostings?.(outcomes);
+/** allocateObligations, then its postings: the dispersal of obligations outside the healing rounds (a returned payment's, tests'). */
+export async function disperseObligations(tx: Tx, obligationIds: readonly string[]): Promise<Map<string, BatchDispersal>> {
+  const { outcomes, postings } = await allocateObligations(tx, obligationIds);
   // postEntries takes the account rows in a fixed order, so concurrent batches cannot deadlock.
-  await postEntries(tx, ledger);
+  await postEntries(tx, postings);
   failpoint("dispersal.after-postings");
   return outcomes;
 }

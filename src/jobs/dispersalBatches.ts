@@ -10,9 +10,7 @@
 // batch of one (one bad row never fails or delays its neighbours); an outage puts every job back
 // without using an attempt (retrigger.ts putBackForOutage).
 import { isOutage } from "../db/client.js";
-import { disperseObligations, type BatchDispersal, type DispersalResult } from "../db/dispersals.js";
-import { authorizeDispersalRounds, recordFailedAttempts, resolveHealings, type FailedAttempt, type ResolutionRequest } from "../db/healing.js";
-import { DomainError } from "../domain/errors.js";
+import { disperseBatch, type DispersalOutcome, type DispersalRequest } from "../db/dispersalBatch.js";
 import { failpoint } from "../failpoint.js";
 import type { PipelineContext } from "./context.js";
 import { GroupCommit, type GroupCommitOptions } from "./groupCommit.js";
@@ -25,17 +23,8 @@ export const BATCH_FAILPOINTS = [
   "batch.before-complete", // about to hand each job its outcome (BullMQ then completes or fails it)
 ] as const;
 
-export interface BatchRequest {
-  obligationId: string;
-  /** The job's attempt number (attemptsMade + 1), recorded on the healing row. */
-  attempt: number;
-  jobId?: string;
-}
-
-export type BatchOutcome =
-  | { kind: "dispersed"; dispersal: DispersalResult; resolvedEscalation: boolean }
-  /** Failed with this error, exactly as alone (its failed attempt already written when `attemptRecorded`). */
-  | { kind: "failed"; error: unknown; attemptRecorded?: boolean };
+export type BatchRequest = DispersalRequest;
+export type BatchOutcome = DispersalOutcome;
 
 interface Waiting {
   request: BatchRequest;
@@ -102,8 +91,8 @@ export class DispersalBatches {
   }
 
   /**
-   * The dispersal transaction of one batch (db/dispersals.ts disperseObligations, with each
-   * obligation's bookkeeping), committed; then the outcomes. An outage fails every member (the
+   * The dispersal transaction of one batch (db/dispersalBatch.ts disperseBatch), committed; then
+   * the outcomes. An outage fails every member (the
    * retrigger processor puts the jobs back without using an attempt); any other error answers
    * "one by one", or for a batch of one (`last`) fails the member with it.
    */
@@ -112,46 +101,7 @@ export class DispersalBatches {
     let outcomes: Map<string, BatchOutcome>;
     try {
       outcomes = await this.ctx.database.db.transaction(async (tx) => {
-        const ids = members.map((m) => m.request.obligationId);
-        // Locks the batch's obligation rows in id order and reads who asked for each round; a job of
-        // an escalation nobody requeued is refused, as alone (db/healing.ts authorizeDispersalRounds).
-        const authority = await authorizeDispersalRounds(tx, ids);
-        const results = new Map<string, BatchOutcome>();
-        // Each obligation's bookkeeping (resolved status, REVERSAL of its suspense, audit; or the
-        // failed attempt), set-based, before the shared account rows are locked by the postings.
-        const bookkeeping = async (dispersals: ReadonlyMap<string, BatchDispersal>) => {
-          const failures: FailedAttempt[] = [];
-          const resolving: Array<ResolutionRequest & { dispersal: DispersalResult }> = [];
-          for (const { request } of members) {
-            const round = authority.get(request.obligationId)!;
-            if (round instanceof DomainError) {
-              results.set(request.obligationId, { kind: "failed", error: round });
-              continue;
-            }
-            const dispersal = dispersals.get(request.obligationId)!;
-            const jobId = request.jobId ? { jobId: request.jobId } : {};
-            if (dispersal.outcome === "rejected") {
-              // A retryable failure uses an attempt: written here, in the batch's commit, instead
-              // of a transaction of its own per job (an escalation storm is 3 of them per obligation).
-              const attemptRecorded = dispersal.error.retryable;
-              if (attemptRecorded) failures.push({ obligationId: request.obligationId, attempt: request.attempt, error: dispersal.error.message, ...jobId });
-              results.set(request.obligationId, { kind: "failed", error: dispersal.error, attemptRecorded });
-              continue;
-            }
-            resolving.push({
-              obligationId: request.obligationId,
-              attempt: request.attempt,
-              context: { actor: round.actor, requeueRequestId: round.requeueRequestId, approvedBy: round.approvedBy, ...jobId },
-              dispersal: dispersal.dispersal,
-            });
-          }
-          await recordFailedAttempts(tx, failures);
-          const resolutions = await resolveHealings(tx, resolving);
-          for (const { obligationId, dispersal } of resolving) {
-            results.set(obligationId, { kind: "dispersed", dispersal, resolvedEscalation: resolutions.get(obligationId)!.reversals.length > 0 });
-          }
-        };
-        await disperseObligations(tx, ids.filter((id) => !(authority.get(id) instanceof DomainError)), { beforePostings: bookkeeping });
+        const results = await disperseBatch(tx, members.map((m) => m.request));
         failpoint("batch.before-commit");
         return results;
       });
