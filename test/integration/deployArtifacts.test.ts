@@ -7,6 +7,7 @@ import { testDb } from "../helpers/testDb.js";
 const SCRAPER = { name: "prometheus", secret: "scrape-secret-0001" };
 const DASHBOARD = JSON.parse(readFileSync("deploy/grafana/dispersal.json", "utf8"));
 const ALERTS = readFileSync("deploy/prometheus/alerts.yml", "utf8");
+const RUNBOOKS = readFileSync("docs/operations.md", "utf8");
 /**
  * Metrics the alert rules use that other work exports. None left: every metric the rules name is
  * exported now; promtool's tests cover the rules with synthetic series. A name added here is
@@ -79,6 +80,32 @@ describe("deploy/prometheus/alerts.yml", () => {
         continue;
       }
       expect(exported.has(name), `${name} is not on /metrics`).toBe(true);
+    }
+  });
+});
+
+describe("runbooks (docs/operations.md)", () => {
+  const alerts = ALERTS.split(/^\s*- alert: /m).slice(1).map((block) => ({
+    name: /^(\w+)/.exec(block)![1]!,
+    runbookUrl: /^\s*runbook_url:\s*"([^"]*)"/m.exec(block)?.[1],
+  }));
+  /** The anchor GitHub and most Markdown renderers give a heading: lower case, spaces to dashes. */
+  const sections = new Map(
+    RUNBOOKS.split(/^## /m).slice(1).map((section) => {
+      const [heading, ...body] = section.split("\n");
+      return [heading!.trim().toLowerCase().replace(/[^a-z0-9 -]/g, "").replace(/ /g, "-"), body.join("\n")];
+    }),
+  );
+
+  it("every alert links to its own runbook, which says what it means, how to find the cause, fix it and verify", () => {
+    expect(alerts.length).toBeGreaterThan(8);
+    for (const { name, runbookUrl } of alerts) {
+      expect(runbookUrl, `${name} has no runbook_url`).toBe(`docs/operations.md#${name.toLowerCase()}`);
+      const section = sections.get(name.toLowerCase());
+      expect(section, `docs/operations.md has no "## ${name}"`).toBeDefined();
+      for (const part of ["**Means.**", "**Find the cause.**", "**Fix.**", "**Verify.**"]) {
+        expect(section, `${name}'s runbook lacks ${part}`).toContain(part);
+      }
     }
   });
 });
