@@ -60,6 +60,12 @@ export const configSchema = z.object({
     .regex(/^[A-Za-z0-9{}_.-]+$/, "may only hold letters, digits and {}_.-")
     .default("{dispersal}"),
   PORT: z.coerce.number({ error: "must be a port number from 0 to 65535" }).int("must be a port number from 0 to 65535").min(0, "must be a port number from 0 to 65535").max(65535, "must be a port number from 0 to 65535").default(3000),
+  /**
+   * Where a `worker` process serves its own /metrics (and /healthz); `start` and `server` serve
+   * them on PORT. Unset: no metrics server, so that workers side by side on one host need no port
+   * each. (Default: off)
+   */
+  METRICS_PORT: z.coerce.number({ error: "must be a port number from 0 to 65535" }).int("must be a port number from 0 to 65535").min(0, "must be a port number from 0 to 65535").max(65535, "must be a port number from 0 to 65535").optional(),
   HOST: z.string().min(1, "must be an address to listen on (e.g. 127.0.0.1, 0.0.0.0, ::)").default("127.0.0.1"),
   OPS_USERS: z
     .string()
