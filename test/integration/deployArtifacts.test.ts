@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { startHttpServer, type HttpServer } from "../../src/dashboard/app.js";
+import { registerWorkerMetrics } from "../../src/dashboard/workerMetrics.js";
+import type { Workers } from "../../src/jobs/worker.js";
 import { testPipeline } from "../helpers/pipeline.js";
 import { testDb } from "../helpers/testDb.js";
 
@@ -18,6 +20,7 @@ const EXPECTED_FROM_OTHER_BRANCHES = new Set<string>([]);
 const database = await testDb();
 const pipeline = testPipeline(database, { OPS_USERS: `${SCRAPER.name}:viewer:${SCRAPER.secret}` });
 let http: HttpServer;
+let workers: Workers;
 let exported: Set<string>;
 
 function metricNames(expression: string): string[] {
@@ -26,6 +29,9 @@ function metricNames(expression: string): string[] {
 
 beforeAll(async () => {
   http = await startHttpServer(pipeline.ctx, { ...pipeline.config, PORT: 0, HOST: "127.0.0.1" });
+  // As `start` does: its workers' figures, which a `worker` serves on METRICS_PORT, join /metrics.
+  workers = pipeline.startWorkers();
+  registerWorkerMetrics(http.metricsRegistry, workers);
   const response = await fetch(`${http.url}/metrics`, { headers: { authorization: `Basic ${Buffer.from(`${SCRAPER.name}:${SCRAPER.secret}`).toString("base64")}` } });
   expect(response.status).toBe(200);
   const text = await response.text();
@@ -36,12 +42,13 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await http?.close();
+  await workers?.close();
 });
 
 describe("deploy/grafana/dispersal.json", () => {
   it("is a dashboard Grafana can load: unique panel ids, a grid position each, a Prometheus datasource variable", () => {
     expect(DASHBOARD).toMatchObject({ uid: "dispersal-healing", title: expect.any(String), schemaVersion: expect.any(Number) });
-    expect(DASHBOARD.templating.list).toEqual([expect.objectContaining({ name: "datasource", type: "datasource", query: "prometheus" })]);
+    expect(DASHBOARD.templating.list[0]).toEqual(expect.objectContaining({ name: "datasource", type: "datasource", query: "prometheus" }));
     const ids = DASHBOARD.panels.map((p: any) => p.id);
     expect(new Set(ids).size).toBe(ids.length);
     for (const panel of DASHBOARD.panels) {
@@ -59,6 +66,42 @@ describe("deploy/grafana/dispersal.json", () => {
       const names = metricNames(expr);
       expect(names.length, `${panel}: ${expr} names no dispersal_ metric`).toBeGreaterThan(0);
       for (const name of names) expect(exported.has(name), `${panel}: ${name} is not on /metrics`).toBe(true);
+    }
+  });
+
+  it("has instance and queue_prefix variables, and every query keeps to the chosen instances", () => {
+    const variables = new Map(DASHBOARD.templating.list.map((v: any) => [v.name, v]));
+    const queuePrefix: any = variables.get("queue_prefix");
+    const instance: any = variables.get("instance");
+    expect(queuePrefix?.query.query).toBe("label_values(dispersal_process_info, queue_prefix)");
+    // The instance list is the chosen deployment's processes: that is how queries use the prefix.
+    expect(instance?.query.query).toBe('label_values(dispersal_process_info{queue_prefix="$queue_prefix"}, instance)');
+    expect(instance).toMatchObject({ multi: true, includeAll: true });
+    expect(instance.allValue).toBeUndefined(); // "All" = the prefix's instances, not every instance
+    expect(exported.has("dispersal_process_info")).toBe(true);
+    for (const panel of DASHBOARD.panels.filter((p: any) => p.type !== "row")) {
+      for (const { expr } of panel.targets) {
+        const selectors = [...(expr as string).matchAll(/\bdispersal_[a-z0-9_]+(\{[^}]*\})?/g)];
+        for (const [selector, labels] of selectors) expect(labels, `${panel.title}: ${selector}`).toContain('instance=~"$instance"');
+      }
+    }
+  });
+
+  it("shows money in currency units, durations in seconds, rates in ops/s, counts as numbers", () => {
+    for (const panel of DASHBOARD.panels.filter((p: any) => p.type !== "row")) {
+      const unit = panel.fieldConfig?.defaults?.unit;
+      const exprs: string[] = panel.targets.map((t: any) => t.expr);
+      const names = exprs.flatMap(metricNames);
+      expect(unit, `${panel.title} has no unit`).toEqual(expect.any(String));
+      expect(unit, panel.title).not.toBe("none");
+      if (names.some((n) => n.endsWith("_cents"))) {
+        expect(unit, panel.title).toMatch(/^currency[A-Z]{3}$/);
+        for (const expr of exprs) expect(expr, `${panel.title}: cents shown in currency units`).toMatch(/\/ 100$/);
+      } else if (names.every((n) => /_seconds(_bucket)?$/.test(n))) {
+        expect(unit, panel.title).toBe("s");
+      } else if (exprs.every((e) => e.includes("rate(") && !e.includes(" / "))) {
+        expect(unit, panel.title).toBe("ops");
+      }
     }
   });
 
