@@ -3,6 +3,7 @@
 import { createServer, type Server } from "node:net";
 import { sql } from "drizzle-orm";
 import { afterAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config.js";
 import { givenSettledObligation } from "../helpers/factories.js";
 import { httpCall } from "../helpers/http.js";
 import { spawnCli, waitFor } from "../helpers/processes.js";
@@ -33,7 +34,7 @@ describe("dispersal worker with METRICS_PORT", () => {
     const metricsPort = await port({ keep: false });
     const worker = spawnCli(["worker"], { ...env, METRICS_PORT: String(metricsPort) });
     const base = `http://127.0.0.1:${metricsPort}`;
-    await waitFor(async () => (await fetch(`${base}/healthz`).catch(() => undefined))?.ok, { timeoutMs: 20_000, what: `the worker's /healthz (output: ${worker.output()})` });
+    await waitFor(async () => (await fetch(`${base}/healthz`).catch(() => undefined))?.ok, { timeoutMs: 60_000, what: "the worker's /healthz on METRICS_PORT" });
 
     const { obligationId } = await givenSettledObligation(database, { lenders: [6000, 4000] });
     await waitFor(
@@ -62,9 +63,16 @@ describe("dispersal worker with METRICS_PORT", () => {
   it("exits non-zero at start, naming METRICS_PORT, when the port is in use", async () => {
     const taken = await port({ keep: true });
     const worker = spawnCli(["worker"], { ...env, METRICS_PORT: String(taken) });
-    const exited = await Promise.race([worker.exited, new Promise<"alive">((r) => setTimeout(() => r("alive"), 15_000))]);
-    expect(exited, `still running after 15 s:\n${worker.output()}`).not.toBe("alive");
+    const exited = await Promise.race([worker.exited, new Promise<"alive">((r) => setTimeout(() => r("alive"), 45_000))]);
+    expect(exited, `still running after 45 s:\n${worker.output()}`).not.toBe("alive");
     expect(exited).not.toBe(0);
     expect(worker.output().trim().split("\n")).toEqual([`dispersal: METRICS_PORT ${taken} is already in use on 127.0.0.1: stop what holds it or set METRICS_PORT to a free port`]);
+  });
+
+  it("is off unless set, and a bad METRICS_PORT is refused at start, named", () => {
+    expect(loadConfig({}).METRICS_PORT).toBeUndefined();
+    expect(loadConfig({ METRICS_PORT: "9464" }).METRICS_PORT).toBe(9464);
+    expect(() => loadConfig({ METRICS_PORT: "abc" })).toThrow(/^Invalid configuration: METRICS_PORT must be a port number from 0 to 65535/);
+    expect(() => loadConfig({ METRICS_PORT: "70000" })).toThrow(/^Invalid configuration: METRICS_PORT must be a port number/);
   });
 });
