@@ -146,5 +146,5 @@ describe("traces exported over OTLP/HTTP JSON", () => {
 
     expect(await worker.stop("SIGTERM")).toBe(0);
     expect(await server.stop("SIGTERM")).toBe(0);
-  });
+  }, 180_000); // two processes start (tsx, migrations) and export: slow on a loaded machine, bounded by each wait
 });

@@ -58,7 +58,7 @@ describe("dispersal worker with METRICS_PORT", () => {
     expect(sample(metrics, "dispersal_process_resident_memory_bytes")).toBeGreaterThan(0);
 
     expect(await worker.stop("SIGTERM")).toBe(0);
-  });
+  }, 120_000);
 
   it("exits non-zero at start, naming METRICS_PORT, when the port is in use", async () => {
     const taken = await port({ keep: true });
@@ -67,7 +67,7 @@ describe("dispersal worker with METRICS_PORT", () => {
     expect(exited, `still running after 45 s:\n${worker.output()}`).not.toBe("alive");
     expect(exited).not.toBe(0);
     expect(worker.output().trim().split("\n")).toEqual([`dispersal: METRICS_PORT ${taken} is already in use on 127.0.0.1: stop what holds it or set METRICS_PORT to a free port`]);
-  });
+    }, 90_000);
 
   it("is off unless set, and a bad METRICS_PORT is refused at start, named", () => {
     expect(loadConfig({}).METRICS_PORT).toBeUndefined();
