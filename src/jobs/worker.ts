@@ -60,7 +60,7 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
   const active: Record<string, number> = {};
   const counted = <T>(queue: string, processor: Processor<T>): Processor<T> => {
     active[queue] = 0;
-    return async (job, token, signal) => {
+    const wrapped: Processor<T> = async (job, token, signal) => {
       active[queue]!++;
       try {
         return await processor(job, token, signal);
@@ -68,6 +68,8 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
         active[queue]!--;
       }
     };
+    // BullMQ gives a processor an abort signal only when it declares one (its arity): keep the processor's.
+    return Object.defineProperty(wrapped, "length", { value: processor.length });
   };
   const retrigger = new Worker<RetriggerJobData>(QUEUE.retrigger, counted(QUEUE.retrigger, retriggerProcessor(ctx, batches)), {
     ...common,
