@@ -15,6 +15,7 @@ import { paymentAmountSchema, paymentReferenceSchema } from "./domain/paymentInp
 import { migrateDatabase, unreachable } from "./db/migrate.js";
 import { seedDemo, seedObligations } from "./db/seed.js";
 import { startHttpServer } from "./dashboard/app.js";
+import { registerWorkerMetrics, startMetricsServer } from "./dashboard/workerMetrics.js";
 import { reconcileLedger } from "./jobs/reconcile.js";
 import { requestRequeue } from "./jobs/requeue.js";
 import { requeueReasonSchema } from "./domain/requeueReason.js";
@@ -109,6 +110,7 @@ program
       const http = await startHttpServer(ctx, config);
       const schedules = await keepSchedules(ctx.queues, config, log);
       const workers = startWorkers(ctx, opts);
+      registerWorkerMetrics(http.metricsRegistry, workers);
       const listener = listenForSettlements(ctx, config);
       log.info({ url: http.url }, "dispersal-healing started");
       // The listener stops first: what it holds goes to Redis while the workers still run.
@@ -122,10 +124,13 @@ program
   .option("--concurrency <n>", "retrigger jobs processed at once (default WORKER_CONCURRENCY)", positiveInt)
   .action(async (opts: { concurrency?: number }) => {
     await withRuntime({ migrate: true, name: "dispersal-worker" }, async ({ ctx, config }) => {
+      // The port first, as `start` does: a worker that cannot serve its metrics exits before it holds any work.
+      const metrics = config.METRICS_PORT === undefined ? undefined : await startMetricsServer(ctx, { ...config, METRICS_PORT: config.METRICS_PORT });
       const schedules = await keepSchedules(ctx.queues, config, log);
       const workers = startWorkers(ctx, opts);
+      if (metrics) registerWorkerMetrics(metrics.registry, workers);
       const listener = listenForSettlements(ctx, config);
-      await untilSignal([() => schedules.stop(), async () => listener?.stop(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
+      await untilSignal([() => schedules.stop(), async () => listener?.stop(), () => workers.close(), async () => metrics?.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 

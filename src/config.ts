@@ -81,6 +81,12 @@ export const configSchema = z.object({
     .regex(/^[A-Za-z0-9{}_.-]+$/, "may only hold letters, digits and {}_.-")
     .default("{dispersal}"),
   PORT: z.coerce.number({ error: "must be a port number from 0 to 65535" }).int("must be a port number from 0 to 65535").min(0, "must be a port number from 0 to 65535").max(65535, "must be a port number from 0 to 65535").default(3000),
+  /**
+   * Where a `worker` process serves its own /metrics (and /healthz); `start` and `server` serve
+   * them on PORT. Unset: no metrics server, so that workers side by side on one host need no port
+   * each. (Default: off)
+   */
+  METRICS_PORT: z.coerce.number({ error: "must be a port number from 0 to 65535" }).int("must be a port number from 0 to 65535").min(0, "must be a port number from 0 to 65535").max(65535, "must be a port number from 0 to 65535").optional(),
   HOST: z.string().min(1, "must be an address to listen on (e.g. 127.0.0.1, 0.0.0.0, ::)").default("127.0.0.1"),
   OPS_USERS: z
     .string()
@@ -123,6 +129,23 @@ export const configSchema = z.object({
   SETTLEMENT_LISTENER_RECONNECT_MS: positiveInt(1_000),
   RECONCILIATION_CRON: z.string().refine(isCronExpression, CRON).default("0 7 * * *"),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ error: "must be an http(s) URL" }).regex(/^https?:\/\//, "must be an http(s) URL").optional(),
+  /** The standard OTLP protocol setting: this service exports OTLP/HTTP with JSON bodies, so only http/json. (Default: http/json) */
+  OTEL_EXPORTER_OTLP_PROTOCOL: z.enum(["http/json"], { error: "must be http/json (the service exports OTLP/HTTP JSON; grpc and http/protobuf are not built in)" }).default("http/json"),
+  /** service.name on every span (the OpenTelemetry standard variable). (Default: dispersal-healing) */
+  OTEL_SERVICE_NAME: z.string().trim().min(1, "must be a service name").optional(),
+  /** More resource attributes on every span: key=value,key2=value2 (values percent-encoded), as OpenTelemetry specifies. (Default: none) */
+  OTEL_RESOURCE_ATTRIBUTES: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined) return undefined;
+      const attributes = parseResourceAttributes(value);
+      if (!attributes) {
+        ctx.addIssue({ code: "custom", message: "must be key=value pairs separated by commas (values percent-encoded), e.g. deployment.environment=prod,team=ops" });
+        return z.NEVER;
+      }
+      return attributes;
+    }),
   /** Operators needed to requeue an escalation: 1, or 2 (four eyes: a second operator approves). (Default: 1) */
   REQUEUE_APPROVALS: z.enum(["1", "2"], { error: "must be 1 or 2" }).default("1").transform((v) => Number(v) as 1 | 2),
   /**
@@ -177,6 +200,23 @@ export type Config = z.infer<typeof configSchema>;
 /** The URL of a direct session with Postgres (LISTEN, session advisory locks, the readers). */
 export function directDatabaseUrl(config: Pick<Config, "DATABASE_URL" | "DATABASE_DIRECT_URL">): string {
   return config.DATABASE_DIRECT_URL ?? config.DATABASE_URL;
+}
+
+/** OTEL_RESOURCE_ATTRIBUTES as the OpenTelemetry SDK specification has it; undefined when malformed. */
+function parseResourceAttributes(value: string): Record<string, string> | undefined {
+  const attributes: Record<string, string> = {};
+  for (const pair of value.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) return undefined;
+    const key = pair.slice(0, eq).trim();
+    if (!/^[\x21-\x7e]+$/.test(key)) return undefined;
+    try {
+      attributes[key] = decodeURIComponent(pair.slice(eq + 1).trim());
+    } catch {
+      return undefined;
+    }
+  }
+  return attributes;
 }
 
 const DURATION_UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;

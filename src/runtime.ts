@@ -42,7 +42,12 @@ export async function openRuntime(options: { config?: Config; migrate?: boolean;
     }
   }
   // Before the queues: they take BullMQ's telemetry option when tracing is on.
-  const tracing = startTracing({ endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT, role: options.name });
+  const tracing = startTracing({
+    endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT,
+    role: options.name,
+    serviceName: config.OTEL_SERVICE_NAME,
+    resourceAttributes: config.OTEL_RESOURCE_ATTRIBUTES,
+  });
   const connection = createRedisConnection(config, options.name);
   connection.on("error", (error) => log.warn({ error: error.message }, "redis connection error"));
   const queues = openQueues(connection, config.QUEUE_PREFIX, { commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS });

@@ -3,6 +3,7 @@
 // and closes it all (including the metrics' Redis event listeners).
 import express, { type Express } from "express";
 import type { Server } from "node:http";
+import type { Registry } from "prom-client";
 import type { Config } from "../config.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { apiRoutes } from "./api.js";
@@ -19,6 +20,8 @@ import { refuseCrossSiteWrites } from "./sameOrigin.js";
 import { InfrastructureError } from "../domain/errors.js";
 
 export type OperationsApp = Express & {
+  /** What /metrics answers; a `start` process adds its workers' figures to it. */
+  metricsRegistry: Registry;
   /** Stops what the app holds besides the HTTP server: the metrics' queue event listeners. */
   closeResources(): Promise<void>;
 };
@@ -49,18 +52,20 @@ export function createApp(ctx: PipelineContext, config: Config): OperationsApp {
 
   app.use(notFound());
   app.use(respondWithErrors(ctx.log));
-  return Object.assign(app, { closeResources: () => metrics.close() });
+  return Object.assign(app, { metricsRegistry: metrics.registry, closeResources: () => metrics.close() });
 }
 
 /** The process cannot serve: another one holds the address. Named so a supervisor's log says why it exited. */
 export class PortInUseError extends InfrastructureError {
-  constructor(readonly port: number, readonly host: string, options: { cause: unknown }) {
-    super(`PORT ${port} is already in use on ${host}: stop what holds it or set PORT to a free port`, options);
+  constructor(readonly port: number, readonly host: string, options: { cause: unknown; variable?: "PORT" | "METRICS_PORT" }) {
+    const variable = options.variable ?? "PORT";
+    super(`${variable} ${port} is already in use on ${host}: stop what holds it or set ${variable} to a free port`, options);
   }
 }
 
 export interface HttpServer {
   server: Server;
+  metricsRegistry: Registry;
   url: string;
   close(): Promise<void>;
 }
@@ -84,6 +89,7 @@ export async function startHttpServer(ctx: PipelineContext, config: Config): Pro
   const host = config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST;
   return {
     server,
+    metricsRegistry: app.metricsRegistry,
     url: `http://${host}:${port}`,
     close: async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

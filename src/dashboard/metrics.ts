@@ -36,6 +36,7 @@ export function createMetrics(ctx: PipelineContext): OperationsMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "dispersal_" });
   const registers = [registry];
+  registerProcessInfo(registry, ctx.queues.prefix);
   const queueNames = ctx.queues.all.map((q) => q.name);
 
   const sourceUp = new Gauge({
@@ -192,6 +193,19 @@ export function createMetrics(ctx: PipelineContext): OperationsMetrics {
       await Promise.all(listeners.map((events) => closeListener(ctx, events)));
     },
   };
+}
+
+/**
+ * One series per process, value 1, saying which deployment (queue prefix) it belongs to: the
+ * Grafana dashboard's queue_prefix variable reads it and narrows its instance variable to them.
+ */
+export function registerProcessInfo(registry: Registry, queuePrefix: string): void {
+  new Gauge({
+    name: "dispersal_process_info",
+    help: "1 for every dispersal-healing process; queue_prefix is its QUEUE_PREFIX",
+    labelNames: ["queue_prefix"],
+    registers: [registry],
+  }).set({ queue_prefix: queuePrefix }, 1);
 }
 
 /**

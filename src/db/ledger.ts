@@ -15,6 +15,8 @@ import {
 } from "../domain/ledgerRules.js";
 import { AmountOutOfRangeError, IdempotencyConflictError, InfrastructureError, InsufficientBalanceError, LedgerRuleError } from "../domain/errors.js";
 import { postgresErrorCode, type Executor, type Tx } from "./client.js";
+import { SpanKind } from "@opentelemetry/api";
+import { withSpan } from "../telemetry.js";
 
 export interface PostingRequest {
   entryType: EntryType;
@@ -82,6 +84,11 @@ export async function postEntry(tx: Tx, request: PostingRequest): Promise<Posted
  */
 export async function postEntries(tx: Tx, requests: readonly PostingRequest[]): Promise<PostedEntry[]> {
   if (requests.length === 0) return [];
+  const entryTypes = [...new Set(requests.map((r) => r.entryType))].sort();
+  return withSpan("ledger postings", { "ledger.entries": requests.length, "ledger.entry_types": entryTypes }, () => postEntriesNow(tx, requests), SpanKind.INTERNAL);
+}
+
+async function postEntriesNow(tx: Tx, requests: readonly PostingRequest[]): Promise<PostedEntry[]> {
   const keys = new Set<string>();
   for (const r of requests) {
     assertPositiveAmount(r.amount);

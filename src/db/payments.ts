@@ -16,6 +16,7 @@ import {
 } from "../domain/errors.js";
 import { idempotencyKeys } from "../domain/ledgerRules.js";
 import { writeAudit } from "./audit.js";
+import { currentTraceparent } from "../telemetry.js";
 import type { Db, Tx } from "./client.js";
 import { disperseObligations } from "./dispersals.js";
 import { topUpSuspense } from "./healing.js";
@@ -116,7 +117,7 @@ export async function receivePaymentIn(tx: Tx, request: PaymentRequest): Promise
     actor: request.actor,
     resourceType: "obligation",
     resourceId: obligationId,
-    metadata: { reference, amount: amount.toString(), status: result.status, outstanding: result.outstanding.toString(), journalEntryId: posted.id, channel: request.channel },
+    metadata: { reference, amount: amount.toString(), status: result.status, outstanding: result.outstanding.toString(), journalEntryId: posted.id, channel: request.channel, ...traceOfPayment() },
   });
   return result;
 }
@@ -246,4 +247,13 @@ function receipt(request: PaymentRequest, journalEntryId: string, obligationAmou
     status: receivedTotal >= obligationAmount ? "settled" : "partially_settled",
     replayed,
   };
+}
+
+/**
+ * The payment's trace context, in its audit row (committed with the settlement, so visible when
+ * the listener is notified): the listener continues this trace (db/paymentTraces.ts).
+ */
+function traceOfPayment(): { traceparent?: string } {
+  const traceparent = currentTraceparent();
+  return traceparent ? { traceparent } : {};
 }

@@ -15,6 +15,8 @@ import { failpoint } from "../failpoint.js";
 import { logNotice } from "../db/client.js";
 import type { PipelineContext } from "./context.js";
 import { withinDeadline } from "../deadline.js";
+import { paymentTraceparents } from "../db/paymentTraces.js";
+import { continueTrace, tracingActive } from "../telemetry.js";
 
 // Both names are the migration's (drizzle/0005_settlement_notify.sql): change them together.
 export const SETTLEMENT_CHANNEL = "dispersal_obligation_settled";
@@ -270,8 +272,9 @@ export class SettlementListener {
   }
 
   private async enqueue(ids: string[]): Promise<void> {
+    const traces = await this.continuePaymentTraces(ids);
     try {
-      const jobs = await enqueueRetriggers(this.ctx.queues, this.ctx.settings, ids);
+      const jobs = await enqueueRetriggers(this.ctx.queues, this.ctx.settings, ids, traces.jobParents);
       // Ids the backlog cap did not take are left to the scan, which continues as the backlog drains.
       const taken = new Set(jobs.map((job) => job.obligationId));
       const refused = ids.filter((id) => !taken.has(id)).length;
@@ -284,7 +287,37 @@ export class SettlementListener {
       this.counts.handedToScan += ids.length;
       this.ctx.log.warn({ ids: ids.length, error: (error as Error).message }, "settlement listener could not enqueue: handing the ids to a catch-up scan");
       this.askForCatchUp("enqueue failed");
+    } finally {
+      traces.end();
     }
+  }
+
+  /**
+   * With tracing on: a "settlement notification" span in the trace of each obligation's payment
+   * (its traceparent is in the payment's audit row, committed with the settlement), the parent of
+   * the obligation's retrigger job. Traces never hold up or fail an enqueue.
+   */
+  private async continuePaymentTraces(ids: string[]): Promise<{ jobParents?: Map<string, string>; end(): void }> {
+    if (!tracingActive()) return { end: () => {} };
+    let traceparents: Map<string, string>;
+    try {
+      traceparents = await withinDeadline(paymentTraceparents(this.ctx.database.db, ids), 1000, "payment traces");
+    } catch (error) {
+      this.ctx.log.debug({ error: (error as Error).message }, "settlement listener: payment traces unreadable, jobs start their own");
+      return { end: () => {} };
+    }
+    const spans = [...traceparents].flatMap(([obligationId, traceparent]) => {
+      const span = continueTrace("settlement notification", traceparent, {
+        "messaging.system": "postgresql",
+        "messaging.destination.name": SETTLEMENT_CHANNEL,
+        "dispersal.obligation_id": obligationId,
+      });
+      return span ? [[obligationId, span] as const] : [];
+    });
+    return {
+      jobParents: new Map(spans.map(([obligationId, span]) => [obligationId, span.jobMetadata])),
+      end: () => spans.forEach(([, span]) => span.end()),
+    };
   }
 
   private askForCatchUp(reason: string): void {

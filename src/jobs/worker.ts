@@ -1,7 +1,7 @@
 // Builds the Workers of the three queues, wires the escalation handler, and shuts them down
 // gracefully: close() lets active jobs finish (or hands them back when the lock is lost) and closes
 // the connections. Stalled jobs of a killed worker are picked up by the other workers.
-import { Worker, type Job } from "bullmq";
+import { Worker, type Job, type Processor } from "bullmq";
 import { hostname } from "node:os";
 import { QUEUE, type RetriggerJobData } from "../queues/names.js";
 import { queueTelemetry } from "../telemetry.js";
@@ -25,8 +25,17 @@ const BATCHES_IN_FLIGHT = 1;
 /** How often each process checks whether the backlog has drained enough for the scan's next tick. */
 const TOP_UP_CHECK_MS = 500;
 
+/** What this process's workers are doing, for its own /metrics (dashboard/workerMetrics.ts). */
+export interface WorkerFigures {
+  /** Jobs running in this process now, by queue name. */
+  active: Record<string, number>;
+  /** Dispersal batches committed by this process since start, and the obligations in them. */
+  batches: { batches: number; obligations: number };
+}
+
 export interface Workers {
   workers: Worker[];
+  figures(): WorkerFigures;
   /** Resolves when every escalation started by a failed event has finished (for tests and shutdown). */
   settled(): Promise<void>;
   close(): Promise<void>;
@@ -51,9 +60,24 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
   const batchSize = ctx.settings.HEALING_BATCH_SIZE;
   const batches = new DispersalBatches(ctx, { maxSize: batchSize, lingerMs: BATCH_LINGER_MS, maxWaitMs: BATCH_MAX_WAIT_MS, maxInFlight: batchSize === 1 ? concurrency : BATCHES_IN_FLIGHT });
   const escalations = batchSize > 1 ? new EscalationBatches(ctx, { maxSize: batchSize, lingerMs: BATCH_LINGER_MS }) : undefined;
-  const retrigger = new Worker<RetriggerJobData>(QUEUE.retrigger, retriggerProcessor(ctx, batches), { ...common, concurrency });
-  const healing = new Worker(QUEUE.healing, scanProcessor(ctx), { ...common, concurrency: 1 });
-  const reconciliation = new Worker(QUEUE.reconciliation, reconcileProcessor(ctx), { ...common, concurrency: 1 });
+  // Counted around the processor, not from events: a job's end is always seen, so the figure cannot drift.
+  const active: Record<string, number> = {};
+  const counted = <T>(queue: string, processor: Processor<T>): Processor<T> => {
+    active[queue] = 0;
+    const wrapped: Processor<T> = async (job, token, signal) => {
+      active[queue]!++;
+      try {
+        return await processor(job, token, signal);
+      } finally {
+        active[queue]!--;
+      }
+    };
+    // BullMQ gives a processor an abort signal only when it declares one (its arity): keep the processor's.
+    return Object.defineProperty(wrapped, "length", { value: processor.length });
+  };
+  const retrigger = new Worker<RetriggerJobData>(QUEUE.retrigger, counted(QUEUE.retrigger, retriggerProcessor(ctx, batches)), { ...common, concurrency });
+  const healing = new Worker(QUEUE.healing, counted(QUEUE.healing, scanProcessor(ctx)), { ...common, concurrency: 1 });
+  const reconciliation = new Worker(QUEUE.reconciliation, counted(QUEUE.reconciliation, reconcileProcessor(ctx)), { ...common, concurrency: 1 });
   const workers = [retrigger, healing, reconciliation] as Worker[];
 
   const pending = new Set<Promise<unknown>>();
@@ -86,6 +110,7 @@ export function startWorkers(ctx: PipelineContext, options: { concurrency?: numb
   };
   return {
     workers,
+    figures: () => ({ active: { ...active }, batches: { ...(batches?.committed ?? { batches: 0, obligations: 0 }) } }),
     settled,
     close: async () => {
       clearInterval(topUp);

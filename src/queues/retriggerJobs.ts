@@ -47,19 +47,29 @@ export async function liveRetriggerJobs(queues: Pick<Queues, "connection" | "ret
   return live;
 }
 
+/**
+ * A job's parent span, as bullmq-otel carries it (`telemetry.metadata`), by obligation: a job with
+ * one continues that trace (the payment's, through the settlement listener) instead of the adder's.
+ */
+export type RetriggerTraceContexts = ReadonlyMap<string, string>;
+
 /** One addBulk, no cap: for callers that have already made room (the scan counts its own). */
 export async function addRetriggers(
   queues: Pick<Queues, "retrigger">,
   settings: Pick<PipelineSettings, "HEALING_ATTEMPTS" | "HEALING_BACKOFF_MS">,
   obligationIds: readonly string[],
+  traceContexts?: RetriggerTraceContexts,
 ): Promise<EnqueuedRetrigger[]> {
   if (obligationIds.length === 0) return [];
   const jobOptions = { attempts: settings.HEALING_ATTEMPTS, backoffMs: settings.HEALING_BACKOFF_MS };
-  const requests = obligationIds.map((obligationId) => ({
-    name: JOB.retrigger,
-    data: { obligationId } satisfies RetriggerJobData,
-    opts: retriggerJobOptions(obligationId, jobOptions),
-  }));
+  const requests = obligationIds.map((obligationId) => {
+    const metadata = traceContexts?.get(obligationId);
+    return {
+      name: JOB.retrigger,
+      data: { obligationId } satisfies RetriggerJobData,
+      opts: { ...retriggerJobOptions(obligationId, jobOptions), ...(metadata ? { telemetry: { metadata } } : {}) },
+    };
+  });
   const jobs = await queues.retrigger.addBulk(requests);
   return jobs.map((job, i) => ({
     obligationId: obligationIds[i]!,
@@ -77,6 +87,7 @@ export async function enqueueRetriggers(
   queues: Pick<Queues, "connection" | "retrigger">,
   settings: EnqueueSettings,
   obligationIds: readonly string[],
+  traceContexts?: RetriggerTraceContexts,
 ): Promise<EnqueueResult> {
   const unique = [...new Set(obligationIds)];
   if (unique.length === 0) return Object.assign([], { deferred: [] });
@@ -85,7 +96,7 @@ export async function enqueueRetriggers(
   const fresh = unique.filter((id) => !live.has(id));
   const admitted = fresh.slice(0, room);
   const deferred = fresh.slice(room);
-  const added = new Map((await addRetriggers(queues, settings, admitted)).map((job) => [job.obligationId, job]));
+  const added = new Map((await addRetriggers(queues, settings, admitted, traceContexts)).map((job) => [job.obligationId, job]));
   const queued = unique.flatMap((obligationId): EnqueuedRetrigger[] => {
     const job = added.get(obligationId);
     if (job) return [job];

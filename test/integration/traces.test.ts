@@ -3,6 +3,7 @@ import { InMemorySpanExporter, type ReadableSpan } from "@opentelemetry/sdk-trac
 import { sql } from "drizzle-orm";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { loadConfig } from "../../src/config.js";
 import { JOB } from "../../src/queues/names.js";
 import { queueTelemetry, startTracing, withSpan } from "../../src/telemetry.js";
 import { givenSettledObligation } from "../helpers/factories.js";
@@ -95,5 +96,17 @@ describe("traces", () => {
     } finally {
       collector.close();
     }
+  });
+});
+
+describe("OTEL_* settings", () => {
+  it("parse OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (percent-encoded values), and refuse what the service cannot honour, naming the variable", () => {
+    const config = loadConfig({ OTEL_SERVICE_NAME: "payments-eu", OTEL_RESOURCE_ATTRIBUTES: "deployment.environment=prod, team=ops%20desk" });
+    expect(config.OTEL_SERVICE_NAME).toBe("payments-eu");
+    expect(config.OTEL_RESOURCE_ATTRIBUTES).toEqual({ "deployment.environment": "prod", team: "ops desk" });
+    expect(config.OTEL_EXPORTER_OTLP_PROTOCOL).toBe("http/json");
+    expect(() => loadConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" })).toThrow(/^Invalid configuration: OTEL_EXPORTER_OTLP_PROTOCOL must be http\/json/);
+    expect(() => loadConfig({ OTEL_RESOURCE_ATTRIBUTES: "just-a-word" })).toThrow(/^Invalid configuration: OTEL_RESOURCE_ATTRIBUTES must be key=value pairs/);
+    expect(() => loadConfig({ OTEL_RESOURCE_ATTRIBUTES: "team=%E0%A4%A" })).toThrow(/OTEL_RESOURCE_ATTRIBUTES/);
   });
 });
