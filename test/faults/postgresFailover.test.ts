@@ -210,6 +210,15 @@ describe("fault: Postgres primary failover (pg_auto_failover, multi-host DATABAS
     expect(await formation.writable()).toBe(primary);
     const killed = await formation.crash(primary);
     const crashedAt = Date.now();
+    // /readyz while no node takes writes: the server's probe must say so (503), not hang or pass.
+    const readiness: number[] = [];
+    let promotedYet = false;
+    const sampling = (async () => {
+      while (!promotedYet) {
+        readiness.push(await readyz(base));
+        await sleep(200);
+      }
+    })();
     note("primary killed", { port: primary.port, pids: killed.length, progress: before, paid: payments.filter((p) => p.acknowledgedAt).length, requeued: requeues.filter((r) => r.answer).length });
 
     // Until the monitor has seen the crash it still names the old primary.
@@ -218,8 +227,11 @@ describe("fault: Postgres primary failover (pg_auto_failover, multi-host DATABAS
       what: "the standby promoted",
       everyMs: 200,
     });
+    promotedYet = true;
+    await sampling;
     expect(promoted).toBe(standby);
-    note("standby promoted", { port: standby.port, afterMs: Date.now() - crashedAt, states: await formation.states() });
+    expect(readiness).toContain(503);
+    note("standby promoted", { port: standby.port, afterMs: Date.now() - crashedAt, readiness: readiness.join(","), states: await formation.states() });
 
     await scenario.explainFailure(Promise.all([paying, requeuing]));
     const paidAfter = payments.filter((p) => p.acknowledgedAt! > crashedAt).length;
