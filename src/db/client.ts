@@ -169,8 +169,13 @@ function withPreparedStatements(sql: Client): Client {
   });
 }
 
-/** SQLSTATE classes and client codes that mean "the database is not there right now", not "this data is wrong". */
-const OUTAGE_SQLSTATES = ["08", "57P01", "57P02", "57P03", "53300", "40001", "40P01", "55P03"];
+/**
+ * SQLSTATE classes and client codes that mean "the database is not there right now", not "this data
+ * is wrong". 25006 (read-only transaction): during a failover a connection can reach a server that
+ * is not (or no longer) the writable primary — pg_auto_failover's promoted node stays read-only
+ * until it is ready; the job waits for the primary instead of using an attempt.
+ */
+const OUTAGE_SQLSTATES = ["08", "57P01", "57P02", "57P03", "53300", "40001", "40P01", "55P03", "25006"];
 const OUTAGE_CLIENT_CODES = new Set([
   "CONNECTION_CLOSED",
   "CONNECTION_ENDED",

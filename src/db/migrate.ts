@@ -12,13 +12,20 @@ import { isOutage } from "./client.js";
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../drizzle", import.meta.url));
 const MIGRATION_LOCK = 7_240_001;
 
+/**
+ * The database a postgres:// URL names, and the same URL naming `postgres` instead. By hand, not
+ * with URL: a multi-host URL (`host1:5432,host2:5432`, a failover pair) is not one WHATWG URL.
+ */
+export function splitDatabaseUrl(url: string): { name: string; adminUrl: string } {
+  const match = /^([a-z]+:\/\/[^/?#]*)(\/[^?#]*)?(.*)$/i.exec(url);
+  const name = match ? decodeURIComponent((match[2] ?? "").replace(/^\//, "")) : "";
+  return { name, adminUrl: match ? `${match[1]}/postgres${match[3]}` : url };
+}
+
 export async function createDatabaseIfMissing(url: string): Promise<boolean> {
-  const target = new URL(url);
-  const name = decodeURIComponent(target.pathname.replace(/^\//, ""));
+  const { name, adminUrl } = splitDatabaseUrl(url);
   if (!name) throw new InfrastructureError(`DATABASE_URL ${redactUrl(url)} names no database`);
-  const admin = new URL(url);
-  admin.pathname = "/postgres";
-  const sql = postgres(admin.toString(), { max: 1, onnotice: () => {}, connect_timeout: 10 });
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {}, connect_timeout: 10 });
   try {
     const found = await sql`select 1 from pg_database where datname = ${name}`;
     if (found.length > 0) return false;

@@ -43,9 +43,10 @@ export class ChildGroup {
     return this.spawn(name, process.execPath, [CLI, ...args], { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env });
   }
 
-  spawn(name: string, command: string, args: string[], env: Record<string, string> = { PATH: process.env.PATH ?? "" }, cwd?: string): Child {
+  /** `as`: the user to run it as (Postgres refuses to run as root). */
+  spawn(name: string, command: string, args: string[], env: Record<string, string> = { PATH: process.env.PATH ?? "" }, cwd?: string, as?: { uid: number; gid: number }): Child {
     hookProcessExit();
-    const proc = spawn(command, args, { env, cwd, stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(command, args, { env, cwd, stdio: ["ignore", "pipe", "pipe"], ...(as ?? {}) });
     if (proc.pid === undefined) throw new Error(`could not start ${name} (${command})`);
     let output = "";
     const append = (d: Buffer) => {

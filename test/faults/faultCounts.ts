@@ -20,6 +20,8 @@ export interface FaultCounts {
   crashPoints: number;
   /** Random command sequences the lifecycle model ran against the real services. */
   modelRuns: number;
+  /** Postgres primaries crashed and replaced by their standby (pg_auto_failover) under load. */
+  postgresFailovers: number;
 }
 
 export interface FaultRecord extends FaultCounts {
@@ -38,6 +40,7 @@ export const ZERO: FaultCounts = {
   reconciliationDefects: 0,
   crashPoints: 0,
   modelRuns: 0,
+  postgresFailovers: 0,
 };
 
 /** Appends one scenario's counts to the JSON file of the test file that ran it. */
@@ -65,5 +68,5 @@ export function total(records: readonly FaultCounts[]): FaultCounts {
 }
 
 export function summaryLine(t: FaultCounts): string {
-  return `faults: ${t.injected} injected, ${t.lost} lost, ${t.doubled} doubled, ${t.wrongEscalations} wrong escalations, ${t.hostileRejected} hostile inputs rejected, ${t.crashPoints} crash points, ${t.modelRuns} model runs`;
+  return `faults: ${t.injected} injected, ${t.lost} lost, ${t.doubled} doubled, ${t.wrongEscalations} wrong escalations, ${t.hostileRejected} hostile inputs rejected, ${t.crashPoints} crash points, ${t.modelRuns} model runs, ${t.postgresFailovers} postgres failovers`;
 }

@@ -32,6 +32,8 @@ export interface ScenarioOptions {
   /** host:port,… of a Redis Cluster; the prefix must then carry a hash tag. */
   clusterNodes?: string;
   prefix?: string;
+  /** A database of the scenario's own servers (migrated by the caller) instead of a clone on the shared cluster. */
+  database?: { name: string; url: string; drop(): Promise<void> };
 }
 
 export interface Orphans {
@@ -60,7 +62,7 @@ export class Scenario {
   ) {}
 
   static async open(options: ScenarioOptions = {}): Promise<Scenario> {
-    const created = await createTestDatabase();
+    const created = options.database ?? (await createTestDatabase());
     const database = connectDatabase(created.url, { max: 6, applicationName: "fault-check" });
     const prefix = options.prefix ?? `{f${randomBytes(5).toString("hex")}}`;
     const config = loadConfig({
