@@ -506,7 +506,7 @@ class LateCashCommand implements Cmd {
         amount: late,
         debit: { family: "TRUST_CASH", mortgageId },
         credit: { family: "BORROWER_RECEIVABLE", obligationId: o.id },
-        idempotencyKey: idempotencyKeys.cashReceived(`model-late-${o.id}`),
+        idempotencyKey: idempotencyKeys.cashReceived("other-system", `model-late-${o.id}`),
         mortgageId,
         obligationId: o.id,
       }]);

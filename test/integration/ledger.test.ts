@@ -59,7 +59,7 @@ async function givenDueObligation(options: { amount?: bigint; lenders?: number[]
     amount,
     debit: trustCash,
     credit: receivable,
-    idempotencyKey: idempotencyKeys.cashReceived(paymentRef),
+    idempotencyKey: idempotencyKeys.cashReceived("other-system", paymentRef),
     mortgageId: given.mortgageId,
     obligationId: given.obligationId,
   });
