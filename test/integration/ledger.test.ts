@@ -97,6 +97,7 @@ describe("migrations", () => {
           "mortgage_positions",
           "mortgages",
           "obligations",
+          "ops_policy",
           "reconciliation_runs",
           "requeue_requests",
           "servicing_fee_entries",
