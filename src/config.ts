@@ -86,7 +86,7 @@ export const configSchema = z.object({
   /**
    * Who may act from the CLI: `osuser:name,…`, each OS user (the account running `dispersal`) mapped
    * to an OPS_USERS name; `requeue` acts as the mapped operator, `pay` and `return-payment` as the
-   * mapped service account, and anything else is refused. (Default: empty, the CLI acts as nobody)
+   * mapped service account, and anything else is refused. (Default: empty: nobody requeues or pays from the CLI)
    */
   OPS_CLI_USERS: z
     .string()

@@ -1,5 +1,5 @@
-// Opens what a process needs from its config: Postgres (checked, migrated when asked), Redis
-// (checked), the queues, and the pipeline context handed to jobs and the HTTP server.
+// Opens what a process needs from its config: Postgres (checked, migrated when asked, with the
+// four-eyes policy's first row), Redis (checked), the queues, and the pipeline context.
 import { loadConfig, type Config } from "./config.js";
 import { connectDatabase, type Db } from "./db/client.js";
 import { migrateDatabase, unreachable } from "./db/migrate.js";
