@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { userInfo } from "node:os";
 import { z } from "zod";
+import { cliActor, CliActorRefusedError } from "./cliActor.js";
 import { ConfigError, directDatabaseUrl, loadConfig, type Config } from "./config.js";
 import { DomainError, InfrastructureError } from "./domain/errors.js";
 import { EscalationCountMismatchError, SelectionTooLargeError } from "./domain/requeueErrors.js";
@@ -18,6 +19,7 @@ import { startHttpServer } from "./dashboard/app.js";
 import { registerWorkerMetrics, startMetricsServer } from "./dashboard/workerMetrics.js";
 import { reconcileLedger } from "./jobs/reconcile.js";
 import { requestRequeue } from "./jobs/requeue.js";
+import { readRequeuePolicy, setRequeuePolicy } from "./db/requeueRequests.js";
 import { requeueReasonSchema } from "./domain/requeueReason.js";
 import { scanAndWait } from "./jobs/scanAndWait.js";
 import { scanForOrphans } from "./jobs/scan.js";
@@ -25,7 +27,7 @@ import { startSettlementListener, type SettlementListener } from "./jobs/settlem
 import { startWorkers } from "./jobs/worker.js";
 import { log } from "./log.js";
 import { keepSchedules } from "./queues/schedulers.js";
-import { openRuntime, type Runtime } from "./runtime.js";
+import { keepRequeuePolicy, openRuntime, type Runtime } from "./runtime.js";
 import { NoOpenObligationsError, runSimulation } from "./settlementSimulation.js";
 
 // Bad input is one line (commander's "error: …"); `dispersal <command> --help` shows the usage.
@@ -97,7 +99,53 @@ program
   .action(async () => {
     const config = loadConfig();
     await migrateDatabase(directDatabaseUrl(config));
+    const database = connectDatabase(config.DATABASE_URL, { max: 1, applicationName: "dispersal-migrate", preparedStatements: config.DATABASE_PREPARED_STATEMENTS === "on" });
+    try {
+      await keepRequeuePolicy(database.db, config);
+    } finally {
+      await database.close();
+    }
     print({ migrated: true });
+  });
+
+const policy = program.command("policy").description("the four-eyes policy, kept in Postgres (ops_policy) for every process");
+
+policy
+  .command("show")
+  .description("print the approvals a requeue needs, who set them and when")
+  .action(async () => {
+    const config = loadConfig();
+    log.level = config.LOG_LEVEL;
+    const database = connectDatabase(config.DATABASE_URL, { max: 1, applicationName: "dispersal-policy" });
+    try {
+      const current = await readRequeuePolicy(database.db, config.REQUEUE_APPROVALS);
+      print({ ...current, source: current.setBy === null ? "REQUEUE_APPROVALS (ops_policy has no row yet)" : "ops_policy" });
+    } catch (error) {
+      throw unreachable(config.DATABASE_URL, error);
+    } finally {
+      await database.close();
+    }
+  });
+
+policy
+  .command("set")
+  .description("set the approvals a requeue needs (audited ops.policy_set, in your OS user's name); every path reads it at once")
+  .requiredOption("--requeue-approvals <n>", "1: a requeue is carried out at once; 2: four eyes, a different operator approves", (value: string) => {
+    if (value !== "1" && value !== "2") throw new InvalidArgumentError("must be 1 or 2");
+    return Number(value) as 1 | 2;
+  })
+  .action(async (opts: { requeueApprovals: 1 | 2 }) => {
+    const config = loadConfig();
+    log.level = config.LOG_LEVEL;
+    const osUser = userInfo().username;
+    const database = connectDatabase(config.DATABASE_URL, { max: 1, applicationName: "dispersal-policy" });
+    try {
+      print(await database.db.transaction((tx) => setRequeuePolicy(tx, opts.requeueApprovals, osUser, { channel: "cli", osUser })));
+    } catch (error) {
+      throw unreachable(config.DATABASE_URL, error);
+    } finally {
+      await database.close();
+    }
   });
 
 program
@@ -183,41 +231,35 @@ program
   });
 
 /**
- * Whoever runs the CLI holds the database and Redis credentials, so the name given cannot be
- * checked: it is required (no silent default), and the OS user is recorded beside it. For the same
- * reason the CLI takes no part in four eyes: with REQUEUE_APPROVALS=2 it refuses, and requests and
- * approvals go through the ops API or page, where every operator is authenticated.
+ * The CLI acts as the operator its OS user is mapped to (OPS_CLI_USERS, cliActor.ts): an --actor
+ * that is not that name is refused, and the OS user is recorded beside it. The four-eyes policy is
+ * Postgres's (ops_policy), read in each requeue's transaction: at 2 the request waits for a
+ * different operator's approval (ops page or API), whatever REQUEUE_APPROVALS this process has.
  * By filter (--mortgage, --error, --escalated-before) it acts only when the filter matches exactly
  * --expect escalations, as POST /api/escalations/requeue does.
  */
 program
   .command("requeue")
-  .description("requeue escalated obligations for a new round of attempts, by id or by filter (REQUEUE_APPROVALS=1 only)")
+  .description("requeue escalated obligations for a new round of attempts, by id or by filter (with the four-eyes policy at 2: ask, and wait for approval)")
   .argument("[obligationId...]", "one or more obligation ids (or select by filter instead)", obligationIds)
   .requiredOption("--reason <text>", "why a new round will succeed (recorded in the audit log)")
-  .requiredOption("--actor <name>", "your operator name, recorded with channel cli and your OS user")
+  .option("--actor <name>", "the operator you act as: one OPS_CLI_USERS maps your OS user to (needed only when it maps several)")
   .option("--mortgage <id>", "filter: the escalations of this mortgage")
   .option("--error <text>", "filter: this normalised last error, exactly as GET /api/escalations/groups gives it")
   .option("--escalated-before <time>", "filter: escalated before this ISO time")
   .option("--expect <n>", "with a filter: the number of escalations it must match, or nothing is requeued", nonNegativeInt)
   .option("--dry-run", "with a filter: print what it matches and change nothing")
-  .action(async (obligationIds: string[], opts: { reason: string; actor: string; mortgage?: string; error?: string; escalatedBefore?: string; expect?: number; dryRun?: boolean }) => {
+  .action(async (obligationIds: string[], opts: { reason: string; actor?: string; mortgage?: string; error?: string; escalatedBefore?: string; expect?: number; dryRun?: boolean }) => {
     const reason = requeueReasonSchema.safeParse(opts.reason);
     if (!reason.success) throw new InvalidArgumentError(`--reason: ${reason.error.issues[0]?.message}`);
-    const actor = opts.actor.trim();
-    if (!/^[A-Za-z0-9._@-]{1,100}$/.test(actor)) throw new InvalidArgumentError("--actor must be an operator name (letters, digits, ._@-)");
     const filter = selectionOfOptions(opts);
     if (filter && obligationIds.length > 0) throw new InvalidArgumentError("give obligation ids or a filter (--mortgage, --error, --escalated-before), not both");
     if (!filter && obligationIds.length === 0) throw new InvalidArgumentError("give one or more obligation ids, or a filter (--mortgage, --error, --escalated-before) with --expect");
     if (filter && opts.expect === undefined && !opts.dryRun) throw new InvalidArgumentError("--expect <n> is required with a filter (--dry-run prints the count it matches)");
-    await withRuntime({ name: "dispersal-cli" }, async ({ ctx, config }) => {
-      if (config.REQUEUE_APPROVALS === 2 && !opts.dryRun) {
-        process.stderr.write("REQUEUE_APPROVALS=2: a requeue needs a second operator; request it on the ops page or with POST /api/escalations/<id>/requeue\n");
-        process.exitCode = 2;
-        return;
-      }
+    const { name: actor, osUser } = cliActor(loadConfig(), userInfo().username, "operator", opts.actor?.trim());
+    await withRuntime({ name: "dispersal-cli" }, async ({ ctx }) => {
       let ids = obligationIds;
-      let metadata: Record<string, unknown> = { osUser: userInfo().username };
+      let metadata: Record<string, unknown> = { osUser };
       if (filter) {
         try {
           const selected = await selectEscalations(ctx.database.db, filter, opts.expect === undefined ? {} : { expectedCount: opts.expect });
@@ -234,7 +276,8 @@ program
       const results = [];
       for (const id of ids) {
         try {
-          results.push({ ...(await requestRequeue(ctx, id, { actor, channel: "cli", reason: reason.data, metadata })), requeued: true });
+          const result = await requestRequeue(ctx, id, { actor, channel: "cli", reason: reason.data, metadata });
+          results.push({ ...result, requeued: result.status === "requeued" });
         } catch (error) {
           if (!(error instanceof DomainError)) throw error;
           results.push({ obligationId: id, requeued: false, code: error.code, error: error.message });
@@ -288,16 +331,17 @@ program
   .argument("<obligationId>", "the obligation paid")
   .requiredOption("--reference <r>", "the payment's reference (its idempotency key: the same reference twice is one payment)")
   .requiredOption("--amount <cents>", "integer cents, e.g. 125000")
-  .option("--actor <name>", "who records it, for the ledger and the audit log", `cli:${userInfo().username}`)
-  .action(async (rawId: string, opts: { reference: string; amount: string; actor: string }) => {
+  .option("--actor <name>", "the service account you pay as: one OPS_CLI_USERS maps your OS user to (needed only when it maps several)")
+  .action(async (rawId: string, opts: { reference: string; amount: string; actor?: string }) => {
     const obligationId = cliArgument(idSchema, rawId, "obligationId");
     const reference = cliArgument(paymentReferenceSchema, opts.reference, "--reference");
     const amount = cliArgument(paymentAmountSchema, opts.amount, "--amount");
     const config = loadConfig();
     log.level = config.LOG_LEVEL;
+    const { name: actor, osUser } = cliActor(config, userInfo().username, "service", opts.actor?.trim());
     const database = connectDatabase(config.DATABASE_URL, { max: 1, applicationName: "dispersal-pay", preparedStatements: config.DATABASE_PREPARED_STATEMENTS === "on" });
     try {
-      print({ paid: true, ...(await receivePayment(database.db, { obligationId, reference, amount, actor: opts.actor.slice(0, 200), channel: "cli" })) });
+      print({ paid: true, ...(await receivePayment(database.db, { obligationId, reference, amount, actor, channel: "cli", metadata: { osUser } })) });
     } catch (error) {
       if (!(error instanceof DomainError)) throw unreachable(config.DATABASE_URL, error);
       print({ paid: false, obligationId, reference, code: error.code, error: error.message });
@@ -313,15 +357,17 @@ program
   .argument("<obligationId>", "the obligation the payment was for")
   .requiredOption("--reference <r>", "the returned payment's reference")
   .requiredOption("--reason <text>", "why it was returned (recorded on the reversal and in the audit log)")
-  .action(async (rawId: string, opts: { reference: string; reason: string }) => {
+  .option("--actor <name>", "the service account that received the payment: one OPS_CLI_USERS maps your OS user to (needed only when it maps several)")
+  .action(async (rawId: string, opts: { reference: string; reason: string; actor?: string }) => {
     const obligationId = cliArgument(idSchema, rawId, "obligationId");
     const reference = cliArgument(paymentReferenceSchema, opts.reference, "--reference");
     const reason = cliArgument(requeueReasonSchema, opts.reason, "--reason");
     const config = loadConfig();
     log.level = config.LOG_LEVEL;
+    const { name: actor, osUser } = cliActor(config, userInfo().username, "service", opts.actor?.trim());
     const database = connectDatabase(config.DATABASE_URL, { max: 1, applicationName: "dispersal-return-payment", preparedStatements: config.DATABASE_PREPARED_STATEMENTS === "on" });
     try {
-      print({ returned: true, ...(await returnPayment(database.db, { obligationId, reference, reason, actor: `cli:${userInfo().username}`, channel: "cli" })) });
+      print({ returned: true, ...(await returnPayment(database.db, { obligationId, reference, reason, actor, channel: "cli", metadata: { osUser } })) });
     } catch (error) {
       if (!(error instanceof DomainError)) throw unreachable(config.DATABASE_URL, error);
       print({ returned: false, obligationId, reference, code: error.code, error: error.message });
@@ -416,7 +462,7 @@ try {
   await program.parseAsync(process.argv);
 } catch (error) {
   // One line for a person; the stack only when asked for (LOG_LEVEL=debug, set by the command's config).
-  const known = error instanceof ConfigError || error instanceof InfrastructureError || error instanceof InvalidArgumentError;
+  const known = error instanceof ConfigError || error instanceof InfrastructureError || error instanceof InvalidArgumentError || error instanceof CliActorRefusedError;
   const detail = log.isLevelEnabled("debug") ? (error as Error)?.stack : undefined;
   const line = known ? (error as Error).message : `${(error as Error)?.message ?? String(error)} (LOG_LEVEL=debug shows where)`;
   process.stderr.write(`dispersal: ${detail ?? line.replace(/\s*\n\s*/g, " ")}\n`);

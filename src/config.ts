@@ -110,6 +110,26 @@ export const configSchema = z.object({
       }
       return parsed;
     }),
+  /**
+   * Who may act from the CLI: `osuser:name,…`, each OS user (the account running `dispersal`) mapped
+   * to an OPS_USERS name; `requeue` acts as the mapped operator, `pay` and `return-payment` as the
+   * mapped service account, and anything else is refused. (Default: empty: nobody requeues or pays from the CLI)
+   */
+  OPS_CLI_USERS: z
+    .string()
+    .default("")
+    .transform((value, ctx) => {
+      const mappings = [];
+      for (const entry of value.split(",").map((s) => s.trim()).filter(Boolean)) {
+        const match = /^([A-Za-z0-9._$-]{1,64}):([A-Za-z0-9._@-]{1,100})$/.exec(entry);
+        if (!match) {
+          ctx.addIssue({ code: "custom", message: `entry "${entry}" must be osuser:name (an OS user name, then an OPS_USERS name)` });
+          return z.NEVER;
+        }
+        mappings.push({ osUser: match[1]!, name: match[2]! });
+      }
+      return mappings;
+    }),
   WORKER_CONCURRENCY: positiveInt(200),
   WORKER_LOCK_DURATION_MS: positiveInt(30_000),
   WORKER_STALLED_INTERVAL_MS: positiveInt(30_000),
@@ -146,7 +166,11 @@ export const configSchema = z.object({
       }
       return attributes;
     }),
-  /** Operators needed to requeue an escalation: 1, or 2 (four eyes: a second operator approves). (Default: 1) */
+  /**
+   * The four-eyes policy's first value only: a service process (start, server, worker, migrate)
+   * writes it to ops_policy when the table has no row; from then on `dispersal policy set` decides
+   * and no environment overrides it. 1, or 2 (a second operator approves). (Default: 1)
+   */
   REQUEUE_APPROVALS: z.enum(["1", "2"], { error: "must be 1 or 2" }).default("1").transform((v) => Number(v) as 1 | 2),
   /**
    * How long a requeue request waits for its second operator (four eyes) before it expires and can

@@ -1,8 +1,9 @@
-// Opens what a process needs from its config: Postgres (checked, migrated when asked), Redis
-// (checked), the queues, and the pipeline context handed to jobs and the HTTP server.
+// Opens what a process needs from its config: Postgres (checked, migrated when asked, with the
+// four-eyes policy's first row), Redis (checked), the queues, and the pipeline context.
 import { directDatabaseUrl, loadConfig, type Config } from "./config.js";
-import { connectDatabase } from "./db/client.js";
+import { connectDatabase, type Db } from "./db/client.js";
 import { migrateDatabase, unreachable } from "./db/migrate.js";
+import { initialiseRequeuePolicy } from "./db/requeueRequests.js";
 import type { PipelineContext } from "./jobs/context.js";
 import { log } from "./log.js";
 import { assertRedisReachable, createRedisConnection } from "./queues/connection.js";
@@ -41,6 +42,14 @@ export async function openRuntime(options: { config?: Config; migrate?: boolean;
       throw unreachable(url, error);
     }
   }
+  if (options.migrate) {
+    try {
+      await keepRequeuePolicy(database.db, config);
+    } catch (error) {
+      await database.close();
+      throw error;
+    }
+  }
   // Before the queues: they take BullMQ's telemetry option when tracing is on.
   const tracing = startTracing({
     endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT,
@@ -62,4 +71,20 @@ export async function openRuntime(options: { config?: Config; migrate?: boolean;
       await tracing?.shutdown();
     },
   };
+}
+
+/**
+ * A service process at start (and `dispersal migrate`): REQUEUE_APPROVALS becomes the four-eyes
+ * policy only of a database that has none yet; otherwise Postgres's policy stands, and an
+ * environment that says something else is told so, loudly, since it changes nothing.
+ */
+export async function keepRequeuePolicy(db: Db, config: Pick<Config, "REQUEUE_APPROVALS">): Promise<void> {
+  const { policy, initialised } = await initialiseRequeuePolicy(db, config.REQUEUE_APPROVALS);
+  if (initialised) log.info({ requeueApprovals: policy.requeueApprovals }, "four-eyes policy initialised from REQUEUE_APPROVALS");
+  else if (policy.requeueApprovals !== config.REQUEUE_APPROVALS) {
+    log.warn(
+      { requeueApprovals: policy.requeueApprovals, setBy: policy.setBy, setAt: policy.setAt, REQUEUE_APPROVALS: config.REQUEUE_APPROVALS },
+      "REQUEUE_APPROVALS is ignored: the four-eyes policy in Postgres stands (change it with `dispersal policy set --requeue-approvals <n>`)",
+    );
+  }
 }

@@ -11,7 +11,7 @@ import { paymentAmountSchema, paymentReferenceSchema } from "../domain/paymentIn
 import { listPendingRequeues } from "../db/requeueRequests.js";
 import { requeueReasonSchema } from "../domain/requeueReason.js";
 import type { PipelineContext } from "../jobs/context.js";
-import { approveRequeue, requestRequeue, withdrawRequeue } from "../jobs/requeue.js";
+import { approveRequeue, requestRequeue, requiredApprovals, withdrawRequeue } from "../jobs/requeue.js";
 import { operatorOf, requireOperatorRole, requireServiceRole } from "./auth.js";
 import { HttpError, notFound } from "./httpErrors.js";
 import { obligationRoutes } from "./obligationsApi.js";
@@ -171,7 +171,7 @@ export function apiRoutes(ctx: PipelineContext): Router {
 
   router.get("/escalations/requeue/pending", async (_req, res) => {
     const pending = await listPendingRequeues(ctx.database.db, 500, ctx.settings.REQUEUE_APPROVAL_TTL);
-    res.json({ approvalsRequired: ctx.settings.REQUEUE_APPROVALS, pending: pending.map((p) => ({ ...p, amount: p.amount.toString() })) });
+    res.json({ approvalsRequired: await requiredApprovals(ctx), pending: pending.map((p) => ({ ...p, amount: p.amount.toString() })) });
   });
 
   router.post("/escalations/:obligationId/requeue", requireOperatorRole(), async (req, res) => {

@@ -30,7 +30,7 @@ export interface OpsView {
   moneyAtRisk: MoneyAtRisk;
   /** Present when the page was asked to search (/ops?q=…). */
   search?: { q: string; results: ObligationMatch[]; notice?: string | undefined } | undefined;
-  /** Requeue requests waiting for a second operator (REQUEUE_APPROVALS=2). */
+  /** Requeue requests waiting for a second operator (four-eyes policy at 2). */
   pending: PendingRequeue[];
   approvalsRequired: 1 | 2;
   /** Open escalations by cause, largest amount first, and the newest rows of each. */

@@ -12,7 +12,7 @@ import { isStatementCancelled } from "../db/client.js";
 import { latestReconciliation } from "../db/reconciliation.js";
 import { listPendingRequeues } from "../db/requeueRequests.js";
 import { requeueReasonSchema } from "../domain/requeueReason.js";
-import { approveRequeue, withdrawRequeue } from "../jobs/requeue.js";
+import { approveRequeue, requiredApprovals, withdrawRequeue } from "../jobs/requeue.js";
 import { answerFor } from "./httpErrors.js";
 import type { PipelineContext } from "../jobs/context.js";
 import { BODY_LIMIT } from "./api.js";
@@ -86,7 +86,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
         moneyAtRisk,
         search: results ? { q, ...results } : undefined,
         pending,
-        approvalsRequired: ctx.settings.REQUEUE_APPROVALS,
+        approvalsRequired: await requiredApprovals(ctx),
         groups,
         groupMembers,
         currency: ctx.settings.CURRENCY,

@@ -1,11 +1,11 @@
 // Requeue of several escalations at once (bulk API, the ops page's "requeue selected" and "requeue
 // all N" of a group): one by one through the same requestRequeue as everything else (so
-// REQUEUE_APPROVALS applies to each), with a result per obligation; or a dry run that says what
+// the four-eyes policy applies to each), with a result per obligation; or a dry run that says what
 // would happen and changes nothing. A filter is resolved to its escalations first (db/escalationGroups.ts).
 import { selectEscalations, type EscalationSelection, type SelectedEscalation } from "../db/escalationGroups.js";
 import { previewRequeues, type RequeuePreview } from "../db/requeueRequests.js";
 import type { PipelineContext } from "../jobs/context.js";
-import { requestRequeue, type PendingRequeueResult, type RequeueChannel, type RequeueResult } from "../jobs/requeue.js";
+import { requestRequeue, requiredApprovals, type PendingRequeueResult, type RequeueChannel, type RequeueResult } from "../jobs/requeue.js";
 import { answerFor } from "./httpErrors.js";
 
 export const MAX_BULK_REQUEUE = 500;
@@ -19,7 +19,7 @@ export type RequeueOutcome =
 export interface BulkRequeueSummary {
   requested: number;
   requeued: number;
-  /** Requests left waiting for a second operator (REQUEUE_APPROVALS=2). */
+  /** Requests left waiting for a second operator (four-eyes policy at 2). */
   pendingApproval: number;
   refused: number;
   /** True when an outage stopped the batch: the rest were not attempted. */
@@ -30,7 +30,7 @@ export interface BulkRequeueSummary {
 export interface BulkRequeueDryRun {
   dryRun: true;
   requested: number;
-  /** Would be requeued (or, with REQUEUE_APPROVALS=2, would wait for approval). */
+  /** Would be requeued (or, with the four-eyes policy at 2, would wait for approval). */
   wouldRequeue: number;
   approvalsRequired: 1 | 2;
   skipped: number;
@@ -138,7 +138,7 @@ export async function dryRunRequeueMany(ctx: PipelineContext, obligationIds: rea
     dryRun: true,
     requested: results.length,
     wouldRequeue,
-    approvalsRequired: ctx.settings.REQUEUE_APPROVALS,
+    approvalsRequired: await requiredApprovals(ctx),
     skipped: results.length - wouldRequeue,
     skippedBecause,
     results,

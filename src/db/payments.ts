@@ -1,5 +1,5 @@
 // The payments intake (DESIGN.md §5): one borrower payment is one transaction — its CASH_RECEIVED
-// posting (idempotency key from the payment reference), the obligation's new status
+// posting (idempotency key from the service account and the payment reference), the obligation's new status
 // (`partially_settled`, or `settled` with `settled_at` once the net received reaches the amount)
 // and its audit row; the settlement trigger then tells the listeners, which disperse it. A returned
 // payment is the REVERSAL of its CASH_RECEIVED, the status recomputed from the net cash and the
@@ -29,8 +29,11 @@ export interface PaymentRequest {
   obligationId: string;
   reference: string;
   amount: bigint;
+  /** The service account: a reference is its own, unique among its payments, compared ignoring case. */
   actor: string;
   channel: "api" | "cli" | "simulate";
+  /** Recorded in the audit row (e.g. the CLI's OS user). */
+  metadata?: Record<string, unknown>;
 }
 
 export interface PaymentReceipt {
@@ -61,6 +64,25 @@ interface PostedRow extends Record<string, unknown> {
   obligation_id: string | null;
   amount: bigint;
   sequence: bigint;
+  mortgage_id: string;
+  /** Its REVERSAL, once the payment was returned. */
+  reversal_id: string | null;
+}
+
+/**
+ * The account's payment under this reference: its key (any case), else the key of before (the
+ * reference exactly as it was sent then) if this account posted it. Another account's payment is
+ * never found: it neither blocks this one nor shows in an answer.
+ */
+async function paymentOf(tx: Tx, account: string, reference: string): Promise<PostedRow | undefined> {
+  const [row] = await tx.execute<PostedRow>(sql`
+    select c.id, c.obligation_id, c.amount, c.sequence, c.mortgage_id,
+           (select r.id from cash_journal_entries r where r.reverses_entry_id = c.id and r.entry_type = 'REVERSAL' limit 1) as reversal_id
+      from cash_journal_entries c
+     where c.idempotency_key in (${idempotencyKeys.cashReceived(account, reference)}, ${idempotencyKeys.cashReceivedBefore(reference)})
+       and c.entry_type = 'CASH_RECEIVED' and c.actor = ${account}
+     order by c.sequence desc limit 1`);
+  return row;
 }
 
 export function receivePayment(db: Db, request: PaymentRequest): Promise<PaymentReceipt> {
@@ -69,7 +91,7 @@ export function receivePayment(db: Db, request: PaymentRequest): Promise<Payment
 
 export async function receivePaymentIn(tx: Tx, request: PaymentRequest): Promise<PaymentReceipt> {
   const { obligationId, reference, amount } = request;
-  const idempotencyKey = idempotencyKeys.cashReceived(reference);
+  const idempotencyKey = idempotencyKeys.cashReceived(request.actor, reference);
   // One reference at a time, whichever obligation it names: a second call with the same reference
   // waits here and then finds the first one's posting (replay or 409), never a unique violation.
   await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${idempotencyKey}, 0))`);
@@ -77,11 +99,11 @@ export async function receivePaymentIn(tx: Tx, request: PaymentRequest): Promise
     select mortgage_id, amount, status from obligations where id = ${obligationId}::uuid for update`);
   if (!obligation) throw new ObligationNotFoundError(obligationId);
 
-  const [previous] = await tx.execute<PostedRow>(sql`
-    select id, obligation_id, amount, sequence from cash_journal_entries where idempotency_key = ${idempotencyKey}`);
+  const previous = await paymentOf(tx, request.actor, reference);
   if (previous) {
+    // The account's own payment; still no figures in the refusal (it is logged and may be shown).
     if (previous.obligation_id !== obligationId) throw new PaymentReferenceConflictError(reference, "for another obligation");
-    if (BigInt(previous.amount) !== amount) throw new PaymentReferenceConflictError(reference, `with another amount (${previous.amount} cents)`);
+    if (BigInt(previous.amount) !== amount) throw new PaymentReferenceConflictError(reference, "with another amount");
     // The same answer as the first call: the totals as they stood right after that payment.
     const receivedTotal = await receivedFor(tx, obligationId, BigInt(previous.sequence));
     return receipt(request, previous.id, BigInt(obligation.amount), receivedTotal, true);
@@ -117,7 +139,7 @@ export async function receivePaymentIn(tx: Tx, request: PaymentRequest): Promise
     actor: request.actor,
     resourceType: "obligation",
     resourceId: obligationId,
-    metadata: { reference, amount: amount.toString(), status: result.status, outstanding: result.outstanding.toString(), journalEntryId: posted.id, channel: request.channel, ...traceOfPayment() },
+    metadata: { reference, amount: amount.toString(), status: result.status, outstanding: result.outstanding.toString(), journalEntryId: posted.id, channel: request.channel, ...traceOfPayment(), ...request.metadata },
   });
   return result;
 }
@@ -140,8 +162,11 @@ export interface PaymentReturnRequest {
   obligationId: string;
   reference: string;
   reason: string;
+  /** The service account that received the payment: only its own payments are found. */
   actor: string;
   channel: "api" | "cli";
+  /** Recorded in the audit row (e.g. the CLI's OS user). */
+  metadata?: Record<string, unknown>;
 }
 
 export interface PaymentReturn {
@@ -175,11 +200,7 @@ export async function returnPaymentIn(tx: Tx, request: PaymentReturnRequest): Pr
   const [obligation] = await tx.execute<ObligationRow>(sql`
     select mortgage_id, amount, status from obligations where id = ${obligationId}::uuid for update`);
   if (!obligation) throw new ObligationNotFoundError(obligationId);
-  const [payment] = await tx.execute<{ id: string; amount: bigint; mortgage_id: string; obligation_id: string | null; reversal_id: string | null }>(sql`
-    select c.id, c.amount, c.mortgage_id, c.obligation_id,
-           (select r.id from cash_journal_entries r where r.reverses_entry_id = c.id and r.entry_type = 'REVERSAL' limit 1) as reversal_id
-      from cash_journal_entries c
-     where c.idempotency_key = ${idempotencyKeys.cashReceived(reference)} and c.entry_type = 'CASH_RECEIVED'`);
+  const payment = await paymentOf(tx, request.actor, reference);
   if (!payment || payment.obligation_id !== obligationId) throw new PaymentNotFoundError(obligationId, reference);
   const amount = BigInt(payment.amount);
   const obligationAmount = BigInt(obligation.amount);
@@ -226,7 +247,7 @@ export async function returnPaymentIn(tx: Tx, request: PaymentReturnRequest): Pr
     resourceType: "obligation",
     resourceId: obligationId,
     severity: "warning",
-    metadata: { reference, amount: amount.toString(), reason: request.reason.slice(0, 500), status, reversalEntryId: reversal.id, allocationsReversed, reallocated, channel: request.channel, ...(outcome.outcome === "rejected" ? { dispersal: outcome.error.code } : {}) },
+    metadata: { reference, amount: amount.toString(), reason: request.reason.slice(0, 500), status, reversalEntryId: reversal.id, allocationsReversed, reallocated, channel: request.channel, ...request.metadata, ...(outcome.outcome === "rejected" ? { dispersal: outcome.error.code } : {}) },
   });
   return { obligationId, reference, amount, reversalEntryId: reversal.id, netReceived, outstanding: obligationAmount - netReceived, status, allocationsReversed, reallocated, replayed: false };
 }

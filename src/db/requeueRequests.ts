@@ -1,5 +1,5 @@
 // Requeue requests (DESIGN.md §4 manual requeue): who asked for a new round of an escalation and
-// why, and with REQUEUE_APPROVALS=2 who approved or withdrew it. Each step is one transaction that
+// why, and under the four-eyes policy (ops_policy, here too) who approved or withdrew it. Each step is one transaction that
 // holds the obligation's healing row locked, so asks, approvals and withdrawals of one obligation
 // run one after another; every step writes its audit row in that transaction. A pending request
 // expires REQUEUE_APPROVAL_TTL after it was made: computed from created_at whenever it is read.
@@ -7,7 +7,7 @@ import { sql } from "drizzle-orm";
 import { NotEscalatedError, ObligationNotFoundError, ObligationNotSettledError } from "../domain/errors.js";
 import { NoPendingRequeueError, RequeueExpiredError, RequeuePendingError, SelfApprovalError } from "../domain/requeueErrors.js";
 import { writeAudit } from "./audit.js";
-import type { Executor, Tx } from "./client.js";
+import type { Db, Executor, Tx } from "./client.js";
 import { markRequeued } from "./healing.js";
 import type { HealingStatus } from "./schema.js";
 
@@ -34,6 +34,69 @@ interface PendingRow extends Record<string, unknown> {
   reason: string;
   expires_at: string;
   expired: boolean;
+}
+
+export interface RequeuePolicy {
+  requeueApprovals: RequiredApprovals;
+  /** Who set it (an OS user, or "REQUEUE_APPROVALS" for the first row); null: no row yet. */
+  setBy: string | null;
+  setAt: string | null;
+}
+
+export const POLICY_SET_AUDIT_ACTION = "ops.policy_set";
+export const POLICY_INITIALISED_AUDIT_ACTION = "ops.policy_initialised";
+
+/**
+ * The approvals a requeue needs, from Postgres. Read in the requeue's own transaction (share lock:
+ * a `policy set` that commits first is seen, one still running waits for this requeue). Only a
+ * database with no row yet falls back to this process's REQUEUE_APPROVALS.
+ */
+export async function readRequeuePolicy(db: Executor, initialApprovals: RequiredApprovals, lock: "for share" | "" = ""): Promise<RequeuePolicy> {
+  const [row] = await db.execute<{ requeue_approvals: number; set_by: string; set_at: string }>(sql`
+    select requeue_approvals, set_by, set_at from ops_policy ${sql.raw(lock)}`);
+  if (!row) return { requeueApprovals: initialApprovals, setBy: null, setAt: null };
+  return { requeueApprovals: row.requeue_approvals as RequiredApprovals, setBy: row.set_by, setAt: new Date(row.set_at).toISOString() };
+}
+
+/** `dispersal policy set`: one row, replaced, audited with the value before. */
+export async function setRequeuePolicy(tx: Tx, approvals: RequiredApprovals, setBy: string, metadata: Record<string, unknown> = {}): Promise<RequeuePolicy & { previous: RequiredApprovals | null }> {
+  const [before] = await tx.execute<{ requeue_approvals: number }>(sql`select requeue_approvals from ops_policy for update`);
+  const [row] = await tx.execute<{ set_at: string }>(sql`
+    insert into ops_policy (singleton, requeue_approvals, set_by, set_at) values (true, ${approvals}, ${setBy}, now())
+    on conflict (singleton) do update set requeue_approvals = excluded.requeue_approvals, set_by = excluded.set_by, set_at = excluded.set_at
+    returning set_at`);
+  const previous = before ? (before.requeue_approvals as RequiredApprovals) : null;
+  await writeAudit(tx, {
+    action: POLICY_SET_AUDIT_ACTION,
+    actor: setBy,
+    resourceType: "ops_policy",
+    resourceId: "requeue_approvals",
+    severity: "warning",
+    metadata: { requeueApprovals: approvals, previous, ...metadata },
+  });
+  return { requeueApprovals: approvals, setBy, setAt: new Date(row!.set_at).toISOString(), previous };
+}
+
+/**
+ * A service process at start: a database without a policy gets REQUEUE_APPROVALS as its first row
+ * (audited); one that has a row keeps it, whatever this process's environment says.
+ */
+export async function initialiseRequeuePolicy(db: Db, initialApprovals: RequiredApprovals): Promise<{ policy: RequeuePolicy; initialised: boolean }> {
+  return db.transaction(async (tx) => {
+    const [inserted] = await tx.execute<{ set_at: string }>(sql`
+      insert into ops_policy (singleton, requeue_approvals, set_by) values (true, ${initialApprovals}, 'REQUEUE_APPROVALS')
+      on conflict (singleton) do nothing returning set_at`);
+    if (inserted) {
+      await writeAudit(tx, {
+        action: POLICY_INITIALISED_AUDIT_ACTION,
+        actor: "dispersal-healing",
+        resourceType: "ops_policy",
+        resourceId: "requeue_approvals",
+        metadata: { requeueApprovals: initialApprovals, from: "REQUEUE_APPROVALS" },
+      });
+    }
+    return { policy: await readRequeuePolicy(tx, initialApprovals), initialised: Boolean(inserted) };
+  });
 }
 
 /** When a pending request made at created_at expires: the one definition, for every query below. */
@@ -83,11 +146,13 @@ async function closeExpiredRequest(tx: Tx, obligationId: string, expired: Pendin
 }
 
 /**
- * An operator asks for a new round. With one approval required it is carried out at once; with two
- * it waits (`pending_approval`) and nothing else changes. One pending request per obligation.
+ * An operator asks for a new round. With one approval required (ops_policy, read here) it is
+ * carried out at once; with two it waits (`pending_approval`) and nothing else changes. One pending
+ * request per obligation. `initialApprovals`: REQUEUE_APPROVALS, used only while ops_policy is empty.
  */
-export async function askForRequeue(tx: Tx, ask: RequeueAsk, approvals: RequiredApprovals, approvalTtlSeconds: number): Promise<RequeueDecision> {
+export async function askForRequeue(tx: Tx, ask: RequeueAsk, initialApprovals: RequiredApprovals, approvalTtlSeconds: number): Promise<RequeueDecision> {
   await lockEscalation(tx, ask.obligationId);
+  const approvals = (await readRequeuePolicy(tx, initialApprovals, "for share")).requeueApprovals;
   const pending = await pendingRequestOf(tx, ask.obligationId, approvalTtlSeconds);
   if (pending && !pending.expired) throw new RequeuePendingError(ask.obligationId, pending.requested_by);
   if (pending) await closeExpiredRequest(tx, ask.obligationId, pending, ask.channel);

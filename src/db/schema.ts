@@ -263,7 +263,7 @@ export const dispersalHealingAttempts = pgTable(
 export type RequeueRequestStatus = "pending" | "carried_out" | "withdrawn";
 
 /**
- * Who asked for a new round of an escalation, why, and who approved it (REQUEUE_APPROVALS=2). The
+ * Who asked for a new round of an escalation, why, and who approved it (four-eyes policy at 2). The
  * round it starts takes its actor from here, never from job data; at most one pending per obligation.
  */
 export const requeueRequests = pgTable(
@@ -287,6 +287,26 @@ export const requeueRequests = pgTable(
     check("requeue_requests_reason_check", sql`length(btrim(${t.reason})) > 0`),
     uniqueIndex("requeue_requests_one_pending_idx").on(t.obligationId).where(sql`${t.status} = 'pending'`),
     index("requeue_requests_obligation_idx").on(t.obligationId, t.createdAt),
+  ],
+);
+
+/**
+ * The four-eyes policy (DESIGN.md §4): one row, read by every requeue path in the requeue's own
+ * transaction, so no process's environment can lower it. Set by `dispersal policy set` (audited
+ * `ops.policy_set`); REQUEUE_APPROVALS only writes the first row of a database that has none.
+ */
+export const opsPolicy = pgTable(
+  "ops_policy",
+  {
+    /** Always true: the primary key that keeps the table to one row. */
+    singleton: boolean("singleton").primaryKey().default(true),
+    requeueApprovals: integer("requeue_approvals").$type<1 | 2>().notNull(),
+    setBy: text("set_by").notNull(),
+    setAt: timestamp("set_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    check("ops_policy_singleton_check", sql`${t.singleton}`),
+    check("ops_policy_requeue_approvals_check", sql`${t.requeueApprovals} in (1, 2)`),
   ],
 );
 

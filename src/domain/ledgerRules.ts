@@ -146,7 +146,13 @@ export function normalizeAccount(account: AccountRef): Required<AccountRef> {
 
 export const idempotencyKeys = {
   obligationAccrued: (obligationId: string) => `cash-ledger:obligation-accrued:${obligationId}`,
-  cashReceived: (paymentRef: string) => `cash-ledger:cash-received:${paymentRef}`,
+  /**
+   * A payment reference is unique per service account and compared ignoring case (DESIGN.md §5).
+   * Journals of before used `…:<reference>` as sent, one namespace for every account
+   * (cashReceivedBefore): still read, for replays and returns of those payments.
+   */
+  cashReceived: (account: string, paymentRef: string) => `cash-ledger:cash-received:${account}:${paymentRef.toLowerCase()}`,
+  cashReceivedBefore: (paymentRef: string) => `cash-ledger:cash-received:${paymentRef}`,
   /** Keyed by the allocation (DESIGN.md §3): posted once whoever runs it. Journals of before used `…:<dispersal entry id>` (allocation 1). */
   lenderPayableCreated: (obligationId: string, lenderId: string, allocation: number) =>
     `cash-ledger:lender-payable-created:${obligationId}:${lenderId}:${allocation}`,

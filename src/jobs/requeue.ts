@@ -7,7 +7,9 @@ import { recordJobId } from "../db/healing.js";
 import {
   approveRequeue as approveInDatabase,
   askForRequeue,
+  readRequeuePolicy,
   withdrawRequeue as withdrawInDatabase,
+  type RequiredApprovals,
   type RequeueAsk,
   type RequeueChannel,
 } from "../db/requeueRequests.js";
@@ -43,8 +45,13 @@ export interface RequeueRequest {
   metadata?: Record<string, unknown>;
 }
 
+/** The approvals a requeue needs now, as the requeue's own transaction will read them (ops_policy). */
+export async function requiredApprovals(ctx: PipelineContext): Promise<RequiredApprovals> {
+  return (await readRequeuePolicy(ctx.database.db, ctx.settings.REQUEUE_APPROVALS)).requeueApprovals;
+}
+
 /**
- * Carries the requeue out, or with REQUEUE_APPROVALS=2 leaves it waiting for a second operator.
+ * Carries the requeue out, or under the four-eyes policy (ops_policy at 2) leaves it waiting for a second operator.
  * The reason is checked here too, whatever the caller checked: no path records an invisible one.
  */
 export async function requestRequeue(ctx: PipelineContext, obligationId: string, request: RequeueRequest): Promise<RequeueResult | PendingRequeueResult> {

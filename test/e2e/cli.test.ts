@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { userInfo } from "node:os";
 import { sql } from "drizzle-orm";
 import { givenSettledObligation } from "../helpers/factories.js";
 import { spawnCli } from "../helpers/processes.js";
@@ -7,7 +8,16 @@ import { testQueues } from "../helpers/testQueues.js";
 
 const database = await testDb();
 const { prefix, redisUrl } = testQueues();
-const env = { DATABASE_URL: database.url, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, HEALING_BACKOFF_MS: "20", LOG_LEVEL: "silent" };
+// The CLI acts as an operator its OS user is mapped to: here carol or dave (so --actor is needed).
+const env = {
+  DATABASE_URL: database.url,
+  REDIS_URL: redisUrl,
+  QUEUE_PREFIX: prefix,
+  HEALING_BACKOFF_MS: "20",
+  LOG_LEVEL: "silent",
+  OPS_USERS: "carol:operator:carol-operator-secret,dave:operator:dave-operator-secret",
+  OPS_CLI_USERS: `${userInfo().username}:carol,${userInfo().username}:dave`,
+};
 
 async function run(args: string[]): Promise<{ code: number | null; out: string }> {
   const proc = spawnCli(args, env);

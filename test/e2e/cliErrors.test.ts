@@ -2,6 +2,7 @@
 // what failed (the URL, the argument, the variable and what it accepts), a non-zero exit, no stack
 // unless LOG_LEVEL=debug; and a warning at start when OPS_USERS is empty.
 import { describe, expect, it } from "vitest";
+import { userInfo } from "node:os";
 import { ConfigError, loadConfig } from "../../src/config.js";
 import { spawnCli, waitFor } from "../helpers/processes.js";
 import { freePort } from "../helpers/redisServer.js";
@@ -12,6 +13,8 @@ const database = await testDb();
 const { prefix, redisUrl } = testQueues();
 const env = { DATABASE_URL: database.url, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, LOG_LEVEL: "silent" };
 const AN_ID = "00000000-0000-4000-8000-000000000001";
+/** `pay` acts only as the service account its OS user is mapped to: checked before Postgres is reached. */
+const PAYER = { OPS_USERS: "feed:service:feed-service-secret", OPS_CLI_USERS: `${userInfo().username}:feed` };
 
 async function run(args: string[], extra: Record<string, string> = {}): Promise<{ code: number | null; lines: string[] }> {
   const proc = spawnCli(args, { ...env, ...extra });
@@ -33,9 +36,9 @@ describe("a backing service that is unreachable", () => {
     await expectOneLine(["escalations"], { REDIS_URL: `redis://127.0.0.1:${closed}` }, new RegExp(`Cannot reach Redis at redis://127\\.0\\.0\\.1:${closed}`));
     const nowhere = `postgres://postgres@127.0.0.1:${closed}/nowhere`;
     await expectOneLine(["escalations"], { DATABASE_URL: nowhere }, new RegExp(`Cannot reach Postgres at ${nowhere.replaceAll(".", "\\.")}`));
-    await expectOneLine(["pay", AN_ID, "--reference", "r-1", "--amount", "100"], { DATABASE_URL: nowhere }, new RegExp(`Cannot reach Postgres at ${nowhere.replaceAll(".", "\\.")}`));
+    await expectOneLine(["pay", AN_ID, "--reference", "r-1", "--amount", "100"], { DATABASE_URL: nowhere, ...PAYER }, new RegExp(`Cannot reach Postgres at ${nowhere.replaceAll(".", "\\.")}`));
     // Asked for, the stack is there.
-    const debug = await run(["pay", AN_ID, "--reference", "r-1", "--amount", "100"], { DATABASE_URL: nowhere, LOG_LEVEL: "debug" });
+    const debug = await run(["pay", AN_ID, "--reference", "r-1", "--amount", "100"], { DATABASE_URL: nowhere, LOG_LEVEL: "debug", ...PAYER });
     expect(debug.code).not.toBe(0);
     expect(debug.lines.join("\n")).toMatch(/Cannot reach Postgres[\s\S]*\n\s+at /);
   });
@@ -67,6 +70,7 @@ describe("configuration errors", () => {
       QUEUE_PREFIX: { value: "a b", accepts: /letters, digits/ },
       PORT: { value: "99999", accepts: /0 to 65535/ },
       OPS_USERS: { value: "alice", accepts: /name:role:secret/ },
+      OPS_CLI_USERS: { value: "alice", accepts: /osuser:name/ },
       WORKER_CONCURRENCY: { value: "-3", accepts: /positive whole number/ },
       HEALING_SCAN_EVERY_MS: { value: "1.5", accepts: /positive whole number/ },
       SETTLEMENT_LISTENER: { value: "false", accepts: /on or off/ },

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { userInfo } from "node:os";
 import { sql } from "drizzle-orm";
 import { seedDemo } from "../../src/db/seed.js";
 import { givenSettledObligation } from "../helpers/factories.js";
@@ -9,7 +10,8 @@ import { testQueues } from "../helpers/testQueues.js";
 const database = await testDb();
 const { prefix, redisUrl } = testQueues();
 const SERVICE = "feed:service:feed-service-secret";
-const env = { DATABASE_URL: database.url, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, HEALING_BACKOFF_MS: "200", LOG_LEVEL: "warn" };
+// The CLI pays as the service account its OS user is mapped to.
+const env = { DATABASE_URL: database.url, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, HEALING_BACKOFF_MS: "200", LOG_LEVEL: "warn", OPS_USERS: SERVICE, OPS_CLI_USERS: `${userInfo().username}:feed` };
 
 async function run(args: string[], extra: Record<string, string> = {}): Promise<{ code: number | null; out: string }> {
   const proc = spawnCli(args, { ...env, ...extra });
@@ -20,7 +22,7 @@ async function run(args: string[], extra: Record<string, string> = {}): Promise<
 describe("dispersal pay (the intake's CLI twin)", () => {
   it("receives a payment, answers a repeat the same, and refuses the same reference with another amount", async () => {
     const o = await givenSettledObligation(database, { status: "due", amount: 25_000n, lenders: [10_000], type: "principal_repayment" });
-    const first = await run(["pay", o.obligationId, "--reference", "CLI-1", "--amount", "25000", "--actor", "carol"]);
+    const first = await run(["pay", o.obligationId, "--reference", "CLI-1", "--amount", "25000", "--actor", "feed"]);
     expect(first.code).toBe(0);
     expect(JSON.parse(first.out)).toMatchObject({ paid: true, obligationId: o.obligationId, amount: "25000", outstanding: "0", status: "settled", replayed: false });
 
@@ -34,7 +36,7 @@ describe("dispersal pay (the intake's CLI twin)", () => {
     const [row] = await database.db.execute<{ n: bigint; actor: string; channel: string }>(sql`
       select count(*) as n, min(actor) as actor, min(channel) as channel from cash_journal_entries
        where obligation_id = ${o.obligationId}::uuid and entry_type = 'CASH_RECEIVED'`);
-    expect(row).toEqual({ n: 1n, actor: "carol", channel: "cli" });
+    expect(row).toEqual({ n: 1n, actor: "feed", channel: "cli" });
   });
 
   it("refuses bad input before touching the database, naming the argument", async () => {

@@ -8,6 +8,7 @@ import { sql } from "drizzle-orm";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { setRequeuePolicy } from "../../src/db/requeueRequests.js";
 import { QUEUE } from "../../src/queues/names.js";
 import { givenSettledObligation } from "../helpers/factories.js";
 import { httpCall, type Credentials } from "../helpers/http.js";
@@ -99,9 +100,12 @@ describe("Redis down under a running server", () => {
   it("answers 503 naming it, warns on /ops, refuses requeues and approvals in time, and none of them acts once Redis is back", async () => {
     const [requeued, bulk1, bulk2, approved] = escalated as [string, string, string, string];
     // Asked while Redis is up: with four eyes the request waits for a second operator (Postgres only).
+    // The policy is Postgres's, the same for both servers: at 2 for the ask, then at 1 again.
+    await database.db.transaction((tx) => setRequeuePolicy(tx, 2, "test"));
     const asked = await httpCall(fourEyes.base, "POST", `/api/escalations/${approved}/requeue`, { as: alice, body: { reason: "positions corrected in the servicing system" } });
     expect(asked.status, asked.text).toBe(202);
     expect(asked.json).toMatchObject({ status: "pending_approval" });
+    await database.db.transaction((tx) => setRequeuePolicy(tx, 1, "test"));
 
     redisKilledAt = Date.now() - 1000;
     await redis.kill();

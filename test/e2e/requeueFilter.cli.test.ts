@@ -1,6 +1,7 @@
 // `dispersal requeue --mortgage M [--error E] --expect N --reason …` (issue 21 item 2): acts only when
 // the filter matches exactly N escalations; otherwise one line on stderr, a non-zero exit, nothing changed.
 import { describe, expect, it } from "vitest";
+import { userInfo } from "node:os";
 import { sql } from "drizzle-orm";
 import { givenMortgage } from "../helpers/factories.js";
 import { givenEscalations } from "../helpers/healingRows.js";
@@ -10,7 +11,15 @@ import { testQueues } from "../helpers/testQueues.js";
 
 const database = await testDb();
 const { prefix, redisUrl } = testQueues();
-const env = { DATABASE_URL: database.url, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, HEALING_BACKOFF_MS: "20", LOG_LEVEL: "silent" };
+const env = {
+  DATABASE_URL: database.url,
+  REDIS_URL: redisUrl,
+  QUEUE_PREFIX: prefix,
+  HEALING_BACKOFF_MS: "20",
+  LOG_LEVEL: "silent",
+  OPS_USERS: "carol:operator:carol-operator-secret",
+  OPS_CLI_USERS: `${userInfo().username}:carol`,
+};
 
 async function run(args: string[], extraEnv: Record<string, string> = {}): Promise<{ code: number | null; out: string }> {
   const proc = spawnCli(args, { ...env, ...extraEnv });
@@ -57,13 +66,21 @@ describe("dispersal requeue by filter", () => {
     expect(audits[0]).toMatchObject({ actor: "carol", metadata: { channel: "cli", osUser: expect.any(String), selection: { expectedCount: 4, filter: { mortgageId } } } });
   });
 
-  it("refuses ids and a filter together, and a filter under REQUEUE_APPROVALS=2", async () => {
+  it("refuses ids and a filter together; under four eyes a filter asks for each match and waits", async () => {
     const { mortgageId } = await givenMortgage(database, { lenders: [0] });
     const [id] = await givenEscalations(database, { mortgageId, count: 1 });
     const both = await run(["requeue", id!, "--mortgage", mortgageId, "--expect", "1", "--actor", "carol", "--reason", "positions restored by the servicer"]);
     expect(both).toMatchObject({ code: 1, out: "dispersal: give obligation ids or a filter (--mortgage, --error, --escalated-before), not both\n" });
-    const fourEyes = await run(["requeue", "--mortgage", mortgageId, "--expect", "1", "--actor", "carol", "--reason", "positions restored by the servicer"], { REQUEUE_APPROVALS: "2" });
-    expect(fourEyes.code).toBe(2);
-    expect(await statusesOf([id!])).toEqual({ escalated: 1 });
+    await database.db.execute(sql`insert into ops_policy (singleton, requeue_approvals, set_by) values (true, 2, 'test')`);
+    try {
+      const fourEyes = await run(["requeue", "--mortgage", mortgageId, "--expect", "1", "--actor", "carol", "--reason", "positions restored by the servicer"], { REQUEUE_APPROVALS: "1" });
+      expect(fourEyes.code, fourEyes.out).toBe(0);
+      expect(JSON.parse(fourEyes.out)).toEqual([expect.objectContaining({ obligationId: id, status: "pending_approval", requeued: false })]);
+      expect(await statusesOf([id!])).toEqual({ escalated: 1 });
+      const [request] = await database.db.execute<{ requested_by: string; status: string }>(sql`select requested_by, status from requeue_requests where obligation_id = ${id!}::uuid`);
+      expect(request).toEqual({ requested_by: "carol", status: "pending" });
+    } finally {
+      await database.db.execute(sql`delete from ops_policy`);
+    }
   });
 });

@@ -95,7 +95,7 @@ export async function seedCrashData(database: Database): Promise<CrashData> {
         amount: 10_000n + BigInt(i),
         debit: { family: "TRUST_CASH", mortgageId: mortgages.stillEmpty.id },
         credit: { family: "BORROWER_RECEIVABLE", obligationId: o },
-        idempotencyKey: idempotencyKeys.cashReceived(`crash-late-${o}`),
+        idempotencyKey: idempotencyKeys.cashReceived("other-system", `crash-late-${o}`),
         mortgageId: mortgages.stillEmpty.id,
         obligationId: o,
       }]);

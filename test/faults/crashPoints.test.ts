@@ -10,6 +10,7 @@
 // listening worker while a dozen obligations are settled by SQL, and a fresh worker's listener
 // (its catch-up scan) recovers: each obligation dispersed exactly once, as in the crash-free run.
 import { readFileSync } from "node:fs";
+import { userInfo } from "node:os";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FAILPOINTS } from "../../src/failpoint.js";
@@ -20,10 +21,10 @@ import { fileURLToPath } from "node:url";
 import { approveRequeue, requestRequeue } from "../../src/jobs/requeue.js";
 import { startSettlementListener, type SettlementListener } from "../../src/jobs/settlementListener.js";
 import { readHeartbeats } from "../../src/queues/listenerHeartbeats.js";
-import type { PipelineContext } from "../../src/jobs/context.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { startWorkers, type Workers } from "../../src/jobs/worker.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
+import { setRequeuePolicy } from "../../src/db/requeueRequests.js";
 import { crashInvariantViolations, moneyFingerprint, seedCrashData, seedListenerData, type CrashData } from "./crashData.js";
 import { measureEndState } from "./endState.js";
 import { recordFaults } from "./faultCounts.js";
@@ -76,8 +77,11 @@ async function letDeadScanLockExpire(scenario: Scenario): Promise<void> {
   await scenario.ctx.queues.connection.pexpire(`${scenario.prefix}:${QUEUE.healing}:scan-lock`, 1);
 }
 
+/** The CLI acts only as the operator its OS user is mapped to (OPS_CLI_USERS). */
+const CLI_OPERATOR = { OPS_USERS: "crash-test:operator:crash-test-operator-secret", OPS_CLI_USERS: `${userInfo().username}:crash-test` };
+
 async function runArmedChild(scenario: Scenario, label: string, args: string[], failpoint: string): Promise<boolean> {
-  return awaitArmedChild(scenario, label, scenario.children.cli(label, args, scenario.workerEnv(armedEnv(failpoint, "kill"))), failpoint);
+  return awaitArmedChild(scenario, label, scenario.children.cli(label, args, scenario.workerEnv({ ...CLI_OPERATOR, ...armedEnv(failpoint, "kill") })), failpoint);
 }
 
 const APPROVE_CHILD = fileURLToPath(new URL("./approveChild.ts", import.meta.url));
@@ -148,7 +152,9 @@ async function runCrashScenario(failpoint: string | undefined): Promise<Outcome>
 
     if (phase === "approve") {
       // Four eyes: one operator asks, a second one approves in a process killed at the failpoint.
-      const fourEyes = withApprovals(scenario.ctx, 2);
+      // The policy is Postgres's (a worker child may have written its first row): set it there.
+      await scenario.database.db.transaction((tx) => setRequeuePolicy(tx, 2, "crash-test"));
+      const fourEyes = scenario.ctx;
       for (const o of data.escalated) await requestRequeue(fourEyes, o, { actor: "crash-test", channel: "cli", reason: "positions repaired" });
       fired = await runArmedApproval(scenario, data.escalated, failpoint!);
       // The approver saw the approval die and approves again what is still pending (an approval that
@@ -189,10 +195,6 @@ async function runCrashScenario(failpoint: string | undefined): Promise<Outcome>
 }
 
 const APPROVER = "crash-approver";
-
-function withApprovals(ctx: PipelineContext, approvals: 1 | 2): PipelineContext {
-  return { ...ctx, settings: { ...ctx.settings, REQUEUE_APPROVALS: approvals } };
-}
 
 async function stillPending(scenario: Scenario, ids: string[]): Promise<string[]> {
   const rows = await scenario.database.db.execute<{ id: string }>(sql`

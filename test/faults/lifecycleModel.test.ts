@@ -537,9 +537,10 @@ class LateCashCommand implements Cmd {
         amount: late,
         debit: { family: "TRUST_CASH", mortgageId },
         credit: { family: "BORROWER_RECEIVABLE", obligationId: o.id },
-        idempotencyKey: idempotencyKeys.cashReceived(`model-late-${o.id}`),
+        idempotencyKey: idempotencyKeys.cashReceived("other-system", `model-late-${o.id}`),
         mortgageId,
         obligationId: o.id,
+        actor: "other-system",
       }]);
       // The payments intake tops SUSPENSE up in the same transaction; another system's SQL does not (the scan's backstop will).
       if (this.viaIntake) await topUpSuspense(tx, o.id, { actor: "model-intake", reason: "late cash" });
@@ -562,8 +563,9 @@ class ReturnCommand implements Cmd {
     const payments = await check.db.execute<{ key: string }>(sql`
       select idempotency_key as key from cash_journal_entries where obligation_id = ${o.id}::uuid and entry_type = 'CASH_RECEIVED' order by sequence`);
     for (const { key } of payments) {
-      const reference = key.slice(idempotencyKeys.cashReceived("").length);
-      await returnPayment(check.db, { obligationId: o.id, reference, reason: "the model's cheque bounced", actor: "model-feed", channel: "api" });
+      // Posted as the account "other-system" (test/helpers/factories.ts, late cash): it returns them.
+      const reference = key.slice(idempotencyKeys.cashReceived("other-system", "").length);
+      await returnPayment(check.db, { obligationId: o.id, reference, reason: "the model's cheque bounced", actor: "other-system", channel: "api" });
     }
     o.cash = 0n;
     o.allocated = 0n;

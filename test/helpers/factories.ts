@@ -82,9 +82,10 @@ export function accrualAndCash(o: { obligationId: string; mortgageId: string; am
       amount: cash,
       debit: { family: "TRUST_CASH" as const, mortgageId },
       credit: { family: "BORROWER_RECEIVABLE" as const, obligationId },
-      idempotencyKey: idempotencyKeys.cashReceived(`${obligationId}-${i}`),
+      idempotencyKey: idempotencyKeys.cashReceived("other-system", `${obligationId}-${i}`),
       mortgageId,
       obligationId,
+      actor: "other-system",
     })),
   ];
 }

@@ -59,7 +59,7 @@ async function givenDueObligation(options: { amount?: bigint; lenders?: number[]
     amount,
     debit: trustCash,
     credit: receivable,
-    idempotencyKey: idempotencyKeys.cashReceived(paymentRef),
+    idempotencyKey: idempotencyKeys.cashReceived("other-system", paymentRef),
     mortgageId: given.mortgageId,
     obligationId: given.obligationId,
   });
@@ -97,6 +97,7 @@ describe("migrations", () => {
           "mortgage_positions",
           "mortgages",
           "obligations",
+          "ops_policy",
           "reconciliation_runs",
           "requeue_requests",
           "servicing_fee_entries",

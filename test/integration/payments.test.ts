@@ -99,7 +99,7 @@ describe("POST /api/obligations/:obligationId/payments (the payments intake)", (
     expect(res.status).toBe(201);
     expect(res.json).toMatchObject({ obligationId: o.obligationId, reference, amount: "100000", receivedTotal: "100000", outstanding: "0", status: "settled" });
     expect(await cashReceived(o.obligationId)).toEqual([
-      { amount: 100_000n, idempotency_key: `cash-ledger:cash-received:${reference}`, actor: SAM.name, channel: "api" },
+      { amount: 100_000n, idempotency_key: `cash-ledger:cash-received:${SAM.name}:${reference.toLowerCase()}`, actor: SAM.name, channel: "api" },
     ]);
     expect((await obligationRow(o.obligationId)).settled_at).not.toBeNull();
     await waitFor(async () => (await obligationRow(o.obligationId)).dispersed, { timeoutMs: 10_000, what: "the paid obligation dispersed", everyMs: 50 });

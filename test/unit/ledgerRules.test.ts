@@ -300,7 +300,8 @@ describe("normalizeAccount and sameAccount", () => {
 describe("idempotencyKeys", () => {
   it("spells the keys exactly as the contract does", () => {
     expect(idempotencyKeys.obligationAccrued(OBLIGATION)).toBe(`cash-ledger:obligation-accrued:${OBLIGATION}`);
-    expect(idempotencyKeys.cashReceived("PAY-42")).toBe("cash-ledger:cash-received:PAY-42");
+    expect(idempotencyKeys.cashReceived("feed-a", "PAY-42")).toBe("cash-ledger:cash-received:feed-a:pay-42");
+    expect(idempotencyKeys.cashReceivedBefore("PAY-42")).toBe("cash-ledger:cash-received:PAY-42");
     expect(idempotencyKeys.lenderPayableCreated(OBLIGATION, LENDER, 2)).toBe(`cash-ledger:lender-payable-created:${OBLIGATION}:${LENDER}:2`);
     expect(idempotencyKeys.servicingFeeRecognized(OBLIGATION, 1)).toBe(`cash-ledger:servicing-fee-recognized:${OBLIGATION}:1`);
     expect(idempotencyKeys.suspenseEscalated(OBLIGATION)).toBe(`suspense-escalation:${OBLIGATION}`);
