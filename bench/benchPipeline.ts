@@ -14,7 +14,7 @@ import { waitUntil } from "./measure.js";
 const BIN = fileURLToPath(new URL("../bin/dispersal.js", import.meta.url));
 
 /**
- * Worker processes run as README deploys them (Scaling → Memory): V8's heap capped at 192 MB, which
+ * Worker processes run as docs/scaling.md deploys them (Memory): V8's heap capped at 192 MB, which
  * holds a worker's RSS near 170 MB instead of letting the heap grow lazily towards 300 MB on a
  * large machine. `BENCH_WORKER_NODE_OPTIONS` (may be empty) overrides it.
  */

@@ -1,4 +1,4 @@
-// The printed table (plain text, also pasted into README's Performance section) and the ratios and
+// The printed table (plain text, also pasted into docs/performance.md) and the ratios and
 // targets computed from the figures.
 import type { Figure } from "./measure.js";
 import type { EscalationStormResult } from "./escalationStorm.js";

@@ -32,7 +32,7 @@ const envInt = (name: string, fallback: number) => (process.env[name] ? Number(p
 
 // Our worker processes run the service's defaults (what an operator gets) unless BENCH_* say
 // otherwise; the unbatched pipeline and pg-boss run 8 jobs at a time with a pool of 8, their best
-// on a 2-core machine in earlier runs (see README).
+// on a 2-core machine in earlier runs (see docs/performance.md).
 const defaults = loadConfig({});
 const batched = {
   workerConcurrency: envInt("BENCH_WORKER_CONCURRENCY", defaults.WORKER_CONCURRENCY),

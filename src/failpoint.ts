@@ -1,6 +1,6 @@
 // Failpoints: named await boundaries where money or queue state changes, at which a test can make the
 // process die or throw ("a crash at every step"). Inert unless armed: by DISPERSAL_FAILPOINTS in a
-// child process's environment (test-only, see README), or by armFailpoint() inside a test process.
+// child process's environment (test-only, see docs/testing.md), or by armFailpoint() inside a test process.
 //   DISPERSAL_FAILPOINTS="batch.after-commit=kill,escalate.before-commit=throw"
 // `pause` stops the process (SIGSTOP) once, until a test continues it: a worker frozen mid-job whose
 // lock runs out, so that a second worker runs the same job at the same time.

@@ -61,7 +61,7 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Dat
   return { db, sql, url, close: () => sql.end({ timeout: 5 }) };
 }
 
-/** Settings of a session of our own; behind a transaction pooler they belong on the role (README, Scaling). */
+/** Settings of a session of our own; behind a transaction pooler they belong on the role (docs/scaling.md). */
 function sessionSettings(options: DatabaseOptions): Record<string, string | number> {
   return {
     // Our statements touch a few rows each through indexes; when the planner misjudges a big
@@ -145,7 +145,7 @@ type Client = postgres.Sql<{ bigint: bigint }>;
 /**
  * Drizzle sends every raw statement (db.execute, all of our SQL) unprepared, so Postgres parses,
  * analyses and plans it again on every call and postgres.js describes its result again: half the
- * database's CPU per dispersal (3.1 → 1.6 ms on the bench machine; see README, Performance). This hands
+ * database's CPU per dispersal (3.1 → 1.6 ms on the bench machine; see docs/performance.md). This hands
  * drizzle the same client with statements that carry parameters prepared once per connection —
  * what postgres.js does by default for its own tagged queries. Statements without parameters
  * (BEGIN, SET LOCAL …) stay simple queries.

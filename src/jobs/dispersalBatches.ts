@@ -2,8 +2,7 @@
 // gathered for a few milliseconds and dispersed in one Postgres transaction of up to
 // HEALING_BATCH_SIZE obligations (db/dispersals.ts disperseObligations), each job still completing or
 // failing on its own. A job alone is a batch of one (HEALING_BATCH_SIZE=1: batches of one, as many
-// in flight as the worker's concurrency). Postgres CPU per obligation is the bound (README,
-// Performance): a batch shares the round trips, the statements and the commit's WAL flush.
+// in flight as the worker's concurrency). Postgres CPU per obligation is the bound (docs/performance.md): a batch shares the round trips, the statements and the commit's WAL flush.
 //
 // Isolation: an obligation that cannot be dispersed is left out and fails alone, exactly as it
 // would in a batch of one; an unexpected error rolls the batch back and every job runs again as a

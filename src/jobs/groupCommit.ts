@@ -6,7 +6,7 @@
 // gathering, and it starts the moment one of them finishes. Under load the batches therefore grow
 // to `maxSize` by themselves (the jobs a commit completes come back as the next batch), and the
 // transactions that meet on Postgres stay few — more of them only queue on the same two cores and
-// on the same account rows (README, Performance: the batched ceiling peaks at 2 at a time).
+// on the same account rows (docs/performance.md: the batched ceiling peaks at 2 at a time).
 
 export interface GroupCommitOptions {
   /** Items per batch at most (HEALING_BATCH_SIZE). */

@@ -19,7 +19,7 @@ const BATCH_MAX_WAIT_MS = 50;
 /**
  * Dispersal batches of one process committing at once: one commits while the next fills (so
  * WORKER_CONCURRENCY ≈ 2 × HEALING_BATCH_SIZE), and the batches grow to full size under load.
- * More at once only queue on Postgres's cores and on shared account rows (README, Performance).
+ * More at once only queue on Postgres's cores and on shared account rows (docs/performance.md).
  */
 const BATCHES_IN_FLIGHT = 1;
 /** How often each process checks whether the backlog has drained enough for the scan's next tick. */
