@@ -1,9 +1,10 @@
 // Bull Board's Retry of a failed retrigger job in Chromium: it opens its confirmation (the story
 // page's requeue form: the obligation, its amount, a required reason) and only that form requeues.
+import { launchChromium } from "../helpers/browser.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdirSync } from "node:fs";
 import { sql } from "drizzle-orm";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { startHttpServer, type HttpServer } from "../../src/dashboard/app.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
 import { givenSettledObligation, type GivenObligationResult } from "../helpers/factories.js";
@@ -40,11 +41,7 @@ beforeAll(async () => {
   escalation = await givenSettledObligation(database, { lenders: [0], amount: 431_207n });
   expect(await scanAndWait(ctx, { timeoutMs: 20_000 })).toMatchObject({ found: 1, escalated: 1 });
   http = await startHttpServer(ctx, { ...config, PORT: 0, HOST: "127.0.0.1" });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {

@@ -2,10 +2,11 @@
 // expands to its rows; "requeue all N" shows the dry run's count, asks for the reason, submits that
 // count, shows its progress and result, and is refused with nothing changed when the group changed
 // meanwhile; four eyes per obligation.
+import { launchChromium } from "../helpers/browser.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdirSync } from "node:fs";
 import { sql } from "drizzle-orm";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { startHttpServer, type HttpServer } from "../../src/dashboard/app.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
 import { givenMortgage, givenSettledObligation } from "../helpers/factories.js";
@@ -47,11 +48,7 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   pipeline.startWorkers();
   http = await startHttpServer(ctx, { ...config, PORT: 0, HOST: "127.0.0.1" });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {

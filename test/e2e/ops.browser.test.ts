@@ -1,7 +1,8 @@
+import { launchChromium } from "../helpers/browser.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdirSync } from "node:fs";
 import { sql } from "drizzle-orm";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { startHttpServer, type HttpServer } from "../../src/dashboard/app.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
@@ -33,11 +34,7 @@ beforeAll(async () => {
   expect(summary).toMatchObject({ found: 2, dispersed: 1, escalated: 1 });
   await runReconciliation(database.db, { scanIntervalMs: config.HEALING_SCAN_EVERY_MS });
   http = await startHttpServer(ctx, { ...config, PORT: 0, HOST: "127.0.0.1" });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {

@@ -1,8 +1,9 @@
 // helmet's hardening headers on every answer, and a Content-Security-Policy that the /ops page, an
 // obligation's story and Bull Board all render under in Chromium without a single violation.
+import { launchChromium } from "../helpers/browser.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdirSync } from "node:fs";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { startHttpServer, type HttpServer } from "../../src/dashboard/app.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
 import { givenSettledObligation } from "../helpers/factories.js";
@@ -26,11 +27,7 @@ beforeAll(async () => {
   expect(await scanAndWait(ctx, { timeoutMs: 20_000 })).toMatchObject({ escalated: 1 });
   await workers.close();
   http = await startHttpServer(ctx, { ...config, PORT: 0, HOST: "127.0.0.1" });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {

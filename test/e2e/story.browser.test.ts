@@ -1,7 +1,8 @@
+import { launchChromium } from "../helpers/browser.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdirSync } from "node:fs";
 import { sql } from "drizzle-orm";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { startHttpServer, type HttpServer } from "../../src/dashboard/app.js";
 import { scanAndWait } from "../../src/jobs/scanAndWait.js";
 import { givenSettledObligation, type GivenObligationResult } from "../helpers/factories.js";
@@ -46,11 +47,7 @@ beforeAll(async () => {
   // Four eyes: olga asks for a requeue with a reason; it waits for a second operator.
   const asked = await post(`/api/escalations/${escalation.obligationId}/requeue`, OLGA, { reason: REASON });
   expect(asked).toMatchObject({ status: 202, json: { status: "pending_approval" } });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 
 async function post(path: string, as: { username: string; password: string }, body: unknown = {}) {
