@@ -78,14 +78,7 @@ async function selectionPage(db: Executor, selection: EscalationSelection, after
        ${after ? sql`and h.obligation_id > ${after}::uuid` : sql``}
      order by h.obligation_id
      limit ${SELECTION_PAGE}`);
-  return rows.map((r) => ({
-    obligationId: r.obligation_id,
-    mortgageId: r.mortgage_id,
-    mortgageReference: r.reference,
-    amount: BigInt(r.amount),
-    error: r.error,
-    escalatedAt: r.escalated_at ? new Date(r.escalated_at).toISOString() : null,
-  }));
+  return rows.map(selectedEscalation);
 }
 
 /**
@@ -124,12 +117,16 @@ export async function listGroupMembers(db: Executor, options: { perGroup: number
        where h.status = 'escalated') ranked
      where n <= ${options.perGroup}
      order by escalated_at desc, obligation_id`);
-  return rows.map((r) => ({
+  return rows.map(selectedEscalation);
+}
+
+function selectedEscalation(r: { obligation_id: string; mortgage_id: string; reference: string; amount: bigint; error: string | null; escalated_at: string | null }): SelectedEscalation {
+  return {
     obligationId: r.obligation_id,
     mortgageId: r.mortgage_id,
     mortgageReference: r.reference,
     amount: BigInt(r.amount),
     error: r.error,
     escalatedAt: r.escalated_at ? new Date(r.escalated_at).toISOString() : null,
-  }));
+  };
 }
