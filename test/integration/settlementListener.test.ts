@@ -127,7 +127,8 @@ describe("the settlement listener (fast path)", () => {
       what: "the listener to reconnect",
       everyMs: 20,
     });
-    expect(listener.status().catchUpScans).toBeGreaterThan(before.catchUpScans);
+    // The catch-up request goes to Redis after LISTEN is in place: counted once BullMQ took the job.
+    await waitFor(async () => listener.status().catchUpScans > before.catchUpScans, { timeoutMs: 10_000, what: "the reconnect's catch-up scan request", everyMs: 20 });
     await catchUpScansFinished();
 
     const { obligationIds } = await givenOrphans(database, { count: 5, status: "due" });
