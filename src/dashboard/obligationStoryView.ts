@@ -131,7 +131,9 @@ const CASH_RECEIVED_KEY = "cash-ledger:cash-received:";
 
 export function cashMovementsOf(postings: readonly StoryPosting[]): CashMovement[] {
   const received = new Map(postings.filter((p) => p.entryType === "CASH_RECEIVED").map((p) => [p.id, p]));
-  const referenceOf = (p: StoryPosting) => (p.idempotencyKey.startsWith(CASH_RECEIVED_KEY) ? p.idempotencyKey.slice(CASH_RECEIVED_KEY.length) : p.idempotencyKey);
+  // The reference as sent; a posting another system wrote without one shows its key's tail.
+  const referenceOf = (p: StoryPosting) =>
+    p.paymentReference ?? (p.idempotencyKey.startsWith(CASH_RECEIVED_KEY) ? p.idempotencyKey.slice(CASH_RECEIVED_KEY.length) : p.idempotencyKey);
   return postings.flatMap((p): CashMovement[] => {
     const base = { entryId: p.id, amount: p.amount, at: p.createdAt, actor: p.actor, reason: p.reason };
     if (p.entryType === "CASH_RECEIVED") return [{ kind: "received", reference: referenceOf(p), ...base }];

@@ -26,6 +26,8 @@ export interface StoryPosting {
   debit: StoryAccount;
   credit: StoryAccount;
   idempotencyKey: string;
+  /** A payment's reference as it was sent (the intake keeps it in the posting's metadata); null otherwise. */
+  paymentReference: string | null;
   reversesEntryId: string | null;
   reason: string | null;
   actor: string | null;
@@ -150,7 +152,7 @@ export async function loadObligationStory(db: Executor, obligationId: string): P
         select json_agg(json_build_object(
                  'id', j.id, 'sequence', j.sequence::text, 'entryType', j.entry_type, 'amount', j.amount::text,
                  'effectiveDate', j.effective_date::text, 'debit', ${account("d")}, 'credit', ${account("c")},
-                 'idempotencyKey', j.idempotency_key, 'reversesEntryId', j.reverses_entry_id, 'reason', j.reason,
+                 'idempotencyKey', j.idempotency_key, 'paymentReference', j.metadata->>'reference', 'reversesEntryId', j.reverses_entry_id, 'reason', j.reason,
                  'actor', j.actor, 'channel', j.channel, 'createdAt', ${iso("j.created_at")}) order by j.sequence)
           from cash_journal_entries j
           join cash_accounts d on d.id = j.debit_account_id
