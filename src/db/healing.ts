@@ -119,13 +119,6 @@ export async function authorizeDispersalRounds(tx: Tx, obligationIds: readonly s
   return answers;
 }
 
-/** authorizeDispersalRounds for one obligation: its authority, or throws EscalatedWithoutRequeueError. */
-export async function authorizeDispersalRound(tx: Tx, obligationId: string): Promise<RoundAuthority> {
-  const answer = (await authorizeDispersalRounds(tx, [obligationId])).get(obligationId)!;
-  if (answer instanceof EscalatedWithoutRequeueError) throw answer;
-  return answer;
-}
-
 export interface ResolutionContext {
   actor: string;
   jobId?: string;

@@ -1,5 +1,5 @@
 // The cash ledger: the one posting function (DESIGN.md §2 posting rules applied in SQL, inside the
-// caller's transaction) and account get-or-create. Postings are batched: one call posts every entry
+// caller's transaction) and the accounts' balances. Postings are batched: one call posts every entry
 // of one unit of money work in three round trips, however many entries it holds.
 import { sql } from "drizzle-orm";
 import {
@@ -325,24 +325,6 @@ function sameDimensions(a: Required<AccountRef>) {
      eq("obligation_id", a.obligationId, "::uuid"), eq("lender_id", a.lenderId, "::uuid")],
     sql` and `,
   );
-}
-
-/** The account for these dimensions, created with zero totals if it does not exist yet. */
-export async function getOrCreateAccount(db: Executor, ref: AccountRef): Promise<Account> {
-  const a = normalizeAccount(ref);
-  const rows = await db.execute<Parameters<typeof toAccount>[0]>(sql`
-    with created as (
-      insert into cash_accounts (family, subaccount, mortgage_id, obligation_id, lender_id)
-      values (${a.family}, ${a.subaccount}, ${a.mortgageId}, ${a.obligationId}, ${a.lenderId})
-      on conflict on constraint cash_accounts_dimensions_unique do nothing
-      returning id, family, subaccount, mortgage_id, obligation_id, lender_id, cumulative_debits, cumulative_credits)
-    select * from created
-    union all
-    select id, family, subaccount, mortgage_id, obligation_id, lender_id, cumulative_debits, cumulative_credits
-      from cash_accounts
-     where ${sameDimensions(a)}`);
-  if (rows[0]) return toAccount(rows[0]);
-  return getOrCreateAccount(db, ref); // created concurrently by a transaction that committed after our snapshot
 }
 
 /** Balances of the accounts matching a family and some dimensions (for checks and the API). */

@@ -1,4 +1,4 @@
-// Queue and job names (DESIGN.md §4, a contract), the default prefix and the retrigger job's options.
+// Queue and job names (DESIGN.md §4, a contract) and the retrigger job's options.
 import type { JobsOptions } from "bullmq";
 
 export const QUEUE = {
@@ -6,8 +6,6 @@ export const QUEUE = {
   retrigger: "dispersal-retrigger",
   reconciliation: "dispersal-reconciliation",
 } as const;
-export type QueueName = (typeof QUEUE)[keyof typeof QUEUE];
-export const ALL_QUEUES: readonly QueueName[] = [QUEUE.healing, QUEUE.retrigger, QUEUE.reconciliation];
 
 export const SCHEDULER = {
   scan: "dispersal-healing-scan",
@@ -20,9 +18,7 @@ export const JOB = {
   reconcile: "daily-reconciliation",
 } as const;
 
-export const DEFAULT_QUEUE_PREFIX = "{dispersal}";
-
-/** Only the obligation: who a round acts for is read from Postgres (db/healing.ts authorizeDispersalRound). */
+/** Only the obligation: who a round acts for is read from Postgres (db/healing.ts authorizeDispersalRounds). */
 export interface RetriggerJobData {
   obligationId: string;
 }
