@@ -8,7 +8,7 @@ import { sql } from "drizzle-orm";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { z } from "zod";
 import type { PipelineContext } from "../jobs/context.js";
-import { UNRECOVERABLE_PREFIX } from "../jobs/retrigger.js";
+import { isRefusal } from "../jobs/jobFailures.js";
 import { schedulesPresent } from "../queues/schedulers.js";
 import { withinDeadline } from "../deadline.js";
 import { listenerStates } from "./health.js";
@@ -180,7 +180,7 @@ export function createMetrics(ctx: PipelineContext): OperationsMetrics {
     });
     events.on("failed", ({ failedReason }) => {
       jobsFailed.inc({ queue: queue.name });
-      if (typeof failedReason === "string" && failedReason.startsWith(UNRECOVERABLE_PREFIX)) {
+      if (typeof failedReason === "string" && isRefusal(failedReason)) {
         jobsUnrecoverable.inc({ queue: queue.name, reason: unrecoverableReason(failedReason) });
       }
     });

@@ -8,13 +8,13 @@ import { failpoint, passFailpoint } from "../failpoint.js";
 import { normaliseId } from "../domain/ids.js";
 import type { RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
-import { UNRECOVERABLE_PREFIX } from "./retrigger.js";
+import { isRefusal } from "./jobFailures.js";
 import { GroupCommit } from "./groupCommit.js";
 
 /** Failures that are not the obligation's fault: a stalled-job limit or our unrecoverable (not escalated) class. */
 function isEscalatable(job: Job<RetriggerJobData>, error: Error | undefined): boolean {
   if (!error) return false;
-  if (error.name === "UnrecoverableError" || error.message.startsWith(UNRECOVERABLE_PREFIX)) return false;
+  if (error.name === "UnrecoverableError" || isRefusal(error.message)) return false;
   if (/stalled more than allowable limit|started more than allowable limit/.test(error.message)) return false;
   return job.attemptsMade >= (job.opts.attempts ?? 1);
 }

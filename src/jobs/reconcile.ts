@@ -6,7 +6,7 @@ import { runReconciliation, type ReconciliationReport, type RejectedRetrigger } 
 import { normaliseId } from "../domain/ids.js";
 import { orphanDeadlineMs } from "../domain/orphanDeadline.js";
 import type { PipelineContext, PipelineSettings } from "./context.js";
-import { UNRECOVERABLE_PREFIX } from "./retrigger.js";
+import { isRefusal } from "./jobFailures.js";
 import { failpoint } from "../failpoint.js";
 
 const FAILED_PAGE = 500;
@@ -22,7 +22,7 @@ export async function findRejectedRetriggers(ctx: PipelineContext): Promise<Reje
   for (let start = 0; ; start += FAILED_PAGE) {
     const jobs = await ctx.queues.retrigger.getFailed(start, start + FAILED_PAGE - 1);
     for (const job of jobs) {
-      if (!job?.failedReason?.startsWith(UNRECOVERABLE_PREFIX)) continue;
+      if (!isRefusal(job?.failedReason)) continue;
       const obligationId = normaliseId((job.data as { obligationId?: unknown } | null)?.obligationId);
       if (obligationId) rejected.push({ obligationId, rejectedAt: job.finishedOn ?? job.timestamp });
     }

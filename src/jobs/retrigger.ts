@@ -1,6 +1,6 @@
 // Processor of one retrigger job: disperse one orphaned obligation (DESIGN.md §4). Domain failures
 // use up the round's attempts; an outage of Postgres does not (the job is put back, delayed).
-import { DelayedError, UnrecoverableError, type Job } from "bullmq";
+import { DelayedError, type Job } from "bullmq";
 import { z } from "zod";
 import { idSchema } from "../domain/ids.js";
 import { DomainError, InvalidJobDataError, ObligationNotFoundError, ObligationNotSettledError } from "../domain/errors.js";
@@ -11,6 +11,7 @@ import { failpoint } from "../failpoint.js";
 import type { RetriggerJobData } from "../queues/names.js";
 import type { PipelineContext } from "./context.js";
 import type { DispersalBatches } from "./dispersalBatches.js";
+import { refuse } from "./jobFailures.js";
 
 /**
  * Exactly the obligation id: a job carrying more (an actor, a hand-made field) was not made by
@@ -31,8 +32,6 @@ export interface RetriggerResult {
   resolvedEscalation: boolean;
 }
 
-/** Prefix of failedReason for jobs that fail without retry and without escalation. */
-export const UNRECOVERABLE_PREFIX = "unrecoverable:";
 
 export function parseRetriggerData(data: unknown): RetriggerJobData {
   const parsed = jobData.safeParse(data);
@@ -59,7 +58,7 @@ export function retriggerProcessor(ctx: PipelineContext, batches: DispersalBatch
       obligationId = parseRetriggerData(job.data).obligationId;
     } catch (error) {
       ctx.log.warn({ jobId: job.id, error: (error as Error).message }, "retrigger job rejected: malformed data");
-      throw new UnrecoverableError(`${UNRECOVERABLE_PREFIX} ${(error as Error).message}`);
+      throw refuse((error as Error).message);
     }
     const attempt = job.attemptsMade + 1;
     const started = performance.now();
@@ -97,7 +96,7 @@ async function handleFailure(ctx: PipelineContext, job: Job<RetriggerJobData>, t
         throw endError;
       }
     }
-    throw new UnrecoverableError(`${UNRECOVERABLE_PREFIX} ${error.code}: ${message}`);
+    throw refuse(`${error.code}: ${message}`);
   }
   try {
     failpoint("retrigger.before-record-failure");

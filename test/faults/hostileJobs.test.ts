@@ -6,7 +6,7 @@ import { sql } from "drizzle-orm";
 import { afterAll, describe, expect, it } from "vitest";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { JOB, QUEUE } from "../../src/queues/names.js";
-import { UNRECOVERABLE_PREFIX } from "../../src/jobs/retrigger.js";
+import { isRefusal } from "../../src/jobs/jobFailures.js";
 import { waitFor, type Child } from "./children.js";
 import { expectNothingLostOrDoubled, measureEndState } from "./endState.js";
 import { recordFaults } from "./faultCounts.js";
@@ -79,7 +79,7 @@ async function expectRefusedAtOnce(ids: string[], labels: string[]): Promise<num
   const outcome = jobs.map((job, i) => ({
     payload: labels[i],
     attemptsStarted: job!.attemptsStarted,
-    unrecoverable: job!.failedReason.startsWith(UNRECOVERABLE_PREFIX),
+    unrecoverable: isRefusal(job!.failedReason),
     fast: job!.finishedOn! - job!.timestamp < 10_000,
   }));
   expect(outcome).toEqual(labels.map((payload) => ({ payload, attemptsStarted: 1, unrecoverable: true, fast: true })));
