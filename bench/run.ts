@@ -1,6 +1,6 @@
 // `npm run bench` (full: scan at 100k and 1M, 10,000 orphans, a flood of 100,000, the fast path),
 // `npm run bench -- --quick` (a few minutes), `--huge` (adds the scan at 10M, the flood of 1M
-// orphans). `--only scan,heal,queue,storm,flood,realtime` runs some sections.
+// orphans). `--only scan,heal,queue,storm,flood,realtime,viewers` runs some sections.
 // Prints the tables and writes bench/results.json (every figure, the ratios and the targets).
 // Everything runs against its own databases (dispersal_bench_*) and queue prefixes, removed at the end.
 import { writeFileSync } from "node:fs";
@@ -16,6 +16,7 @@ import { runQueueCeiling } from "./queueCeiling.js";
 import { renderRealtime, runRealtimeSection, type RealtimeResult } from "./realtimeBench.js";
 import { checkTargets, computeRatios, renderTables, type Sections } from "./report.js";
 import { runScanSection } from "./scanBench.js";
+import { renderViewers, runViewersSection, type ViewersResult } from "./viewersBench.js";
 
 const { values } = parseArgs({
   options: {
@@ -26,7 +27,7 @@ const { values } = parseArgs({
   },
 });
 const mode = values.quick ? "quick" : values.huge ? "huge" : "full";
-const sections = new Set((values.only ?? "scan,heal,queue,storm,flood,realtime").split(",").map((s) => s.trim()));
+const sections = new Set((values.only ?? "scan,heal,queue,storm,flood,realtime,viewers").split(",").map((s) => s.trim()));
 const out = values.out ?? fileURLToPath(new URL("./results.json", import.meta.url));
 const envInt = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 
@@ -62,6 +63,7 @@ const plan = values.quick
       storm: { orphans: 1000, runs: 3 },
       flood: { enqueueOrphans: 5000, tickOrphans: 50_000, healOrphans: 30_000, runs: 3 },
       realtime: { rate: 100, durationSeconds: 15, burst: 5_000, cap: 1_000 },
+      viewers: { rate: 50, durationSeconds: 10, rounds: 3 },
     }
   : {
       scan: { sizes: values.huge ? [100_000, 1_000_000, 10_000_000] : [100_000, 1_000_000], runs: 5, originalSample: 5000 },
@@ -82,6 +84,7 @@ const plan = values.quick
         ? { enqueueOrphans: 20_000, tickOrphans: 1_000_000, healOrphans: 1_000_000, runs: 5 }
         : { enqueueOrphans: 20_000, tickOrphans: 200_000, healOrphans: 100_000, runs: 5 },
       realtime: { rate: 200, durationSeconds: 60, burst: 50_000, cap: 20_000 },
+      viewers: { rate: 100, durationSeconds: 20, rounds: 3 },
     };
 
 const started = Date.now();
@@ -90,6 +93,7 @@ const say = (line: string) => process.stdout.write(`[${((Date.now() - started) /
 cleanupOnSignals();
 const results: Sections = {};
 let realtime: RealtimeResult | undefined;
+let viewers: ViewersResult[] | undefined;
 const busy: Record<string, number> = {};
 const machineBefore = machine();
 try {
@@ -134,6 +138,10 @@ try {
     say("§6 real time (fast path)");
     realtime = await runRealtimeSection({ ...plan.realtime, workerConcurrency, poolSize, say });
   }
+  if (sections.has("viewers")) {
+    say("§7 readers: payments while six viewers search");
+    viewers = await runViewersSection({ ...plan.viewers, say });
+  }
 } catch (error) {
   process.exitCode = 1;
   process.stderr.write(`bench failed: ${(error as Error).stack ?? String(error)}\n`);
@@ -144,7 +152,7 @@ try {
 if (process.exitCode !== 1) {
   const { ratios, notes } = computeRatios(results);
   const targets = checkTargets(results, ratios);
-  const text = [renderTables(results, ratios, targets), ...(realtime ? [renderRealtime(realtime)] : [])].join("\n\n");
+  const text = [renderTables(results, ratios, targets), ...(realtime ? [renderRealtime(realtime)] : []), ...(viewers ? viewers.map(renderViewers) : [])].join("\n\n");
   process.stdout.write(`\n${text}\n\n`);
   const document = {
     mode,
@@ -157,6 +165,7 @@ if (process.exitCode !== 1) {
     targets,
     ...results,
     ...(realtime ? { realtime } : {}),
+    ...(viewers ? { viewers } : {}),
     table: text,
   };
   writeFileSync(out, `${JSON.stringify(document, null, 2)}\n`);
