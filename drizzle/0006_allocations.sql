@@ -107,17 +107,10 @@ CREATE TRIGGER servicing_fee_entries_mark_obligations_edit
                      OR OLD.allocation IS DISTINCT FROM NEW.allocation)
   EXECUTE FUNCTION projection_edit_marks_obligations();
 --> statement-breakpoint
-CREATE FUNCTION fee_entries_delete_marks_obligations() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-  UPDATE obligations o SET dispersed = false
-   WHERE o.id IN (SELECT DISTINCT obligation_id FROM old_entries) AND o.dispersed;
-  RETURN NULL;
-END $$;
---> statement-breakpoint
+-- A fee entry deleted is the projection's too: the same function's DELETE branch.
 CREATE TRIGGER servicing_fee_entries_mark_obligations_delete
   AFTER DELETE ON servicing_fee_entries REFERENCING OLD TABLE AS old_entries
-  FOR EACH STATEMENT EXECUTE FUNCTION fee_entries_delete_marks_obligations();
+  FOR EACH STATEMENT EXECUTE FUNCTION dispersal_entries_mark_obligations();
 --> statement-breakpoint
 -- The fast path also hears of a settled obligation that became an orphan again (late cash, a
 -- returned payment, entries deleted), not only of one that became settled.
