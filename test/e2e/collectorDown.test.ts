@@ -2,6 +2,7 @@
 // second (DESIGN.md §5 "Failing loudly"): the exporter's last flush is bounded and its error is a warning.
 import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
+import { TRACE_FLUSH_TIMEOUT_MS } from "../../src/telemetry.js";
 import { spawnCli } from "../helpers/processes.js";
 import { testDb } from "../helpers/testDb.js";
 import { testQueues } from "../helpers/testQueues.js";
@@ -35,7 +36,10 @@ describe("a trace collector that is down", () => {
     expect(traced.code, traced.output).toBe(0);
     // The same JSON on stdout: the list came out whole.
     expect(traced.output).toContain("[]");
-    expect(traced.ms - plain.ms, `plain ${Math.round(plain.ms)} ms, traced ${Math.round(traced.ms)} ms`).toBeLessThan(2_000);
+    // The bound is the flush deadline plus what loading the tracing SDK costs on a busy 2-core machine
+    // (measured up to ~1.2 s beside other tests); an exporter left to its own retries holds the exit
+    // for ~8 s, so this still fails on that.
+    expect(traced.ms - plain.ms, `plain ${Math.round(plain.ms)} ms, traced ${Math.round(traced.ms)} ms`).toBeLessThan(TRACE_FLUSH_TIMEOUT_MS + 2_500);
     expect(traced.output).toMatch(/"msg":"trace export failed/);
   });
 });

@@ -95,6 +95,18 @@ export class ChildGroup {
   }
 }
 
+/**
+ * How the children that are no longer running ended, with the tail of each one's output: the message
+ * of an expectation that they all stay up, so a failure in CI says why a process died.
+ */
+export function whyExited(children: Child[]): string {
+  const dead = children.filter((c) => !c.alive());
+  if (dead.length === 0) return "every child is running";
+  return dead
+    .map((c) => `--- ${c.name} (pid ${c.pid}) exited: code ${c.process.exitCode}, signal ${c.process.signalCode}\n${c.output().slice(-4000)}`)
+    .join("\n");
+}
+
 export async function waitFor<T>(probe: () => Promise<T | undefined | false | null>, options: { timeoutMs: number; what: string; everyMs?: number }): Promise<T> {
   const deadline = Date.now() + options.timeoutMs;
   for (;;) {

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { JOB, QUEUE } from "../../src/queues/names.js";
 import { isRefusal } from "../../src/jobs/jobFailures.js";
-import { waitFor, type Child } from "./children.js";
+import { waitFor, whyExited, type Child } from "./children.js";
 import { expectNothingLostOrDoubled, measureEndState } from "./endState.js";
 import { recordFaults } from "./faultCounts.js";
 import { note, Scenario } from "./scenario.js";
@@ -119,7 +119,7 @@ describe("hostile retrigger job payloads", () => {
     const first = await addHostile("a", payloads);
     let rejected = await expectRefusedAtOnce(first, labels);
     expect(await rowCounts()).toEqual(before);
-    expect(workers.map((w) => w.alive())).toEqual([true, true, true]);
+    expect(workers.map((w) => w.alive()), whyExited(workers)).toEqual([true, true, true]);
     note("hostile payloads refused, nothing written", { rejected });
 
     // Again, while 1,000 real orphans (and the decoys) are healed by the same workers.
@@ -135,7 +135,7 @@ describe("hostile retrigger job payloads", () => {
       select count(*) as n from dispersal_healing_attempts where obligation_id = ${notSettled!.id}::uuid`);
     recordFaults(import.meta.url, "hostile retrigger payloads", { hostileRejected: rejected, ...end });
     expect(strays!.n).toBe(0n);
-    expect(workers.map((w) => w.alive())).toEqual([true, true, true]);
+    expect(workers.map((w) => w.alive()), whyExited(workers)).toEqual([true, true, true]);
     expectNothingLostOrDoubled(end, { dispersed: 963, escalated: 40 });
   }, 180_000);
 });

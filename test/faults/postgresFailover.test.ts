@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { migrateDatabase } from "../../src/db/migrate.js";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { givenOrphans } from "../helpers/orphans.js";
-import { ChildGroup, sleep, waitFor, type Child } from "./children.js";
+import { ChildGroup, sleep, waitFor, whyExited, type Child } from "./children.js";
 import { expectNothingLostOrDoubled, measureEndState } from "./endState.js";
 import { recordFaults } from "./faultCounts.js";
 import { ensurePgAutoFailover, startFailoverFormation } from "./postgresServers.js";
@@ -250,7 +250,7 @@ describe("fault: Postgres primary failover (pg_auto_failover, multi-host DATABAS
     await scenario.waitQuiescent();
 
     // The same processes, reconnected by themselves.
-    expect({ workers: workers.map((w) => w.alive()), server: server.alive() }).toEqual({ workers: [true, true], server: true });
+    expect({ workers: workers.map((w) => w.alive()), server: server.alive() }, whyExited([...workers, server])).toEqual({ workers: [true, true], server: true });
     expect(await readyz(base)).toBe(200);
     expect(paidAfter).toBeGreaterThan(0);
     const catchUps = (await scenario.ctx.queues.healing.getJobs(["completed", "failed", "active", "wait"], 0, 500))

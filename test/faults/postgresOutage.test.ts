@@ -6,7 +6,7 @@ import { sql } from "drizzle-orm";
 import { afterAll, describe, expect, it } from "vitest";
 import { scanForOrphans } from "../../src/jobs/scan.js";
 import { databaseUrl } from "../helpers/env.js";
-import { sleep, waitFor, type Child } from "./children.js";
+import { sleep, waitFor, whyExited, type Child } from "./children.js";
 import { expectNothingLostOrDoubled, measureEndState } from "./endState.js";
 import { recordFaults } from "./faultCounts.js";
 import { ephemeralPort } from "./redisServers.js";
@@ -120,7 +120,7 @@ describe("fault: Postgres connections killed and Postgres refusing connections",
     note("end", { terminated, readiness, scans: scans.length, attempts });
 
     expect(terminated).toBeGreaterThan(0);
-    expect({ workers: workers.map((w) => w.alive()), server: server.alive() }).toEqual({ workers: [true, true, true], server: true });
+    expect({ workers: workers.map((w) => w.alive()), server: server.alive() }, whyExited([...workers, server])).toEqual({ workers: [true, true, true], server: true });
     expect(readiness).toEqual([
       { phase: "during refused outage", status: 503 },
       { phase: "after refused outage", status: 200 },

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { Redis } from "ioredis";
 import { scanForOrphans } from "../../src/jobs/scan.js";
-import { ChildGroup } from "./children.js";
+import { ChildGroup, whyExited } from "./children.js";
 import { expectNothingLostOrDoubled, measureEndState } from "./endState.js";
 import { recordFaults } from "./faultCounts.js";
 import { startCluster } from "./redisServers.js";
@@ -49,7 +49,7 @@ describe("fault: a 3-node Redis Cluster", () => {
     await scenario.settle();
     const end = await measureEndState(scenario.database, orphans);
     recordFaults(import.meta.url, "pipeline on a 3-node Redis Cluster, a worker killed", { injected: 1, ...end });
-    expect(workers.map((w) => w.alive())).toEqual([true, true, true]);
+    expect(workers.map((w) => w.alive()), whyExited(workers)).toEqual([true, true, true]);
     expectNothingLostOrDoubled(end, { dispersed: 450, escalated: 50 });
   }, 180_000);
 

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { Redis } from "ioredis";
 import { scanForOrphans } from "../../src/jobs/scan.js";
-import { ChildGroup, waitFor } from "./children.js";
+import { ChildGroup, waitFor, whyExited } from "./children.js";
 import { expectNothingLostOrDoubled, measureEndState } from "./endState.js";
 import { recordFaults } from "./faultCounts.js";
 import { startCluster, type RedisNode } from "./redisServers.js";
@@ -108,12 +108,12 @@ describe("fault: Redis Cluster failover (3 masters, 3 replicas)", () => {
 
     // The same worker processes carry on: progress after the failover, nobody respawned.
     await scenario.waitForProgress(0.9, 120_000);
-    expect(workers.map((w) => w.alive())).toEqual([true, true, true]);
+    expect(workers.map((w) => w.alive()), whyExited(workers)).toEqual([true, true, true]);
 
     await scenario.settle({ timeoutMs: 180_000 });
     const end = await measureEndState(scenario.database, orphans);
     recordFaults(import.meta.url, "master of the queue's slot killed, replica promoted", { injected: 1, ...end });
-    expect(workers.map((w) => w.alive())).toEqual([true, true, true]);
+    expect(workers.map((w) => w.alive()), whyExited(workers)).toEqual([true, true, true]);
     expectNothingLostOrDoubled(end, { dispersed: 1100, escalated: 100 });
   }, 300_000);
 
