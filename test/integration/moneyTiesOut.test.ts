@@ -174,9 +174,14 @@ describe("returned cash is never paid out", () => {
     expect(await ledgerOf(partial.obligationId)).toMatchObject({ netCash: 60_000n, allocated: 60_000n, projected: 60_000n, lendersOwed: 60_000n });
 
     const paid = await dispersed();
+    const before = await readMoneyAtRisk(db);
     await db.execute(sql`update dispersal_entries set status = 'paid' where obligation_id = ${paid.obligationId}::uuid`);
     await postCashReversalBySql(database, await cashEntryOf(paid.obligationId));
     await heal();
+    // Money at risk counts it as its own category, to the cent.
+    const after = await readMoneyAtRisk(db);
+    expect(after.shortfallCents - before.shortfallCents).toBe(100_000n);
+    expect(after.shortfallObligations - before.shortfallObligations).toBe(1);
     // Paid entries are never reversed: the journal still allocates them, beyond the cash (a shortfall).
     expect(await ledgerOf(paid.obligationId)).toMatchObject({ netCash: 0n, allocated: 100_000n, projected: 100_000n });
     expect(await findingsFor(paid.obligationId)).toEqual(expect.arrayContaining(["overAllocated", "settledWithoutCash"]));
