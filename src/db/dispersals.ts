@@ -199,7 +199,11 @@ export async function disperseObligations(tx: Tx, obligationIds: readonly string
   return outcomes;
 }
 
-/** disperseObligations for one obligation: its dispersal, or throws the error it was left out with. */
+/**
+ * disperseObligations for one obligation: its dispersal, or throws the error it was left out with
+ * (a caller that lets it roll its transaction back also undoes the reversals written for an
+ * obligation nobody holds units for: the healing rounds and the intake use disperseObligations).
+ */
 export async function disperseObligation(tx: Tx, obligationId: string): Promise<DispersalResult> {
   const outcome = (await disperseObligations(tx, [obligationId])).get(obligationId)!;
   if (outcome.outcome === "rejected") throw outcome.error;
