@@ -1,10 +1,12 @@
 // The read side finance and operators use without SQL: GET /api/obligations/:obligationId (the
-// whole story), GET /api/search?q= (obligation id, mortgage reference, lender name) and
-// GET /api/escalations.csv (the open escalations for finance). Viewers and operators alike; the
-// reads run on the readers' pool (statement timeout), search throttled per user.
+// whole story), GET /api/search?q= (obligation id, mortgage reference, lender name),
+// GET /api/escalations.csv (the open escalations for finance) and GET /api/money-at-risk (and
+// .csv: the /ops header's figures by category). Viewers and operators alike; the reads run on the
+// readers' pool (statement timeout), search throttled per user.
 import { Router, type Response } from "express";
 import { z } from "zod";
 import { listEscalations, type EscalationView } from "../db/healing.js";
+import { readMoneyAtRisk, type MoneyAtRisk } from "../db/moneyAtRisk.js";
 import { SEARCH_MIN_CHARACTERS, searchObligations, type ObligationMatch } from "../db/obligationStory.js";
 import { formatMoney } from "../domain/money.js";
 import { idSchema } from "../domain/ids.js";
@@ -48,7 +50,37 @@ export function obligationRoutes(ctx: PipelineContext): Router {
     await sendEscalationsCsv(ctx, res);
   });
 
+  router.get("/money-at-risk", async (_req, res) => {
+    res.json(moneyAtRiskJson(await readMoneyAtRisk(ctx.readers.db)));
+  });
+
+  router.get("/money-at-risk.csv", async (_req, res) => {
+    const risk = await readMoneyAtRisk(ctx.readers.db);
+    const currency = ctx.settings.CURRENCY;
+    const stamp = new Date().toISOString().slice(0, 19).replaceAll(":", "-");
+    res.setHeader("Content-Type", "text/csv; charset=utf-8; header=present");
+    res.setHeader("Content-Disposition", `attachment; filename="money-at-risk-${stamp}.csv"`);
+    res.send(
+      csvLine(["category", "cents", "amount", "obligations"]) +
+        csvLine(["suspense", risk.suspenseCents.toString(), formatMoney(risk.suspenseCents, currency), risk.openEscalations]) +
+        csvLine(["shortfall", risk.shortfallCents.toString(), formatMoney(risk.shortfallCents, currency), risk.shortfallObligations]),
+    );
+  });
+
   return router;
+}
+
+/** Money at risk by category: SUSPENSE (open escalations, by age) and the shortfall; cents as strings. */
+export function moneyAtRiskJson(risk: MoneyAtRisk) {
+  return {
+    suspenseCents: risk.suspenseCents.toString(),
+    openEscalations: risk.openEscalations,
+    oldestEscalatedAt: risk.oldestEscalatedAt,
+    oldestAgeSeconds: risk.oldestAgeSeconds,
+    ageBuckets: risk.ageBuckets,
+    shortfallCents: risk.shortfallCents.toString(),
+    shortfallObligations: risk.shortfallObligations,
+  };
 }
 
 function parseOr400<T>(schema: z.ZodType<T>, input: unknown, what: string): T {

@@ -157,6 +157,7 @@ export function renderOpsPage(view: OpsView): string {
     <a href="${board}">Bull Board</a>
     <a href="${failedJobs}">Failed retrigger jobs</a>
     <a href="/api/escalations.csv">Escalations CSV</a>
+    <a href="/api/money-at-risk.csv">Money at risk CSV</a>
     <a href="/api/reconciliation/latest">Reconciliation JSON</a>
     ${canAct ? scanForm(view.formToken) : ""}
   </nav>
@@ -201,10 +202,11 @@ function obligationCell(e: { obligationId: string; obligationType: string }): Ht
   return html`<a class="mono story-link" href="${storyPath(e.obligationId)}" title="the whole story of this obligation">${e.obligationId}</a><br><span class="muted">${e.obligationType.replaceAll("_", " ")}</span>`;
 }
 
-/** Money at risk at a glance: what is parked in SUSPENSE, how many escalations, for how long. */
+/** Money at risk at a glance: what is parked in SUSPENSE, how many escalations, for how long; what was paid out of cash since returned. */
 function riskHeader(risk: MoneyAtRisk, currency: string): Html {
   const b = risk.ageBuckets;
   const alarm = risk.openEscalations > 0 ? "alarm" : "";
+  const short = risk.shortfallObligations > 0 ? "alarm" : "";
   return html`<section class="risk" id="money-at-risk" aria-label="Money at risk">
     <div class="tile ${alarm}" data-risk="suspense"><div class="label">In SUSPENSE</div><div class="value">${formatMoney(risk.suspenseCents, currency)}</div></div>
     <div class="tile ${alarm}" data-risk="open"><div class="label">Open escalations</div><div class="value">${risk.openEscalations}</div></div>
@@ -213,6 +215,8 @@ function riskHeader(risk: MoneyAtRisk, currency: string): Html {
       <span title="less than a day" data-bucket="under-1d">${b.underOneDay}</span> <span class="muted">&lt;1d</span> ·
       <span title="one to seven days" data-bucket="1-7d">${b.oneToSevenDays}</span> <span class="muted">1–7d</span> ·
       <span title="more than seven days" data-bucket="over-7d">${b.overSevenDays}</span> <span class="muted">&gt;7d</span></div></div>
+    <div class="tile ${short}" data-risk="shortfall" title="paid out to lenders beyond the cash held: payments returned after the payout"><div class="label">Shortfall</div><div class="value">${formatMoney(risk.shortfallCents, currency)}</div></div>
+    <div class="tile ${short}" data-risk="shortfall-obligations"><div class="label">Obligations short</div><div class="value">${risk.shortfallObligations}</div></div>
   </section>`;
 }
 

@@ -43,6 +43,24 @@ export function registerRiskMetrics(
     },
   });
   new Gauge({
+    name: "dispersal_shortfall_cents",
+    help: "Cents paid out to lenders (entries marked paid) beyond their obligation's net settled cash after a payment was returned, summed over every obligation, read at scrape time",
+    registers,
+    async collect() {
+      const value = await risk();
+      if (value) this.set(Number(value.shortfallCents));
+    },
+  });
+  new Gauge({
+    name: "dispersal_shortfall_obligations",
+    help: "Obligations whose paid entries exceed their net settled cash (a shortfall), read at scrape time",
+    registers,
+    async collect() {
+      const value = await risk();
+      if (value) this.set(value.shortfallObligations);
+    },
+  });
+  new Gauge({
     name: "dispersal_escalation_oldest_age_seconds",
     help: "Age of the oldest open escalation (from escalated_at); 0 when none is open",
     registers,

@@ -98,7 +98,12 @@ async function lockAndRead(tx: Tx, ids: readonly string[]) {
 /** What became of one obligation of a batch: dispersed (or replayed), or left out with the error it fails with alone. */
 export type BatchDispersal =
   | { obligationId: string; outcome: "dispersed"; dispersal: DispersalResult }
-  | { obligationId: string; outcome: "rejected"; error: DomainError };
+  /**
+   * Left out with this error. Nothing of it is written, except when its remainder could not be
+   * allocated (no active positions): its reversals and restored entries are written all the same,
+   * and `dispersal` says what stands after them.
+   */
+  | { obligationId: string; outcome: "rejected"; error: DomainError; dispersal?: DispersalResult };
 
 interface Planned {
   row: LockedObligation;
@@ -111,8 +116,10 @@ interface Planned {
  * Everything of a batch's dispersal but its postings, in the caller's transaction: for each
  * obligation, what the net settled cash calls for minus what the journal already allocates
  * (domain/allocation), its entries written, and the postings to make returned. An obligation that
- * cannot be dispersed (unknown, not settled, no active position, entries that disagree with the
- * journal) is left out with its error and nothing of it is written; any other error rolls the
+ * cannot be dispersed (unknown, not settled, entries that disagree with the journal) is left out
+ * with its error and nothing of it is written. One whose remainder nobody holds units for is left
+ * out with NoActivePositionsError after its reversals are written (undoing an allocation needs no
+ * positions): it stays an orphan, and its escalation parks the remainder. Any other error rolls the
  * caller's transaction back. The caller posts `postings` last (db/dispersalBatch.ts): the account
  * rows they lock (a mortgage's CONTROL and LENDER_PAYABLE, shared by all its obligations) are then
  * held only from there to the commit.
@@ -169,12 +176,17 @@ export async function allocateObligations(tx: Tx, obligationIds: readonly string
 
   const ledger: PostingRequest[] = [];
   const written = await writeProjection(tx, planned, ledger);
-  const settledIds = planned.filter((p) => p.row.status === "settled").map((p) => p.row.id);
+  // An obligation whose remainder waits for positions is not dispersed: it stays an orphan.
+  const settledIds = planned.filter((p) => p.row.status === "settled" && !p.plan.unallocatable).map((p) => p.row.id);
   if (settledIds.length > 0) {
     // The journal now allocates what the net cash calls for (entries inserted set it too, by trigger).
     await tx.execute(sql`update obligations set dispersed = true where id in (${idList(settledIds)}) and not dispersed`);
   }
-  for (const p of planned) outcomes.set(p.row.id, { obligationId: p.row.id, outcome: "dispersed", dispersal: written.get(p.row.id)! });
+  for (const p of planned) {
+    const dispersal = written.get(p.row.id)!;
+    const blocked = p.plan.unallocatable;
+    outcomes.set(p.row.id, blocked ? { obligationId: p.row.id, outcome: "rejected", error: blocked.error, dispersal } : { obligationId: p.row.id, outcome: "dispersed", dispersal });
+  }
   return { outcomes, postings: ledger };
 }
 
@@ -187,7 +199,11 @@ export async function disperseObligations(tx: Tx, obligationIds: readonly string
   return outcomes;
 }
 
-/** disperseObligations for one obligation: its dispersal, or throws the error it was left out with. */
+/**
+ * disperseObligations for one obligation: its dispersal, or throws the error it was left out with
+ * (a caller that lets it roll its transaction back also undoes the reversals written for an
+ * obligation nobody holds units for: the healing rounds and the intake use disperseObligations).
+ */
 export async function disperseObligation(tx: Tx, obligationId: string): Promise<DispersalResult> {
   const outcome = (await disperseObligations(tx, [obligationId])).get(obligationId)!;
   if (outcome.outcome === "rejected") throw outcome.error;

@@ -1,9 +1,11 @@
-// Money at risk, read for the /ops header and /metrics: the total parked in SUSPENSE, the open
-// escalations by age, the orphans by healing state and the oldest one's age, the latest
-// reconciliation's defect count. Each is one statement over a partial index, so a scrape costs the
-// same with ten or ten million obligations behind it.
+// Money at risk, read for the /ops header, GET /api/money-at-risk(.csv) and /metrics: the total
+// parked in SUSPENSE, the open escalations by age, the shortfall (paid out, cash since returned),
+// the orphans by healing state and the oldest one's age, the latest reconciliation's defect count.
+// Each is one statement over a partial index, so a scrape costs the same with ten or ten million
+// obligations behind it.
 import { sql } from "drizzle-orm";
 import type { Executor } from "./client.js";
+import { shortfallOf } from "./obligationAmounts.js";
 import { orphanSince, type OrphanState } from "./orphanAges.js";
 
 export interface MoneyAtRisk {
@@ -14,7 +16,23 @@ export interface MoneyAtRisk {
   oldestEscalatedAt: string | null;
   oldestAgeSeconds: number;
   ageBuckets: { underOneDay: number; oneToSevenDays: number; overSevenDays: number };
+  /** Σ of every obligation's shortfall (entries paid beyond its net settled cash), in cents. */
+  shortfallCents: bigint;
+  /** Obligations with a shortfall. */
+  shortfallObligations: number;
 }
+
+/**
+ * Obligations whose cash was returned (a REVERSAL of a CASH_RECEIVED, from the reversals' partial
+ * index): the only ones whose net cash can fall below what was paid out, since the journal is
+ * append-only. (Payables posted beyond the cash, or an obligation without cash postings whose
+ * amount was lowered after its payout, are reconciliation's overAllocated, not counted here.)
+ */
+const returnedCash = sql`
+  select distinct c.obligation_id from cash_journal_entries r
+    join cash_journal_entries c on c.id = r.reverses_entry_id
+   where r.reverses_entry_id is not null and r.entry_type = 'REVERSAL'
+     and c.entry_type = 'CASH_RECEIVED' and c.obligation_id is not null`;
 
 export async function readMoneyAtRisk(db: Executor): Promise<MoneyAtRisk> {
   const [row] = await db.execute<{
@@ -25,8 +43,13 @@ export async function readMoneyAtRisk(db: Executor): Promise<MoneyAtRisk> {
     under_1d: bigint;
     d1_7: bigint;
     over_7d: bigint;
+    shortfall: string;
+    shortfall_obligations: bigint;
   }>(sql`
-    select (select coalesce(sum(a.cumulative_debits::numeric - a.cumulative_credits), 0)::text
+    with shortfalls as (select ${shortfallOf(sql`t.obligation_id`)} as cents from (${returnedCash}) t),
+         shortfall as (select coalesce(sum(s.cents), 0)::text as cents, count(*) filter (where s.cents > 0) as n from shortfalls s)
+    select (select cents from shortfall) as shortfall, (select n from shortfall) as shortfall_obligations,
+           (select coalesce(sum(a.cumulative_debits::numeric - a.cumulative_credits), 0)::text
               from cash_accounts a where a.family = 'SUSPENSE') as suspense,
            count(*) as open,
            to_char(min(h.escalated_at) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as oldest,
@@ -42,6 +65,8 @@ export async function readMoneyAtRisk(db: Executor): Promise<MoneyAtRisk> {
     oldestEscalatedAt: row!.oldest,
     oldestAgeSeconds: Math.max(0, Math.floor(row!.oldest_age ?? 0)),
     ageBuckets: { underOneDay: Number(row!.under_1d), oneToSevenDays: Number(row!.d1_7), overSevenDays: Number(row!.over_7d) },
+    shortfallCents: BigInt(row!.shortfall),
+    shortfallObligations: Number(row!.shortfall_obligations),
   };
 }
 

@@ -238,6 +238,10 @@ export async function returnPaymentIn(tx: Tx, request: PaymentReturnRequest): Pr
     reallocated = outcome.dispersal.allocation !== null;
   } else if (!(outcome.error instanceof ObligationNotSettledError) && !(outcome.error instanceof DomainError)) {
     throw outcome.error;
+  } else {
+    // Still settled with nobody holding units: its pending allocations are reversed all the same,
+    // the remainder waits (the healer escalates it into SUSPENSE).
+    allocationsReversed = outcome.dispersal?.reversed ?? 0;
   }
   // An escalation's SUSPENSE follows the cash down (restated), whatever the status became.
   await topUpSuspense(tx, obligationId, { actor: request.actor, reason: `payment ${reference} returned: ${request.reason}`.slice(0, 2000) });

@@ -1,7 +1,7 @@
 // The allocation rule (DESIGN.md §3): the journal is the truth; a dispersal posts the difference
 // between what the net settled cash calls for and what the journal already allocates. Pure: the
 // db/ transaction reads the journal and the entries, this decides what to write.
-import { DomainError, ObligationNotSettledError } from "./errors.js";
+import { DomainError, NoActivePositionsError, ObligationNotSettledError } from "./errors.js";
 import { servicingFeeForPeriod, type FeeInput } from "./servicingFee.js";
 import { splitProRata, type Position, type Share } from "./shares.js";
 
@@ -58,6 +58,13 @@ export interface AllocationPlan {
   /** Entries still `pending` whose posting was reversed: marked `reversed`. */
   markReversed: ProjectionEntry[];
   allocate: NewAllocation | null;
+  /**
+   * The remainder that could not be allocated because nobody holds units (allocate is then null).
+   * The rest of the plan (reversals, restores) is written all the same: undoing an allocation needs
+   * no positions. The caller fails the obligation with `error` (retryable): the round escalates
+   * with `amount` (net cash − allocated) in SUSPENSE.
+   */
+  unallocatable: { amount: bigint; error: NoActivePositionsError } | null;
   /** Cents allocated to entries already paid that the net cash no longer covers (money at risk). */
   shortfall: bigint;
   /** What the journal allocates once the plan is posted. */
@@ -113,8 +120,9 @@ const sum = (values: readonly AllocationPosting[]) => values.reduce((total, p) =
 /**
  * §3 step 3 for one obligation, its row locked: what to reverse, restore and allocate so that the
  * journal allocates exactly the net settled cash (or, when paid entries exceed it, the shortfall).
- * Throws ObligationNotSettledError when there is nothing to do for an obligation that is not settled,
- * NoActivePositionsError when cash is to be split and nobody holds units.
+ * Throws ObligationNotSettledError when there is nothing to do for an obligation that is not settled.
+ * Cash to split with nobody holding units is not an exception: what can be done (reverse, restore)
+ * is planned, and the remainder is returned as `unallocatable`.
  */
 export function planAllocation(input: AllocationInput): AllocationPlan {
   const checked = checkProjection(input);
@@ -130,7 +138,7 @@ export function planAllocation(input: AllocationInput): AllocationPlan {
 
   if (!settled && (allocated === 0n || netCash >= allocated)) throw new ObligationNotSettledError(input.obligationId, input.status);
   const delta = netCash - allocated;
-  if (delta === 0n) return { reverse: [], restore, markReversed, allocate: null, shortfall: 0n, allocatedAfter: allocated };
+  if (delta === 0n) return { reverse: [], restore, markReversed, allocate: null, unallocatable: null, shortfall: 0n, allocatedAfter: allocated };
 
   let reverse: AllocationPosting[] = [];
   let allocatedBefore = allocated;
@@ -147,12 +155,18 @@ export function planAllocation(input: AllocationInput): AllocationPlan {
   const remaining = netCash - allocatedBefore;
   if (!settled || remaining <= 0n) {
     // Not settled: nothing new is allocated until it is settled again (its cash stays in TRUST_CASH).
-    return { reverse, restore, markReversed, allocate: null, shortfall: remaining < 0n ? -remaining : 0n, allocatedAfter: allocatedBefore };
+    return { reverse, restore, markReversed, allocate: null, unallocatable: null, shortfall: remaining < 0n ? -remaining : 0n, allocatedAfter: allocatedBefore };
   }
   const feeDue = servicingFeeForPeriod({ ...input.fee, settledAmount: netCash });
   const feeUnpaid = feeDue > feeBefore ? feeDue - feeBefore : 0n;
   const fee = feeUnpaid < remaining ? feeUnpaid : remaining;
+  if (remaining - fee > 0n && !input.positions.some((p) => p.units > 0n)) {
+    // Only the new allocation needs positions: the reversals above are planned all the same, and
+    // the whole remainder (fee included: one allocation, not half of one) waits for positions.
+    const error = new NoActivePositionsError(input.mortgageId);
+    return { reverse, restore, markReversed, allocate: null, unallocatable: { amount: remaining, error }, shortfall: 0n, allocatedAfter: allocatedBefore };
+  }
   const shares = remaining - fee > 0n ? splitProRata(input.mortgageId, remaining - fee, input.positions) : [];
   const allocation = 1 + input.postings.reduce((n, p) => (p.allocation > n ? p.allocation : n), 0);
-  return { reverse, restore, markReversed, allocate: { allocation, fee, shares }, shortfall: 0n, allocatedAfter: allocatedBefore + remaining };
+  return { reverse, restore, markReversed, allocate: { allocation, fee, shares }, unallocatable: null, shortfall: 0n, allocatedAfter: allocatedBefore + remaining };
 }

@@ -73,6 +73,9 @@ describe("an obligation's story in a browser", () => {
     await expect(page.locator('#money-at-risk [data-risk="suspense"] .value').textContent()).resolves.toBe("$6,800.40");
     await expect(page.locator('#money-at-risk [data-risk="open"] .value').textContent()).resolves.toBe("2");
     await expect(page.locator('#money-at-risk [data-bucket="under-1d"]').textContent()).resolves.toBe("2");
+    // The shortfall is its own category (nothing paid out of returned cash here).
+    await expect(page.locator('#money-at-risk [data-risk="shortfall"] .value').textContent()).resolves.toBe("$0.00");
+    await expect(page.locator('#money-at-risk [data-risk="shortfall-obligations"] .value').textContent()).resolves.toBe("0");
     // Whole ids: two rows never show the same 8-character prefix.
     const shown = await page.locator('section[aria-labelledby="open"] a.story-link').allTextContents();
     expect(shown.sort()).toEqual([escalation.obligationId, second.obligationId].sort());

@@ -107,7 +107,7 @@ describe("deploy/grafana/dispersal.json", () => {
 
   it("shows the money-at-risk and orphan metrics", () => {
     const all = DASHBOARD.panels.flatMap((p: any) => (p.targets ?? []).flatMap((t: any) => metricNames(t.expr)));
-    for (const name of ["dispersal_suspense_cents", "dispersal_escalations_open", "dispersal_oldest_orphan_age_seconds", "dispersal_orphan_deadline_seconds", "dispersal_orphans", "dispersal_retrigger_backlog"]) {
+    for (const name of ["dispersal_suspense_cents", "dispersal_shortfall_cents", "dispersal_shortfall_obligations", "dispersal_escalations_open", "dispersal_oldest_orphan_age_seconds", "dispersal_orphan_deadline_seconds", "dispersal_orphans", "dispersal_retrigger_backlog"]) {
       expect(all).toContain(name);
     }
   });

@@ -174,13 +174,74 @@ describe("returned cash is never paid out", () => {
     expect(await ledgerOf(partial.obligationId)).toMatchObject({ netCash: 60_000n, allocated: 60_000n, projected: 60_000n, lendersOwed: 60_000n });
 
     const paid = await dispersed();
+    const before = await readMoneyAtRisk(db);
     await db.execute(sql`update dispersal_entries set status = 'paid' where obligation_id = ${paid.obligationId}::uuid`);
     await postCashReversalBySql(database, await cashEntryOf(paid.obligationId));
     await heal();
+    // Money at risk counts it as its own category, to the cent.
+    const after = await readMoneyAtRisk(db);
+    expect(after.shortfallCents - before.shortfallCents).toBe(100_000n);
+    expect(after.shortfallObligations - before.shortfallObligations).toBe(1);
     // Paid entries are never reversed: the journal still allocates them, beyond the cash (a shortfall).
     expect(await ledgerOf(paid.obligationId)).toMatchObject({ netCash: 0n, allocated: 100_000n, projected: 100_000n });
     expect(await findingsFor(paid.obligationId)).toEqual(expect.arrayContaining(["overAllocated", "settledWithoutCash"]));
     expect(await findingsFor(partial.obligationId)).toEqual([]);
+  });
+});
+
+describe("cash returned on a mortgage nobody holds units of: reversed first, the rest parked", () => {
+  /** The healing row and the escalation's audited SUSPENSE posting of one obligation. */
+  async function escalationOf(obligationId: string) {
+    const [row] = await db.execute<{ status: string; last_error: string | null; parked: string | null }>(sql`
+      select h.status, h.last_error,
+             (select a.metadata->>'amount' from audit_log a where a.action = 'dispersal.self_healing_escalated' and a.resource_id = ${obligationId}
+               order by a.created_at desc limit 1) as parked
+        from dispersal_healing_attempts h where h.obligation_id = ${obligationId}::uuid`);
+    return row;
+  }
+  const zeroPositions = (mortgageId: string) => db.execute(sql`update mortgage_positions set units = 0 where mortgage_id = ${mortgageId}::uuid`);
+  const entryStatuses = async (obligationId: string) =>
+    (await db.execute<{ status: string }>(sql`select status from dispersal_entries where obligation_id = ${obligationId}::uuid order by lender_id`)).map((r) => r.status);
+
+  it("positions zeroed and part of the cash returned, both by SQL: the pending allocation is reversed, the 60,000 left is escalated into SUSPENSE", async () => {
+    const given = await dispersed({ cashReceived: [60_000n, 40_000n] });
+    await zeroPositions(given.mortgageId);
+    const [second] = await db.execute<{ id: string }>(sql`
+      select id::text from cash_journal_entries where obligation_id = ${given.obligationId}::uuid and entry_type = 'CASH_RECEIVED' and amount = 40000`);
+    await postCashReversalBySql(database, second!.id); // the status stays theirs: settled
+    await heal();
+    expect(await escalationOf(given.obligationId)).toMatchObject({ status: "escalated", last_error: expect.stringMatching(/no active positions/), parked: "60000" });
+    expect(await ledgerOf(given.obligationId)).toMatchObject({
+      status: "settled", dispersed: false, netCash: 60_000n, allocated: 0n, projected: 0n, payables: 3, lendersOwed: 0n, suspense: 60_000n, trustCash: 60_000n,
+    });
+    expect(await entryStatuses(given.obligationId)).toEqual(["reversed", "reversed", "reversed"]);
+    expect(await findingsFor(given.obligationId)).toEqual([]);
+
+    // Positions back and requeued: allocation 2 of the 60,000, SUSPENSE released.
+    await db.execute(sql`update mortgage_positions set units = 10000 where mortgage_id = ${given.mortgageId}::uuid`);
+    await requestRequeue(ctx, given.obligationId, { actor: "alice", channel: "cli", reason: "positions restored by the servicer" });
+    await waitFor(async () => (await escalationOf(given.obligationId))?.status === "resolved", { timeoutMs: 20_000, what: "the requeued round resolved" });
+    expect(await ledgerOf(given.obligationId)).toMatchObject({ dispersed: true, netCash: 60_000n, allocated: 60_000n, projected: 60_000n, lendersOwed: 60_000n, suspense: 0n });
+    expect(await findingsFor(given.obligationId)).toEqual([]);
+  });
+
+  it("through the intake: a return that leaves it settled reverses the allocation in the same transaction; the healer parks the rest", async () => {
+    const given = await givenSettledObligation(database, { lenders: [5000, 3000, 2000], servicingFeeBps: 0, status: "due", cashReceived: [] });
+    for (const [reference, amount] of [[`A-${given.obligationId}`, 60_000n], [`B-${given.obligationId}`, 40_000n]] as const) {
+      await receivePayment(db, { obligationId: given.obligationId, reference, amount, actor: "feed", channel: "api" });
+    }
+    await heal();
+    expect(await ledgerOf(given.obligationId)).toMatchObject({ status: "settled", dispersed: true, allocated: 100_000n });
+    await zeroPositions(given.mortgageId);
+    // The servicer corrects the amount down: the 60,000 left after the return still settles it.
+    await db.execute(sql`update obligations set amount = 50000 where id = ${given.obligationId}::uuid`);
+    const returned = await returnPayment(db, { obligationId: given.obligationId, reference: `B-${given.obligationId}`, reason: "cheque bounced: NSF", actor: "feed", channel: "api" });
+    expect(returned).toMatchObject({ status: "settled", netReceived: 60_000n, allocationsReversed: 3, reallocated: false });
+    expect(await ledgerOf(given.obligationId)).toMatchObject({ dispersed: false, netCash: 60_000n, allocated: 0n, projected: 0n, lendersOwed: 0n, trustCash: 60_000n });
+    await heal();
+    expect(await escalationOf(given.obligationId)).toMatchObject({ status: "escalated", parked: "60000" });
+    expect(await ledgerOf(given.obligationId)).toMatchObject({ netCash: 60_000n, allocated: 0n, suspense: 60_000n, lendersOwed: 0n, trustCash: 60_000n });
+    expect(await findingsFor(given.obligationId)).toEqual([]);
   });
 });
 

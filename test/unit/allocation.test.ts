@@ -149,10 +149,50 @@ describe("planAllocation: a dispersal posts net settled cash − what the journa
     expect(() => new Obligation("due").disperse()).toThrow(ObligationNotSettledError);
   });
 
-  it("cash to split with nobody holding units is a retryable error; a fee that takes it all needs no lender", () => {
-    expect(() => new Obligation("settled", 100_000n, [0n]).disperse()).toThrow(NoActivePositionsError);
+  it("cash to split with nobody holding units is left unallocated with a retryable error; a fee that takes it all needs no lender", () => {
+    const nobody = new Obligation("settled", 100_000n, [0n]).disperse();
+    expect(nobody).toMatchObject({ reverse: [], restore: [], allocate: null, allocatedAfter: 0n, unallocatable: { amount: 100_000n } });
+    expect(nobody.unallocatable?.error).toBeInstanceOf(NoActivePositionsError);
     const feeOnly = new Obligation("settled", 5_000n, [0n]);
     expect(feeOnly.disperse().allocate).toEqual({ allocation: 1, fee: 5_000n, shares: [] });
+  });
+
+  it("cash returned on a mortgage whose positions were all zeroed: the pending allocation is reversed first, only the remainder waits for positions", () => {
+    const o = new Obligation("settled", 100_000n);
+    o.disperse();
+    o.units = [0n, 0n, 0n];
+    o.netCash = 60_000n;
+    const plan = o.disperse();
+    // Before: NoActivePositionsError thrown, nothing reversed, the journal still allocating 100,000 of 60,000.
+    expect(plan.reverse).toHaveLength(4);
+    expect(plan).toMatchObject({ allocate: null, shortfall: 0n, allocatedAfter: 0n });
+    expect(plan.unallocatable).toMatchObject({ amount: 60_000n });
+    expect(plan.unallocatable?.error).toBeInstanceOf(NoActivePositionsError);
+    expect(plan.unallocatable?.error.retryable).toBe(true);
+    expect(o.allocated).toBe(0n);
+    expect(o.entries.every((e) => e.status === "reversed")).toBe(true);
+    // The next attempt has nothing left to reverse: the whole 60,000 waits (SUSPENSE once escalated).
+    const again = o.disperse();
+    expect(again).toMatchObject({ reverse: [], restore: [], markReversed: [], allocate: null, allocatedAfter: 0n });
+    expect(again.unallocatable).toMatchObject({ amount: 60_000n });
+    // Positions back: allocation 2 of the 60,000, fee first.
+    o.units = [5000n, 3000n, 2000n];
+    expect(o.disperse().allocate).toMatchObject({ allocation: 2, fee: 10_000n });
+    expect(o.allocated).toBe(60_000n);
+  });
+
+  it("cash returned with nobody holding units and entries paid: the pending part is reversed, the paid part stays (a shortfall, nothing to split)", () => {
+    const o = new Obligation("settled", 100_000n, [5000n, 3000n, 2000n], 0);
+    o.disperse();
+    o.entries[0]!.status = "paid"; // 50,000 to the first lender
+    o.units = [0n, 0n, 0n];
+    o.netCash = 60_000n;
+    const plan = o.disperse();
+    expect(plan.reverse).toHaveLength(2);
+    expect(plan).toMatchObject({ allocate: null, shortfall: 0n, allocatedAfter: 50_000n, unallocatable: { amount: 10_000n } });
+    expect(o.allocated).toBe(50_000n);
+    o.netCash = 30_000n;
+    expect(o.disperse()).toMatchObject({ reverse: [], allocate: null, unallocatable: null, shortfall: 20_000n });
   });
 
   it("conserves: after any history of cash in and out, the journal allocates the net cash (or names the shortfall), never negative, each allocation numbered once (property)", () => {
@@ -161,6 +201,7 @@ describe("planAllocation: a dispersal posts net settled cash − what the journa
       fc.record({ kind: fc.constant("pay" as const) }),
       fc.record({ kind: fc.constant("status" as const), settled: fc.boolean() }),
       fc.record({ kind: fc.constant("delete" as const), index: fc.nat(20) }),
+      fc.record({ kind: fc.constant("positions" as const), zeroed: fc.boolean() }),
     );
     fc.assert(
       fc.property(fc.array(step, { maxLength: 12 }), fc.array(fc.bigInt({ min: 0n, max: 9_000n }), { minLength: 1, maxLength: 4 }), fc.integer({ min: 0, max: 10_000 }), (steps, units, bps) => {
@@ -180,10 +221,16 @@ describe("planAllocation: a dispersal posts net settled cash − what the journa
           if (s.kind === "pay") o.payAll();
           if (s.kind === "status") o.status = s.settled ? "settled" : "partially_settled";
           if (s.kind === "delete" && o.entries.length > 0) o.entries.splice(s.index % o.entries.length, 1);
+          if (s.kind === "positions") o.units = s.zeroed ? units.map(() => 0n) : units;
           const plan = run();
           const paid = o.postings.filter((p) => !p.reversed && o.entries.some((e) => e.status === "paid" && e.kind === p.kind && e.lenderId === p.lenderId && e.allocation === p.allocation));
           const paidSum = paid.reduce((sum, p) => sum + p.amount, 0n);
-          if (o.status === "settled") expect(o.allocated).toBe(o.netCash > paidSum ? o.netCash : paidSum);
+          if (plan?.unallocatable) {
+            // Nobody holds units: what is allocated plus the remainder that waits is the net cash, never more.
+            expect(o.status).toBe("settled");
+            expect(o.allocated + plan.unallocatable.amount).toBe(o.netCash);
+            expect(plan.unallocatable.amount > 0n).toBe(true);
+          } else if (o.status === "settled") expect(o.allocated).toBe(o.netCash > paidSum ? o.netCash : paidSum);
           else expect(o.allocated <= (o.netCash > paidSum ? o.netCash : paidSum)).toBe(true);
           for (const p of o.postings) expect(p.amount > 0n).toBe(true);
           if (plan) expect(plan.shortfall).toBe(paidSum > o.netCash ? paidSum - o.netCash : 0n);
