@@ -46,7 +46,7 @@ const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
 const closeSeen = () => new Promise((resolve) => setTimeout(resolve, 200));
 
 describe("every build of the driver settles a write after its socket closed", () => {
-  it("guards nextWrite and clears the deferred write when the socket closes (ESM, CommonJS, workerd)", () => {
+  it("guards nextWrite, clears the deferred write when the socket closes, and rejects a lost transaction's statements (ESM, CommonJS, workerd)", () => {
     const root = join(dirname(createRequire(import.meta.url).resolve("postgres")), "../..");
     const builds = ["src", "cjs/src", "cf/src"].map((b) => join(root, b, "connection.js")).filter((f) => existsSync(f));
     expect(builds.length).toBe(3);
@@ -54,6 +54,10 @@ describe("every build of the driver settles a write after its socket closed", ()
       const text = readFileSync(file, "utf8");
       expect(/function nextWrite\(fn\) \{[^}]*if \(socket === null\)/.test(text), `${file}: nextWrite does not guard a closed socket`).toBe(true);
       expect(/connectTimer\.cancel\(\)[\s\S]{0,400}chunk = nextWriteTimer = null[\s\S]{0,120}socket = null/.test(text), `${file}: closed() leaves the deferred write set`).toBe(true);
+    }
+    for (const file of builds.map((f) => f.replace(/connection\.js$/, "index.js"))) {
+      const text = readFileSync(file, "utf8");
+      expect(/function handler\(q\) \{[^}]*if \(lost\)\s*return q\.reject/.test(text), `${file}: a lost transaction still writes its statements`).toBe(true);
     }
   });
 });
@@ -116,6 +120,32 @@ describe("a transaction whose connection is terminated", () => {
     await settle();
     const next = await victim.db.transaction(async (tx) => (await tx.execute<{ one: number }>(sql`select 1 as one`)) as unknown as Array<{ one: number }>);
     expect(next[0]!.one).toBe(1);
+    expect(uncaught.map(String)).toEqual([]);
+  });
+
+  it("never writes a lost transaction's next statement to the connection the pool is reconnecting, and both settle", async () => {
+    let statement: Promise<string> = Promise.resolve("not sent");
+    let poolQuery: Promise<string> = Promise.resolve("not sent");
+    let sent!: () => void;
+    const bothSent = new Promise<void>((resolve) => (sent = resolve));
+    const outcome = await victim.db
+      .transaction(async (tx) => {
+        const pid = await backendPid(tx);
+        await terminate(pid);
+        await closeSeen();
+        // The pool reconnects the same connection (a pool of one) for a query outside the
+        // transaction; the transaction's next statement comes while that connect is under way.
+        poolQuery = victim.db.execute(sql`select 1 as one`).then(() => "answered", (e: Error) => `failed: ${String((e.cause as Error | undefined)?.message ?? e.message)}`);
+        statement = tx.execute(sql`select 2`).then(() => "answered", (e: unknown) => (isOutage(e) ? "rejected as an outage" : `failed: ${String(e)}`));
+        sent();
+        await statement;
+      })
+      .then(() => "committed", (error: unknown) => error);
+    const within = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<string>((r) => setTimeout(() => r(`still pending after ${ms} ms`), ms))]);
+    expect(isOutage(outcome), String(outcome)).toBe(true);
+    await bothSent;
+    expect({ statement: await within(statement, 3000), poolQuery: await within(poolQuery, 8000) }).toEqual({ statement: "rejected as an outage", poolQuery: "answered" });
+    await settle();
     expect(uncaught.map(String)).toEqual([]);
   });
 
