@@ -4,6 +4,7 @@ import { sql } from "drizzle-orm";
 import type { Database, Tx } from "../../src/db/client.js";
 import { escalateToSuspense } from "../../src/db/healing.js";
 import { postEntries } from "../../src/db/ledger.js";
+import { postingAllocation } from "../../src/db/obligationAmounts.js";
 import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
 import { accrualAndCash } from "../helpers/factories.js";
 
@@ -120,11 +121,11 @@ export async function moneyFingerprint(database: Database): Promise<Record<strin
   const accountName = (alias: string) => sql.raw(`concat_ws('/', ${alias}.family, ${alias}.subaccount, ${alias}.mortgage_id, ${alias}.obligation_id, ${alias}.lender_id)`);
   return {
     dispersalEntries: await rows(sql`
-      select concat_ws(' ', obligation_id, lender_id, amount, ownership_units, total_units) as line from dispersal_entries order by 1`),
-    feeEntries: await rows(sql`select concat_ws(' ', obligation_id, amount, annual_rate_bps) as line from servicing_fee_entries order by 1`),
+      select concat_ws(' ', obligation_id, lender_id, allocation, status, amount, ownership_units, total_units) as line from dispersal_entries order by 1`),
+    feeEntries: await rows(sql`select concat_ws(' ', obligation_id, allocation, status, amount, annual_rate_bps) as line from servicing_fee_entries order by 1`),
     postings: await rows(sql`
       select concat_ws(' ', j.entry_type, j.amount,
-               case when j.entry_type = 'LENDER_PAYABLE_CREATED' then 'payable:' || j.obligation_id || '/' || j.lender_id
+               case when j.entry_type = 'LENDER_PAYABLE_CREATED' then 'payable:' || j.obligation_id || '/' || j.lender_id || '/' || ${postingAllocation("j")}
                     when j.entry_type = 'REVERSAL' then 'reversal:' || r.idempotency_key
                     else j.idempotency_key end,
                ${accountName("da")}, ${accountName("ca")}) as line
