@@ -22,6 +22,10 @@ export const FAILPOINTS = [
   "dispersal.before-commit", // every entry posted: the transaction's last statement done, not committed
   "dispersal.after-commit", // committed, no job handed its outcome yet (a throw here runs the batch again, member by member: replays)
   "dispersal.before-complete", // committed and counted, about to hand each job its outcome (BullMQ then completes or fails it)
+  // db/payments.ts returnPayment: a returned payment, one transaction (CLI return-payment, POST …/return)
+  "return.after-reversal", // the REVERSAL of the payment's CASH_RECEIVED posted and the status set; no re-dispersal yet
+  "return.before-commit", // pending allocations reversed, the net dispersed again, SUSPENSE restated, audited; not committed
+  "return.after-commit", // committed, nothing answered yet
   // jobs/retrigger.ts: a failed attempt's record outside the dispersal transaction
   "retrigger.before-record-failure",
   "retrigger.after-record-failure",

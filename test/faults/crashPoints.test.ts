@@ -4,8 +4,10 @@
 // dispersal transaction's steps (dispersal.*) once with batches of one (HEALING_BATCH_SIZE=1) and
 // once with batches of N. Then fresh workers and the next scans recover, and the end state must
 // equal a crash-free run's: the same dispersal entries, the same postings (by key and amount),
-// balances and healing outcomes; at most one escalation per round, no REVERSAL without its
-// dispersal, reconciliation clean. Two more scenarios
+// balances and healing outcomes; at most one escalation per round, no SUSPENSE reversal without its
+// dispersal, reconciliation clean. Payment returns (return.*) kill the CLI's `return-payment` inside
+// and after its transaction, then the same return is sent again; a worker is killed while it
+// re-disperses obligations whose cash another system returned by SQL. Two more scenarios
 // freeze a worker mid-job (before and after its commit) until its lock runs out, so that a second
 // worker runs the same job at the same time. The four-eyes requeue's approval failpoints kill the
 // second operator's approval (a child process) on the same data; the settlement listener's kill a
@@ -16,6 +18,8 @@ import { userInfo } from "node:os";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FAILPOINTS, type FailpointName } from "../../src/failpoint.js";
+import { returnPayment } from "../../src/db/payments.js";
+import { postCashReversalBySql } from "../helpers/otherSystems.js";
 import { QUEUE } from "../../src/queues/names.js";
 import { reconcileLedger } from "../../src/jobs/reconcile.js";
 import { fileURLToPath } from "node:url";
@@ -26,13 +30,13 @@ import { scanForOrphans } from "../../src/jobs/scan.js";
 import { startWorkers, type Workers } from "../../src/jobs/worker.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
 import { setRequeuePolicy } from "../../src/db/requeueRequests.js";
-import { crashInvariantViolations, moneyFingerprint, seedCrashData, seedListenerData, type CrashData } from "./crashData.js";
+import { crashInvariantViolations, moneyFingerprint, seedCrashData, seedListenerData, seedReturnData, type CrashData } from "./crashData.js";
 import { measureEndState } from "./endState.js";
 import { recordFaults } from "./faultCounts.js";
 import { sleep, waitFor, type Child } from "./children.js";
 import { note, Scenario } from "./scenario.js";
 
-type Phase = "requeue" | "approve" | "scan" | "worker" | "reconcile" | "listener";
+type Phase = "requeue" | "approve" | "scan" | "worker" | "reconcile" | "listener" | "return";
 
 /** A failpoint armed in a process that runs with this HEALING_BATCH_SIZE. */
 interface CrashPoint {
@@ -58,6 +62,7 @@ const describePoint = (p: CrashPoint) => `${p.at} (HEALING_BATCH_SIZE=${p.batchS
 
 /** Which step of the scenario reaches a failpoint (so that it is armed in that step's process). */
 function phaseOf(failpoint: FailpointName): Phase {
+  if (failpoint.startsWith("return.")) return "return";
   if (failpoint.startsWith("requeue.")) return "requeue";
   if (failpoint.startsWith("approve.")) return "approve";
   if (failpoint.startsWith("listener.")) return "listener";
@@ -97,8 +102,8 @@ async function letDeadScanLockExpire(scenario: Scenario): Promise<void> {
 /** The CLI acts only as the operator its OS user is mapped to (OPS_CLI_USERS). */
 const CLI_OPERATOR = { OPS_USERS: "crash-test:operator:crash-test-operator-secret", OPS_CLI_USERS: `${userInfo().username}:crash-test` };
 
-async function runArmedChild(scenario: Scenario, label: string, args: string[], point: CrashPoint): Promise<boolean> {
-  return awaitArmedChild(scenario, label, scenario.children.cli(label, args, scenario.workerEnv({ ...CLI_OPERATOR, ...armedEnv(point, "kill") })), point.at);
+async function runArmedChild(scenario: Scenario, label: string, args: string[], point: CrashPoint, cliUsers: Record<string, string> = CLI_OPERATOR): Promise<boolean> {
+  return awaitArmedChild(scenario, label, scenario.children.cli(label, args, scenario.workerEnv({ ...cliUsers, ...armedEnv(point, "kill") })), point.at);
 }
 
 const APPROVE_CHILD = fileURLToPath(new URL("./approveChild.ts", import.meta.url));
@@ -331,7 +336,7 @@ describe("a crash at every failpoint", () => {
     expect(FAILPOINTS.length).toBeGreaterThanOrEqual(20);
   });
 
-  for (const point of pointsOf(FAILPOINTS.filter((f) => phaseOf(f) !== "listener"))) {
+  for (const point of pointsOf(FAILPOINTS.filter((f) => phaseOf(f) !== "listener" && phaseOf(f) !== "return"))) {
     it(`recovers from a kill at ${describePoint(point)} to the crash-free end state`, async () => {
       const outcome = await runCrashScenario(point);
       recordCrashPoint(`kill at ${describePoint(point)}`, outcome, outcome.fired);
@@ -460,3 +465,118 @@ describe("a crash of the settlement listener", () => {
   }
 });
 
+/** The feed's service account: it received the payments, and only it finds them to return. */
+const FEED = "crash-feed";
+const FEED_CLI = { OPS_USERS: `${FEED}:service:crash-feed-service-secret`, OPS_CLI_USERS: `${userInfo().username}:${FEED}` };
+const RETURN_REASON = "cheque bounced: NSF";
+
+/** The returns' own failpoints, in the CLI's return-payment; and the worker's, while it re-disperses cash another system returned. */
+const RETURN_POINTS: CrashPoint[] = [
+  ...FAILPOINTS.filter((f) => phaseOf(f) === "return").map((at) => ({ at, batchSize: 1 })),
+  { at: "dispersal.after-allocate", batchSize: 1 },
+  { at: "dispersal.after-commit", batchSize: BATCH_SIZE_N },
+];
+
+interface ReturnOutcome extends Outcome {
+  /** Per return the feed sent, whether sending it again answered `replayed` (the first one committed). */
+  replayed: boolean[];
+  /** `payments.cash_returned` audit rows per returned obligation. */
+  returnAudits: Record<string, number>;
+}
+
+/**
+ * Payments returned while processes die: the set is dispersed (crash-free), then the feed returns
+ * two payments through the CLI's `return-payment` (armed at a return.* failpoint: killed inside its
+ * transaction or after its commit) and sends each return again, as a feed whose command died does;
+ * then another system returns two more payments by SQL, the trigger makes those obligations orphans,
+ * and a worker (armed at a dispersal step) re-disperses them. Fresh workers and the scans recover.
+ */
+async function runReturnScenario(point: CrashPoint | undefined): Promise<ReturnOutcome> {
+  const scenario = await Scenario.open();
+  let workers: Workers | undefined;
+  try {
+    const data = await seedReturnData(scenario.database, FEED);
+    workers = startWorkers(scenario.ctx);
+    await recover(scenario, workers);
+    await workers.close();
+    workers = undefined;
+
+    const phase = point ? phaseOf(point.at) : undefined;
+    let fired = false;
+    const replayed: boolean[] = [];
+    for (const r of data.returns) {
+      const args = ["return-payment", r.obligationId, "--reference", r.reference, "--reason", RETURN_REASON];
+      if (phase === "return") fired = (await runArmedChild(scenario, "return-payment", args, point!, FEED_CLI)) || fired;
+      else {
+        const child = scenario.children.cli("return-payment", args, scenario.workerEnv(FEED_CLI));
+        const exit = await child.exited;
+        if (exit.code !== 0) throw new Error(`return-payment failed (${JSON.stringify(exit)}):\n${child.output().slice(-2000)}`);
+      }
+      // Sent again (the feed saw its command die, or retries anyway): once committed, the same answer and nothing new.
+      const again = await returnPayment(scenario.database.db, { obligationId: r.obligationId, reference: r.reference, reason: RETURN_REASON, actor: FEED, channel: "api" });
+      replayed.push(again.replayed);
+    }
+
+    // Another system returns two more payments by SQL: the trigger makes their obligations orphans.
+    for (const cashEntryId of data.returnedBySql) await postCashReversalBySql(scenario.database, cashEntryId);
+    await scanForOrphans(scenario.ctx, "crash-test");
+    if (phase === "worker") fired = await runArmedWorker(scenario, point!);
+    workers = startWorkers(scenario.ctx);
+    await recover(scenario, workers);
+    await reconcileLedger(scenario.ctx);
+    expect((await scanForOrphans(scenario.ctx, "crash-test")).found).toBe(0);
+    await workers.close();
+    workers = undefined;
+
+    const audits = await scenario.database.db.execute<{ id: string; n: bigint }>(sql`
+      select resource_id as id, count(*) as n from audit_log where action = 'payments.cash_returned' group by resource_id`);
+    // R1 ends `due` (not dispersed, rightly): the end state's groups hold the obligations still settled.
+    return {
+      ...(await endStateOf(scenario, { fixable: data.stillSettled, unfixable: [] }, fired)),
+      replayed,
+      returnAudits: Object.fromEntries(audits.map((a) => [a.id, Number(a.n)])),
+    };
+  } finally {
+    await workers?.close().catch(() => {});
+    await scenario.close();
+  }
+}
+
+describe("a crash while a payment is returned", () => {
+  let returnBaseline: ReturnOutcome;
+
+  beforeAll(async () => {
+    returnBaseline = await runReturnScenario(undefined);
+  }, 180_000);
+
+  it("the crash-free run reverses the returned allocations, disperses the net again and reconciles clean", () => {
+    expect(returnBaseline.violations).toEqual({});
+    expect(returnBaseline.end.details).toEqual({});
+    expect(returnBaseline.reconciliationDefects).toBe(0);
+    expect(returnBaseline.replayed).toEqual([true, true]);
+    expect(Object.values(returnBaseline.returnAudits)).toEqual([1, 1]);
+    const entries = returnBaseline.fingerprint.dispersalEntries!;
+    // R1: its one allocation reversed; R2 (in the return's transaction), R3 and R4 (by the workers): allocation 1 reversed, 2 pending.
+    expect(entries.filter((l) => / 1 reversed /.test(l))).toHaveLength(12);
+    expect(entries.filter((l) => / 2 pending /.test(l))).toHaveLength(9);
+    expect(entries).toHaveLength(21);
+    expect(returnBaseline.fingerprint.postings!.filter((l) => l.startsWith("REVERSAL ") && l.includes("cash-received"))).toHaveLength(4);
+  });
+
+  for (const point of RETURN_POINTS) {
+    it(`recovers from a kill at ${describePoint(point)} to the crash-free end state: each return happened once`, async () => {
+      const outcome = await runReturnScenario(point);
+      recordCrashPoint(`kill at ${describePoint(point)} (payment returns)`, outcome, outcome.fired);
+      expect(outcome.fired, `failpoint ${point.at} never fired in its scenario`).toBe(true);
+      crashPoints++;
+      // Killed before its commit, the return did not happen and sending it again did it; after, it replays.
+      const committed = phaseOf(point.at) !== "return" || point.at === "return.after-commit";
+      expect(outcome.replayed).toEqual([committed, committed]);
+      expect(outcome.returnAudits).toEqual(returnBaseline.returnAudits);
+      expect(outcome.violations).toEqual({});
+      expect(outcome.end.details).toEqual({});
+      expect(outcome.reconciliationDefects).toBe(0);
+      expect(outcome.fingerprint).toEqual(returnBaseline.fingerprint);
+    }, 180_000);
+  }
+});
