@@ -2,6 +2,8 @@
 // transaction: lock the obligation rows in id order and authorize each round; allocate (read the
 // journal after the lock, split, write the entries); record the failed attempts and resolve the
 // healing rows (reversals of SUSPENSE, audit); post every entry last. A job alone is a batch of one.
+// Each step ends at its failpoint (src/failpoint.ts: dispersal.after-lock, .after-allocate,
+// .after-record, .before-commit), where the crash test kills the worker.
 import { DomainError } from "../domain/errors.js";
 import { failpoint } from "../failpoint.js";
 import type { Tx } from "./client.js";
@@ -28,7 +30,9 @@ export async function disperseBatch(tx: Tx, requests: readonly DispersalRequest[
   // Locks the rows in id order and reads who asked for each round: a job of an escalation nobody
   // requeued is refused (db/healing.ts authorizeDispersalRounds).
   const authority = await authorizeDispersalRounds(tx, ids);
+  failpoint("dispersal.after-lock");
   const { outcomes: dispersals, postings } = await allocateObligations(tx, ids.filter((id) => !(authority.get(id) instanceof DomainError)));
+  failpoint("dispersal.after-allocate");
 
   // Each obligation's bookkeeping, set-based, before the postings lock the shared account rows.
   const failures: FailedAttempt[] = [];
@@ -58,11 +62,12 @@ export async function disperseBatch(tx: Tx, requests: readonly DispersalRequest[
   }
   await recordFailedAttempts(tx, failures);
   const resolutions = await resolveHealings(tx, resolving);
+  failpoint("dispersal.after-record");
   for (const { obligationId, dispersal } of resolving) {
     results.set(obligationId, { kind: "dispersed", dispersal, resolvedEscalation: resolutions.get(obligationId)!.reversals.length > 0 });
   }
   // postEntries takes the account rows in a fixed order, so concurrent batches cannot deadlock.
   await postEntries(tx, postings);
-  failpoint("dispersal.after-postings");
+  failpoint("dispersal.before-commit");
   return results;
 }

@@ -4,7 +4,6 @@
 // allocation and their postings. One obligation alone is a batch of one.
 import { sql } from "drizzle-orm";
 import { DomainError, ObligationNotFoundError } from "../domain/errors.js";
-import { failpoint } from "../failpoint.js";
 import { idempotencyKeys, type AccountRef } from "../domain/ledgerRules.js";
 import { planAllocation, type AllocationPlan, type AllocationPosting, type EntryStatus, type ProjectionEntry } from "../domain/allocation.js";
 import type { ObligationType, PaymentFrequency } from "../domain/servicingFee.js";
@@ -128,7 +127,6 @@ export async function allocateObligations(tx: Tx, obligationIds: readonly string
   const outcomes = new Map<string, BatchDispersal>();
   const ids = [...new Set(obligationIds)].sort();
   const read = ids.length === 0 ? { obligations: [], postings: [], entries: [] } : await lockAndRead(tx, ids);
-  failpoint("batch.after-lock");
   const rows = new Map(read.obligations.map((row) => [row.id, row]));
 
   const planned: Planned[] = [];
@@ -195,7 +193,6 @@ export async function disperseObligations(tx: Tx, obligationIds: readonly string
   const { outcomes, postings } = await allocateObligations(tx, obligationIds);
   // postEntries takes the account rows in a fixed order, so concurrent batches cannot deadlock.
   await postEntries(tx, postings);
-  failpoint("dispersal.after-postings");
   return outcomes;
 }
 
@@ -279,7 +276,6 @@ async function writeProjection(tx: Tx, planned: readonly Planned[], ledger: Post
         from jsonb_to_recordset(${JSON.stringify(entryRows)}::jsonb)
              as t(obligation_id uuid, mortgage_id uuid, lender_id uuid, allocation integer, amount bigint, ownership_units bigint, total_units bigint)`);
   }
-  failpoint("dispersal.after-entries");
   if (feeRows.length > 0) {
     await tx.execute(sql`
       insert into servicing_fee_entries (obligation_id, mortgage_id, allocation, amount, annual_rate_bps, principal_basis)

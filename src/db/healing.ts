@@ -180,7 +180,6 @@ export async function resolveHealings(tx: Tx, requests: readonly ResolutionReque
       continue;
     }
     const reversals = await reverseAllSuspense(tx, obligationId, context.actor, "escalated obligation dispersed: suspense cleared");
-    failpoint("resolve.after-reversal");
     await writeAudit(tx, {
       action: "dispersal.self_healing_resolved",
       actor: context.actor,

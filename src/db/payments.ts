@@ -15,6 +15,7 @@ import {
   PaymentReferenceConflictError,
 } from "../domain/errors.js";
 import { idempotencyKeys } from "../domain/ledgerRules.js";
+import { failpoint } from "../failpoint.js";
 import { writeAudit } from "./audit.js";
 import { currentTraceparent } from "../telemetry.js";
 import type { Db, Tx } from "./client.js";
@@ -185,8 +186,10 @@ export interface PaymentReturn {
   replayed: boolean;
 }
 
-export function returnPayment(db: Db, request: PaymentReturnRequest): Promise<PaymentReturn> {
-  return db.transaction((tx) => returnPaymentIn(tx, request));
+export async function returnPayment(db: Db, request: PaymentReturnRequest): Promise<PaymentReturn> {
+  const returned = await db.transaction((tx) => returnPaymentIn(tx, request));
+  failpoint("return.after-commit");
+  return returned;
 }
 
 /**
@@ -229,6 +232,7 @@ export async function returnPaymentIn(tx: Tx, request: PaymentReturnRequest): Pr
     update obligations
        set status = ${status}, settled_at = case when ${status} = 'settled' then settled_at else null end
      where id = ${obligationId}::uuid`);
+  failpoint("return.after-reversal");
 
   const outcome = (await disperseObligations(tx, [obligationId])).get(obligationId)!;
   let allocationsReversed = 0;
@@ -253,6 +257,7 @@ export async function returnPaymentIn(tx: Tx, request: PaymentReturnRequest): Pr
     severity: "warning",
     metadata: { reference, amount: amount.toString(), reason: request.reason.slice(0, 500), status, reversalEntryId: reversal.id, allocationsReversed, reallocated, channel: request.channel, ...request.metadata, ...(outcome.outcome === "rejected" ? { dispersal: outcome.error.code } : {}) },
   });
+  failpoint("return.before-commit");
   return { obligationId, reference, amount, reversalEntryId: reversal.id, netReceived, outstanding: obligationAmount - netReceived, status, allocationsReversed, reallocated, replayed: false };
 }
 

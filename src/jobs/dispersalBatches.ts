@@ -1,6 +1,6 @@
 // The one dispersal path of retrigger jobs: the jobs one worker process runs at the same moment are
 // gathered for a few milliseconds and dispersed in one Postgres transaction of up to
-// HEALING_BATCH_SIZE obligations (db/dispersals.ts disperseObligations), each job still completing or
+// HEALING_BATCH_SIZE obligations (db/dispersalBatch.ts disperseBatch), each job still completing or
 // failing on its own. A job alone is a batch of one (HEALING_BATCH_SIZE=1: batches of one, as many
 // in flight as the worker's concurrency). Postgres CPU per obligation is the bound (docs/performance.md): a batch shares the round trips, the statements and the commit's WAL flush.
 //
@@ -13,14 +13,6 @@ import { disperseBatch, type DispersalOutcome, type DispersalRequest } from "../
 import { failpoint } from "../failpoint.js";
 import type { PipelineContext } from "./context.js";
 import { GroupCommit, type GroupCommitOptions } from "./groupCommit.js";
-
-/** The await boundaries of the batch path where money or queue state changes, in order. */
-export const BATCH_FAILPOINTS = [
-  "batch.after-lock", // obligation rows locked and read, nothing written (db/dispersals.ts)
-  "batch.before-commit", // entries, postings and healing rows written, not committed
-  "batch.after-commit", // committed, no job completed yet
-  "batch.before-complete", // about to hand each job its outcome (BullMQ then completes or fails it)
-] as const;
 
 export type BatchRequest = DispersalRequest;
 export type BatchOutcome = DispersalOutcome;
@@ -100,11 +92,10 @@ export class DispersalBatches {
     let outcomes: Map<string, BatchOutcome>;
     try {
       outcomes = await this.ctx.database.db.transaction(async (tx) => {
-        const results = await disperseBatch(tx, members.map((m) => m.request));
-        failpoint("batch.before-commit");
-        return results;
+        // Ends at its dispersal.before-commit failpoint.
+        return disperseBatch(tx, members.map((m) => m.request));
       });
-      failpoint("batch.after-commit");
+      failpoint("dispersal.after-commit");
     } catch (error) {
       if (isOutage(error) || options.last) return new Map(members.map((m) => [m.request.obligationId, { kind: "failed", error } as BatchOutcome]));
       this.ctx.log.warn({ obligations: members.length, error: (error as Error).message }, "dispersal batch rolled back: each obligation runs alone");
@@ -114,7 +105,7 @@ export class DispersalBatches {
     this.committed.batches++;
     this.committed.obligations += members.length;
     try {
-      failpoint("batch.before-complete");
+      failpoint("dispersal.before-complete");
     } catch (error) {
       // Committed: each job fails this attempt and its retry replays the dispersal (idempotent).
       return new Map(members.map((m) => [m.request.obligationId, { kind: "failed", error } as BatchOutcome]));

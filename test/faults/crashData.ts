@@ -4,6 +4,8 @@ import { sql } from "drizzle-orm";
 import type { Database, Tx } from "../../src/db/client.js";
 import { escalateToSuspense } from "../../src/db/healing.js";
 import { postEntries } from "../../src/db/ledger.js";
+import { receivePayment } from "../../src/db/payments.js";
+import { postingAllocation } from "../../src/db/obligationAmounts.js";
 import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
 import { accrualAndCash } from "../helpers/factories.js";
 
@@ -120,11 +122,11 @@ export async function moneyFingerprint(database: Database): Promise<Record<strin
   const accountName = (alias: string) => sql.raw(`concat_ws('/', ${alias}.family, ${alias}.subaccount, ${alias}.mortgage_id, ${alias}.obligation_id, ${alias}.lender_id)`);
   return {
     dispersalEntries: await rows(sql`
-      select concat_ws(' ', obligation_id, lender_id, amount, ownership_units, total_units) as line from dispersal_entries order by 1`),
-    feeEntries: await rows(sql`select concat_ws(' ', obligation_id, amount, annual_rate_bps) as line from servicing_fee_entries order by 1`),
+      select concat_ws(' ', obligation_id, lender_id, allocation, status, amount, ownership_units, total_units) as line from dispersal_entries order by 1`),
+    feeEntries: await rows(sql`select concat_ws(' ', obligation_id, allocation, status, amount, annual_rate_bps) as line from servicing_fee_entries order by 1`),
     postings: await rows(sql`
       select concat_ws(' ', j.entry_type, j.amount,
-               case when j.entry_type = 'LENDER_PAYABLE_CREATED' then 'payable:' || j.obligation_id || '/' || j.lender_id
+               case when j.entry_type = 'LENDER_PAYABLE_CREATED' then 'payable:' || j.obligation_id || '/' || j.lender_id || '/' || ${postingAllocation("j")}
                     when j.entry_type = 'REVERSAL' then 'reversal:' || r.idempotency_key
                     else j.idempotency_key end,
                ${accountName("da")}, ${accountName("ca")}) as line
@@ -156,8 +158,12 @@ export async function crashInvariantViolations(database: Database): Promise<Reco
     select o.id::text as id from obligations o
      where (select count(*) from audit_log l where l.resource_id = o.id::text and l.action = 'dispersal.self_healing_escalated')
          > 1 + (select count(*) from audit_log l where l.resource_id = o.id::text and l.action = 'dispersal.self_healing_requeued')`);
+  // A resolution's reversal of SUSPENSE without the dispersal it belongs to (a returned payment's
+  // reversals of its cash and payables leave an obligation rightly not dispersed).
   await check("reversalWithoutDispersal", sql`
-    select j.obligation_id::text as id from cash_journal_entries j join obligations o on o.id = j.obligation_id
+    select j.obligation_id::text as id from cash_journal_entries j
+      join cash_journal_entries r on r.id = j.reverses_entry_id and r.entry_type = 'SUSPENSE_ESCALATED'
+      join obligations o on o.id = j.obligation_id
      where j.entry_type = 'REVERSAL' and not o.dispersed`);
   await check("dispersedAndStillInSuspense", sql`
     select o.id::text as id from obligations o join cash_accounts a on a.family = 'SUSPENSE' and a.obligation_id = o.id
@@ -194,4 +200,73 @@ export async function seedListenerData(database: Database): Promise<string[]> {
     }
   });
   return obligations.map((o) => o.id);
+}
+
+export interface ReturnData {
+  /** Payments the feed returns through the CLI (`return-payment`), each then sent again. */
+  returns: Array<{ obligationId: string; reference: string }>;
+  /** CASH_RECEIVED postings another system returns by SQL (a REVERSAL), after the feed's returns. */
+  returnedBySql: string[];
+  /** The obligations still settled at the end: dispersed to their net cash. */
+  stillSettled: string[];
+  /** Every obligation of the set. */
+  all: string[];
+}
+
+/**
+ * The payment-return scenario's data, due obligations paid through the intake (as `feed`) on two
+ * mortgages with positions (one with a servicing fee), some with more cash from another system:
+ * - R1, paid in full by one payment: its return leaves it `due`, its allocation reversed;
+ * - R2, paid by two payments plus a duplicate from another system: returning the second leaves it
+ *   settled, so its allocation is reversed and the net dispersed again in the return's transaction;
+ * - R3 and R4, paid in full plus more cash from another system, which returns that by SQL: the
+ *   trigger makes them orphans and the workers reverse their allocation and disperse the net again.
+ * Not yet dispersed: the scenario's workers do that first.
+ */
+export async function seedReturnData(database: Database, feed: string): Promise<ReturnData> {
+  const mortgages = [
+    { id: id(0xa3, 1), units: [5000, 3000, 2000], feeBps: 0 },
+    { id: id(0xa3, 2), units: [3333, 3333, 3334], feeBps: 75 },
+  ];
+  const [r1, r2, r3, r4] = [1, 2, 3, 4].map((n) => id(0xb8, n)) as [string, string, string, string];
+  const obligations: { id: string; mortgage: MortgageSpec; amount: bigint; payments: bigint[]; extra?: bigint }[] = [
+    { id: r1, mortgage: mortgages[0]!, amount: 100_000n, payments: [100_000n] },
+    { id: r2, mortgage: mortgages[1]!, amount: 90_001n, payments: [50_000n, 40_001n], extra: 40_001n },
+    { id: r3, mortgage: mortgages[0]!, amount: 70_003n, payments: [70_003n], extra: 30_000n },
+    { id: r4, mortgage: mortgages[1]!, amount: 55_555n, payments: [55_555n], extra: 20_002n },
+  ];
+  await database.db.transaction(async (tx) => {
+    await insertMortgages(tx, mortgages, "Return", 0xe0);
+    for (const o of obligations) {
+      await tx.execute(sql`insert into obligations (id, mortgage_id, type, amount, status, due_date)
+        values (${o.id}::uuid, ${o.mortgage.id}::uuid, ${o.mortgage.feeBps > 0 ? "regular_interest" : "principal_repayment"}, ${o.amount.toString()}::bigint, 'due', '2026-11-01')`);
+      await postEntries(tx, accrualAndCash({ obligationId: o.id, mortgageId: o.mortgage.id, amount: o.amount }, []));
+    }
+  });
+  const returnedBySql: string[] = [];
+  for (const o of obligations) {
+    for (const [i, amount] of o.payments.entries()) {
+      await receivePayment(database.db, { obligationId: o.id, reference: `PAY-${o.id}-${i + 1}`, amount, actor: feed, channel: "api" });
+    }
+    const extra = o.extra;
+    if (extra === undefined) continue;
+    // The same payment posted again by another system (its key, not the intake's).
+    const [posted] = await database.db.transaction((tx) => postEntries(tx, [{
+      entryType: "CASH_RECEIVED",
+      amount: extra,
+      debit: { family: "TRUST_CASH", mortgageId: o.mortgage.id },
+      credit: { family: "BORROWER_RECEIVABLE", obligationId: o.id },
+      idempotencyKey: idempotencyKeys.cashReceived("other-system", `crash-duplicate-${o.id}`),
+      mortgageId: o.mortgage.id,
+      obligationId: o.id,
+      actor: "other-system",
+    }]));
+    if (o.id !== r2) returnedBySql.push(posted!.id);
+  }
+  return {
+    returns: [{ obligationId: r1, reference: `PAY-${r1}-1` }, { obligationId: r2, reference: `PAY-${r2}-2` }],
+    returnedBySql,
+    stillSettled: [r2, r3, r4],
+    all: [r1, r2, r3, r4],
+  };
 }

@@ -25,7 +25,8 @@ export async function measureEndState(database: Database, orphans: Orphans): Pro
       select (e->>0)::uuid as id, (e->>1)::boolean as fixable from jsonb_array_elements(${expected}::jsonb) e
     ), per as (
       select x.id, x.fixable, o.id is not null as present, coalesce(o.dispersed, false) as dispersed, h.status as healing,
-             (select count(*) from dispersal_entries d where d.obligation_id = x.id) as entries,
+             -- Live entries: a returned payment's reversed ones stay beside the allocation that replaced them.
+             (select count(*) from dispersal_entries d where d.obligation_id = x.id and d.status <> 'reversed') as entries,
              (select count(*) from mortgage_positions p where p.mortgage_id = o.mortgage_id and p.units > 0) as positions,
              (select count(*) from cash_journal_entries j where j.obligation_id = x.id and j.entry_type = 'SUSPENSE_ESCALATED') as parked,
              -- The first parking (top-ups of late cash carry the new settled amount in their key).

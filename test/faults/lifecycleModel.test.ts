@@ -20,6 +20,7 @@ import { returnPayment } from "../../src/db/payments.js";
 import { ObligationNotSettledError } from "../../src/domain/errors.js";
 import { postEntries } from "../../src/db/ledger.js";
 import { runReconciliation } from "../../src/db/reconciliation.js";
+import type { FailpointName } from "../../src/failpoint.js";
 import { idempotencyKeys } from "../../src/domain/ledgerRules.js";
 import { accrualAndCash } from "../helpers/factories.js";
 import type { PipelineContext } from "../../src/jobs/context.js";
@@ -209,30 +210,30 @@ async function recover(): Promise<void> {
   throw new Error("recovery: the scan still finds orphans after 8 rounds");
 }
 
-/** Where a worker is killed; the batch's failpoints in batches of 8, the others in batches of one. */
-const KILL_POINTS = [
-  "retrigger.after-record-failure",
-  "dispersal.after-entries",
-  "resolve.after-reversal",
-  "escalate.before-transaction",
-  "escalate.after-commit",
-  "batch.after-lock",
-  "batch.before-commit",
-  "batch.after-commit",
-  "batch.before-complete",
-  "batch.escalate.after-commit",
-] as const;
+/** Where a worker is killed (src/failpoint.ts FAILPOINTS), and the HEALING_BATCH_SIZE it runs with. */
+const KILL_POINTS: ReadonlyArray<{ at: FailpointName; batchSize: 1 | 8 }> = [
+  { at: "retrigger.after-record-failure", batchSize: 1 },
+  { at: "dispersal.after-allocate", batchSize: 1 },
+  { at: "dispersal.after-record", batchSize: 1 },
+  { at: "escalate.before-transaction", batchSize: 1 },
+  { at: "escalate.after-commit", batchSize: 1 },
+  { at: "dispersal.after-lock", batchSize: 8 },
+  { at: "dispersal.before-commit", batchSize: 8 },
+  { at: "dispersal.after-commit", batchSize: 8 },
+  { at: "dispersal.before-complete", batchSize: 8 },
+  { at: "batch.escalate.after-commit", batchSize: 8 },
+];
 
 const WORKER_CHILD = fileURLToPath(new URL("./modelWorker.ts", import.meta.url));
 
 /** A worker process with a failpoint armed: it runs the queue until it is killed there (or SIGKILLed once the queue is empty). */
-async function killAWorker(failpoint: string): Promise<boolean> {
+async function killAWorker(killPoint: (typeof KILL_POINTS)[number]): Promise<boolean> {
   const child = children.spawn("model-worker", process.execPath, ["--import", "tsx", WORKER_CHILD], {
     PATH: process.env.PATH ?? "",
     HOME: process.env.HOME ?? "/root",
     ...settingsEnv,
-    DISPERSAL_FAILPOINTS: `${failpoint}=kill`,
-    HEALING_BATCH_SIZE: failpoint.startsWith("batch.") ? "8" : "1",
+    DISPERSAL_FAILPOINTS: `${killPoint.at}=kill`,
+    HEALING_BATCH_SIZE: String(killPoint.batchSize),
   });
   const idle = waitFor(async () => ((await liveJobs()) === 0 ? true : undefined), { timeoutMs: 30_000, what: "the worker to finish or die", everyMs: 25 });
   const result = await Promise.race([child.exited, idle.then(() => "idle" as const)]);
@@ -441,16 +442,16 @@ class DrainCommand implements Cmd {
 }
 
 class KillWorkerCommand implements Cmd {
-  constructor(readonly failpoint: (typeof KILL_POINTS)[number]) {}
+  constructor(readonly killPoint: (typeof KILL_POINTS)[number]) {}
   check = (model: Readonly<Model>) => model.kills === 0 && model.obligations.some((o) => o.state === "queued");
   async run(model: Model): Promise<void> {
     model.kills++;
     faultsInjected++;
-    await killAWorker(this.failpoint);
+    await killAWorker(this.killPoint);
     for (const o of model.obligations) if (o.state === "queued") o.state = "uncertain";
     await checkInvariants(model, this.toString());
   }
-  toString = () => `kill a worker at ${this.failpoint}`;
+  toString = () => `kill a worker at ${this.killPoint.at} (batches of ${this.killPoint.batchSize})`;
 }
 
 class FlushRedisCommand implements Cmd {
