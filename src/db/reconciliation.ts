@@ -216,11 +216,14 @@ interface PreviousRun {
   journalMark: string | null;
 }
 
-/** The previous completed run: where an incremental run starts from. */
+/**
+ * The previous completed run: where an incremental run starts from. By finished_at (the clock at its
+ * commit, runs being serialised), not started_at: of two runs started together, the later snapshot.
+ */
 async function previousRun(tx: Executor): Promise<PreviousRun | undefined> {
   const [row] = await tx.execute<{ id: string; journal_mark: string | null }>(sql`
     select id, journal_mark::text from reconciliation_runs
-     where status in ('clean', 'defects') order by started_at desc limit 1`);
+     where status in ('clean', 'defects') order by finished_at desc limit 1`);
   return row ? { id: row.id, journalMark: row.journal_mark } : undefined;
 }
 
@@ -288,7 +291,7 @@ export async function runReconciliation(db: Db, options: ReconciliationOptions):
         await tx.execute(sql`
           update reconciliation_runs set status = ${defectCount === 0 ? "clean" : "defects"}, defect_count = ${defectCount},
                  scope = ${scope}, journal_mark = ${mark}::bigint, from_mark = ${fromMark}::bigint,
-                 obligations_checked = ${Number(counted!.n)}, finished_at = now(), findings = ${JSON.stringify(findings)}::jsonb
+                 obligations_checked = ${Number(counted!.n)}, finished_at = clock_timestamp(), findings = ${JSON.stringify(findings)}::jsonb
            where id = ${run!.id}::uuid`);
       },
       { isolationLevel: "repeatable read" },
@@ -341,4 +344,11 @@ export async function latestReconciliation(db: Executor): Promise<Reconciliation
     select ${runColumns} from reconciliation_runs
      where status <> 'running' order by started_at desc limit 1`);
   return row ? report(row) : undefined;
+}
+
+/** The latest runs, newest first (running and failed ones too): each with its scope and counts. */
+export async function recentReconciliations(db: Executor, limit: number): Promise<ReconciliationReport[]> {
+  const rows = await db.execute<RunRow>(sql`
+    select ${runColumns} from reconciliation_runs order by started_at desc limit ${limit}`);
+  return rows.map(report);
 }
