@@ -114,6 +114,26 @@ describe("scope", () => {
   });
 });
 
+describe("what the change log records", () => {
+  it("a position changed puts every obligation of its mortgage in scope; an update that changes nothing records nothing", async () => {
+    const first = await givenSettledObligation(database, { lenders: [6000, 4000], servicingFeeBps: 0 });
+    const second = await givenSettledObligation(database, { mortgageId: first.mortgageId });
+    await db.transaction((tx) => disperseObligations(tx, [first.obligationId, second.obligationId]));
+    const before = await run("incremental");
+    await db.execute(sql`update obligations set status = status where mortgage_id = ${first.mortgageId}::uuid`);
+    expect(await pendingChanges(first.obligationId)).toBe(0);
+    await db.execute(sql`update mortgage_positions set units = units + 1 where mortgage_id = ${first.mortgageId}::uuid`);
+    const after = await run("incremental");
+    // The two of the mortgage, and the obligations the previous run named (the defects of the tests above).
+    const carried = new Set(
+      (["conservationDefects", "payablesMismatch", "feeMismatch", "overAllocated", "settledWithoutCash", "resolvedSuspenseNotCleared"] as const)
+        .flatMap((check) => before.findings[check]?.sample ?? []),
+    );
+    expect(carried.size).toBeGreaterThan(0);
+    expect(after.obligationsChecked).toBe(new Set([first.obligationId, second.obligationId, ...carried]).size);
+  });
+});
+
 describe("concurrency", () => {
   it("an entry edit committed while a run is in progress is found by that run or the next", async () => {
     const [late] = await dispersed(1);
