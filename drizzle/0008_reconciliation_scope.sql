@@ -27,9 +27,9 @@ CREATE FUNCTION ledger_changes_from_journal() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
   INSERT INTO ledger_changes (obligation_id, account_id)
-  SELECT DISTINCT n.obligation_id, a.account_id
-    FROM new_rows n
-   CROSS JOIN LATERAL (VALUES (n.debit_account_id), (n.credit_account_id)) a(account_id);
+  SELECT DISTINCT n.obligation_id, NULL::uuid FROM new_rows n WHERE n.obligation_id IS NOT NULL
+   UNION ALL
+  SELECT NULL, a.account_id FROM (SELECT debit_account_id FROM new_rows UNION SELECT credit_account_id FROM new_rows) a(account_id);
   RETURN NULL;
 END $$;
 --> statement-breakpoint
