@@ -309,10 +309,11 @@ function selectionOfOptions(opts: { mortgage?: string; error?: string; escalated
 
 program
   .command("reconcile")
-  .description("run the daily reconciliation now; exits 2 when it finds defects")
-  .action(async () => {
+  .description("run the daily reconciliation now (what changed since the last completed run); exits 2 when it finds defects")
+  .option("--full", "check every obligation and account (the weekly sweep), not only what changed")
+  .action(async (opts: { full?: boolean }) => {
     await withRuntime({ name: "dispersal-cli" }, async ({ ctx }) => {
-      const report = await reconcileLedger(ctx);
+      const report = await reconcileLedger(ctx, opts.full ? "full" : "incremental");
       print(report);
       if (report.defectCount > 0) process.exitCode = 2;
     });

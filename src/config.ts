@@ -147,7 +147,10 @@ export const configSchema = z.object({
   SETTLEMENT_LISTENER: z.enum(["on", "off"], { error: "must be on or off" }).default("on"),
   /** First delay before the settlement listener reconnects; doubles up to 30 s. (Default: 1,000) */
   SETTLEMENT_LISTENER_RECONNECT_MS: positiveInt(1_000),
+  /** The daily reconciliation (incremental: what changed since the previous completed run). (Default: 07:00 UTC daily) */
   RECONCILIATION_CRON: z.string().refine(isCronExpression, CRON).default("0 7 * * *"),
+  /** The weekly full sweep of every obligation and account. (Default: 07:30 UTC on Sundays) */
+  RECONCILIATION_FULL_CRON: z.string().refine(isCronExpression, CRON).default("30 7 * * 0"),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ error: "must be an http(s) URL" }).regex(/^https?:\/\//, "must be an http(s) URL").optional(),
   /** The standard OTLP protocol setting: this service exports OTLP/HTTP with JSON bodies, so only http/json. (Default: http/json) */
   OTEL_EXPORTER_OTLP_PROTOCOL: z.enum(["http/json"], { error: "must be http/json (the service exports OTLP/HTTP JSON; grpc and http/protobuf are not built in)" }).default("http/json"),

@@ -6,7 +6,7 @@ import { idSchema } from "../domain/ids.js";
 import { groupEscalations, type EscalationGroup, type EscalationSelection } from "../db/escalationGroups.js";
 import { listEscalations, type EscalationView } from "../db/healing.js";
 import { receivePayment, returnPayment, type PaymentReceipt, type PaymentReturn } from "../db/payments.js";
-import { latestReconciliation } from "../db/reconciliation.js";
+import { latestReconciliation, recentReconciliations } from "../db/reconciliation.js";
 import { paymentAmountSchema, paymentReferenceSchema } from "../domain/paymentInput.js";
 import { listPendingRequeues } from "../db/requeueRequests.js";
 import { requeueReasonSchema } from "../domain/requeueReason.js";
@@ -198,6 +198,14 @@ export function apiRoutes(ctx: PipelineContext): Router {
     const report = await latestReconciliation(ctx.database.db);
     if (!report) throw new HttpError(404, "no reconciliation has finished yet");
     res.json(report);
+  });
+
+  // The latest runs (?limit=1..100, default 20), newest first: scope, marks, obligations checked, defects.
+  router.get("/reconciliation/runs", async (req, res) => {
+    const raw = req.query.limit;
+    const limit = raw === undefined ? 20 : Number(raw);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw new HttpError(400, "limit must be an integer from 1 to 100");
+    res.json({ runs: await recentReconciliations(ctx.database.db, limit) });
   });
 
   router.use(obligationRoutes(ctx));

@@ -23,6 +23,8 @@ export interface OpsView {
   inProgress: EscalationView[];
   recentlyResolved: EscalationView[];
   reconciliation: ReconciliationReport | undefined;
+  /** The latest runs, newest first (running and failed ones too). */
+  reconciliationRuns?: ReconciliationReport[];
   flash: Flash | undefined;
   now: Date;
   bullBoardPath: string;
@@ -179,7 +181,7 @@ ${view.approvalsRequired === 2 || view.pending.length > 0 ? pendingSection(view,
 <h2 id="resolved">Recently resolved</h2>
 <section aria-labelledby="resolved">${resolvedTable(view.recentlyResolved, view)}</section>
 <h2 id="reconciliation">Latest reconciliation</h2>
-<section aria-labelledby="reconciliation">${reconciliationCard(view.reconciliation, view.now)}</section>
+<section aria-labelledby="reconciliation">${reconciliationCard(view.reconciliation, view.now)}${reconciliationRunsCard(view.reconciliationRuns ?? [], view.now)}</section>
 </main>
 </body>
 </html>`.value;
@@ -387,6 +389,7 @@ function reconciliationCard(report: ReconciliationReport | undefined, now: Date)
     <div class="actions">
       <span class="status-${report.status}">${report.status === "clean" ? "Clean" : report.status === "defects" ? `${report.defectCount} defect${report.defectCount === 1 ? "" : "s"}` : report.status}</span>
       <span class="muted">finished ${age(report.finishedAt ?? report.startedAt, now)} ago · ${report.finishedAt ?? report.startedAt}</span>
+      <span class="muted">${scopeText(report)}</span>
     </div>
     ${report.findings.error ? html`<div class="flash error">The run failed: ${report.findings.error}</div>` : ""}
     <table><thead><tr><th>Check</th><th class="num">Found</th><th>First ids</th></tr></thead>
@@ -394,6 +397,28 @@ function reconciliationCard(report: ReconciliationReport | undefined, now: Date)
       ([name, finding]) => html`<tr><td>${CHECK_LABELS[name] ?? name}</td>
         <td class="num ${finding.count > 0 ? "status-defects" : "status-clean"}">${finding.count}</td>
         <td class="mono">${finding.sample.slice(0, 5).join(", ")}${finding.sample.length > 5 ? " …" : ""}</td></tr>`,
+    )}</tbody></table>
+  </div>`;
+}
+
+/** "incremental · 12 obligations checked · journal 1,040 → 1,100", or "full · 9,000 obligations checked · journal to 1,100". */
+function scopeText(report: ReconciliationReport): string {
+  const checked = report.obligationsChecked === null ? "" : ` · ${report.obligationsChecked.toLocaleString("en-US")} obligation${report.obligationsChecked === 1 ? "" : "s"} checked`;
+  const mark = (m: string) => BigInt(m).toLocaleString("en-US");
+  const journal = report.journalMark === null ? "" : report.fromMark === null ? ` · journal to ${mark(report.journalMark)}` : ` · journal ${mark(report.fromMark)} → ${mark(report.journalMark)}`;
+  return `${report.scope}${checked}${journal}`;
+}
+
+function reconciliationRunsCard(runs: ReconciliationReport[], now: Date): Html | string {
+  if (runs.length === 0) return "";
+  return html`<div class="card"><h3>Recent runs</h3>
+    <table><thead><tr><th>Started</th><th>Scope</th><th>Status</th><th class="num">Obligations checked</th><th class="num">Defects</th><th>Journal</th></tr></thead>
+    <tbody>${runs.map(
+      (run) => html`<tr><td>${age(run.startedAt, now)} ago</td><td>${run.scope}</td>
+        <td class="status-${run.status}">${run.status}</td>
+        <td class="num">${run.obligationsChecked === null ? "" : run.obligationsChecked.toLocaleString("en-US")}</td>
+        <td class="num">${run.defectCount}</td>
+        <td class="mono">${run.journalMark === null ? "" : run.fromMark === null ? `to ${run.journalMark}` : `${run.fromMark} → ${run.journalMark}`}</td></tr>`,
     )}</tbody></table>
   </div>`;
 }

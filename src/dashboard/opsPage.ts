@@ -9,7 +9,7 @@ import { listEscalations } from "../db/healing.js";
 import { readMoneyAtRisk } from "../db/moneyAtRisk.js";
 import { SEARCH_MIN_CHARACTERS, searchObligations, type ObligationMatch } from "../db/obligationStory.js";
 import { isStatementCancelled } from "../db/client.js";
-import { latestReconciliation } from "../db/reconciliation.js";
+import { latestReconciliation, recentReconciliations } from "../db/reconciliation.js";
 import { listPendingRequeues } from "../db/requeueRequests.js";
 import { requeueReasonSchema } from "../domain/requeueReason.js";
 import { approveRequeue, requiredApprovals, withdrawRequeue } from "../jobs/requeue.js";
@@ -32,6 +32,8 @@ const OPEN_ROWS = 200;
 const GROUPS = 100;
 /** Rows shown when a group is expanded; its "requeue all" acts on every one. */
 const GROUP_ROWS = 50;
+/** The latest reconciliation runs listed under the latest one's findings (daily incremental, weekly full). */
+const RECONCILIATION_RUNS = 8;
 const FLASH_COOKIE = "ops_flash";
 
 const requeueForm = z.object({
@@ -57,7 +59,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
     // Every read of the page on the readers' pool: its statement timeout, and never the writers' connections.
     const db = ctx.readers.db;
     const q = typeof req.query.q === "string" ? req.query.q.trim().slice(0, 200) : "";
-    const [open, inProgress, recentlyResolved, reconciliation, moneyAtRisk, results, pending, groups, groupMembers] = await Promise.all([
+    const [open, inProgress, recentlyResolved, reconciliation, moneyAtRisk, results, pending, groups, groupMembers, reconciliationRuns] = await Promise.all([
       listEscalations(db, { status: "escalated", limit: OPEN_ROWS + 1 }),
       listEscalations(db, { status: "requeued", limit: 50 }),
       // The filter goes into the query: filtered after its limit, rows that never escalated took the places.
@@ -68,6 +70,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
       listPendingRequeues(db, OPEN_ROWS, ctx.settings.REQUEUE_APPROVAL_TTL),
       groupEscalations(db, { limit: GROUPS }),
       listGroupMembers(db, { perGroup: GROUP_ROWS }),
+      recentReconciliations(db, RECONCILIATION_RUNS),
     ]);
     const flash = takeFlash(req, res);
     res.type("html").send(
@@ -79,6 +82,7 @@ export function opsRoutes(ctx: PipelineContext, users: readonly OpsUser[]): Rout
         inProgress,
         recentlyResolved,
         reconciliation,
+        reconciliationRuns,
         flash,
         now: new Date(),
         bullBoardPath: BULL_BOARD_PATH,

@@ -338,4 +338,29 @@ export const reconciliationRuns = pgTable("reconciliation_runs", {
   defectCount: integer("defect_count").notNull().default(0),
   findings: jsonb("findings").$type<Record<string, unknown>>(),
   createdAt: createdAt(),
+  /** `incremental` (the daily run: what changed since the previous completed run) or `full` (the weekly sweep, or no run to start from). */
+  scope: text("scope").$type<"incremental" | "full">().notNull().default("full"),
+  /** max(cash_journal_entries.sequence) in the run's snapshot, read at its start. */
+  journalMark: bigint("journal_mark", { mode: "bigint" }),
+  /** The previous completed run's journal_mark this run started from (null for a full run). */
+  fromMark: bigint("from_mark", { mode: "bigint" }),
+  /** How many obligations the run's checks covered (every obligation for a full run). */
+  obligationsChecked: integer("obligations_checked"),
+}, (t) => [
+  check("reconciliation_runs_scope_check", inList("scope", ["incremental", "full"])),
+  // The previous completed run's mark: the latest finished run, read at each run's start.
+  index("reconciliation_runs_started_idx").on(t.startedAt),
+]);
+
+/**
+ * What changed in the ledger's contract tables since the last completed reconciliation, which the
+ * journal sequence cannot see or may see late (DESIGN.md §6, docs/ledger.md): fed by statement-level
+ * triggers (drizzle/0008), one insert per statement; a completed run deletes the rows its snapshot saw.
+ */
+export const ledgerChanges = pgTable("ledger_changes", {
+  id: bigint("id", { mode: "bigint" }).primaryKey().generatedAlwaysAsIdentity(),
+  obligationId: uuid("obligation_id"),
+  accountId: uuid("account_id"),
+  mortgageId: uuid("mortgage_id"),
+  changedAt: timestamp("changed_at", { withTimezone: true }).notNull().defaultNow(),
 });

@@ -10,13 +10,22 @@ export const QUEUE = {
 export const SCHEDULER = {
   scan: "dispersal-healing-scan",
   reconciliation: "dispersal-reconciliation-daily",
+  /** The weekly full sweep: the same processor with scope full (jobs/reconcile.ts). */
+  fullReconciliation: "dispersal-reconciliation-weekly-full",
 } as const;
 
 export const JOB = {
   scan: "dispersal-healing-scan",
   retrigger: "retrigger-dispersal",
   reconcile: "daily-reconciliation",
+  reconcileFull: "weekly-full-reconciliation",
 } as const;
+
+/** A reconciliation job's data: who asked, and its scope (absent: incremental, as jobs of before the weekly sweep). */
+export interface ReconcileJobData {
+  requestedBy?: string;
+  scope?: "incremental" | "full";
+}
 
 /** Only the obligation: who a round acts for is read from Postgres (db/healing.ts authorizeDispersalRounds). */
 export interface RetriggerJobData {

@@ -1,4 +1,4 @@
-// The scan and reconciliation schedules: upserted by every process at start, and kept present
+// The scan and reconciliation schedules (the daily incremental run and the weekly full sweep): upserted by every process at start, and kept present
 // afterwards. BullMQ keeps one schedule per scheduler id however many processes upsert it; a
 // schedule removed by hand (Bull Board, redis-cli, an obliterated queue) would otherwise stay gone
 // until some process restarts, and the daily reconciliation or the scan net would silently stop.
@@ -10,6 +10,7 @@ import type { Queues } from "./queues.js";
 export interface ScheduleSettings {
   HEALING_SCAN_EVERY_MS: number;
   RECONCILIATION_CRON: string;
+  RECONCILIATION_FULL_CRON: string;
 }
 
 export type SchedulerId = (typeof SCHEDULER)[keyof typeof SCHEDULER];
@@ -23,7 +24,12 @@ export async function upsertSchedulers(queues: Queues, settings: ScheduleSetting
   await queues.reconciliation.upsertJobScheduler(
     SCHEDULER.reconciliation,
     { pattern: settings.RECONCILIATION_CRON, tz: "UTC" },
-    { name: JOB.reconcile, data: { requestedBy: "scheduler" }, opts: { removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } } },
+    { name: JOB.reconcile, data: { requestedBy: "scheduler", scope: "incremental" }, opts: { removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } } },
+  );
+  await queues.reconciliation.upsertJobScheduler(
+    SCHEDULER.fullReconciliation,
+    { pattern: settings.RECONCILIATION_FULL_CRON, tz: "UTC" },
+    { name: JOB.reconcileFull, data: { requestedBy: "scheduler", scope: "full" }, opts: { removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } } },
   );
 }
 
@@ -31,6 +37,7 @@ function schedulerQueues(queues: Queues): Array<[SchedulerId, Queue]> {
   return [
     [SCHEDULER.scan, queues.healing],
     [SCHEDULER.reconciliation, queues.reconciliation],
+    [SCHEDULER.fullReconciliation, queues.reconciliation],
   ];
 }
 

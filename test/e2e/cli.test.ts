@@ -79,7 +79,15 @@ describe("the dispersal CLI", () => {
   it("reconcile stores a run and reports a clean ledger", async () => {
     const { code, out } = await run(["reconcile"]);
     expect(code).toBe(0);
-    expect(JSON.parse(out)).toMatchObject({ status: "clean", defectCount: 0 });
+    const first = JSON.parse(out);
+    expect(first).toMatchObject({ status: "clean", defectCount: 0 });
+    // Daily runs are incremental from the previous completed run; --full sweeps everything.
+    const incremental = await run(["reconcile"]);
+    expect(incremental.code).toBe(0);
+    expect(JSON.parse(incremental.out)).toMatchObject({ status: "clean", scope: "incremental", fromMark: first.journalMark });
+    const full = await run(["reconcile", "--full"]);
+    expect(full.code).toBe(0);
+    expect(JSON.parse(full.out)).toMatchObject({ status: "clean", scope: "full", fromMark: null, obligationsChecked: expect.any(Number) });
   });
 
   it("stops at start-up with the variable named when the configuration is bad", async () => {

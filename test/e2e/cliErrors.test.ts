@@ -75,6 +75,7 @@ describe("configuration errors", () => {
       HEALING_SCAN_EVERY_MS: { value: "1.5", accepts: /positive whole number/ },
       SETTLEMENT_LISTENER: { value: "false", accepts: /on or off/ },
       RECONCILIATION_CRON: { value: "daily", accepts: /cron expression/ },
+      RECONCILIATION_FULL_CRON: { value: "weekly", accepts: /cron expression/ },
       OTEL_EXPORTER_OTLP_ENDPOINT: { value: "ftp://x", accepts: /http\(s\) URL/ },
       REQUEUE_APPROVALS: { value: "3", accepts: /1 or 2/ },
       TRUST_PROXY: { value: "true", accepts: /number of hops/ },

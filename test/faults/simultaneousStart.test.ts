@@ -32,8 +32,9 @@ describe("fault: ten worker processes started at once", () => {
     const scanSchedulers = await healing.getJobSchedulers();
     const reconciliationSchedulers = await reconciliation.getJobSchedulers();
     expect(scanSchedulers.map((s) => ({ key: s.key, every: Number(s.every) }))).toEqual([{ key: SCHEDULER.scan, every: 3_600_000 }]);
-    expect(reconciliationSchedulers.map((s) => ({ key: s.key, pattern: s.pattern, tz: s.tz }))).toEqual([
+    expect(reconciliationSchedulers.map((s) => ({ key: s.key, pattern: s.pattern, tz: s.tz })).sort((a, b) => a.key.localeCompare(b.key))).toEqual([
       { key: SCHEDULER.reconciliation, pattern: "0 7 * * *", tz: "UTC" },
+      { key: SCHEDULER.fullReconciliation, pattern: "30 7 * * 0", tz: "UTC" },
     ]);
 
     // The scheduled scan (run at once by an `every` schedule) runs once; besides it, only the
@@ -50,7 +51,7 @@ describe("fault: ten worker processes started at once", () => {
     note("end", { scheduledScansRun: ranScans.length, catchUpScansRun: catchUps.length, byProcess: ranScans.map((j) => j.processedBy) });
 
     expect(await healing.getJobSchedulersCount()).toBe(1);
-    expect(await reconciliation.getJobSchedulersCount()).toBe(1);
+    expect(await reconciliation.getJobSchedulersCount()).toBe(2);
     expect(ranScans).toHaveLength(1);
     expect(catchUps.length).toBeLessThanOrEqual(workers.length);
     expect(catchUps.every((j) => requestedBy(j).startsWith("settlement-listener: listener connected"))).toBe(true);

@@ -297,6 +297,21 @@ describe("GET /api/reconciliation/latest", () => {
     expect(after.status).toBe(200);
     expect(after.json).toMatchObject({ status: expect.stringMatching(/clean|defects/), findings: { escalatedSuspenseMismatch: { count: 0 } } });
   });
+
+  it("lists the latest runs with their scope and counts, and /ops shows them", async () => {
+    const full = await reconcileLedger(ctx, "full");
+    const incremental = await reconcileLedger(ctx);
+    const runs = await call("GET", "/api/reconciliation/runs?limit=2", { as: VICTOR });
+    expect(runs.status).toBe(200);
+    expect(runs.json.runs).toEqual([
+      expect.objectContaining({ id: incremental.id, scope: "incremental", fromMark: full.journalMark, journalMark: expect.any(String), obligationsChecked: expect.any(Number) }),
+      expect.objectContaining({ id: full.id, scope: "full", fromMark: null, obligationsChecked: full.obligationsChecked }),
+    ]);
+    expect((await call("GET", "/api/reconciliation/runs?limit=0", { as: VICTOR })).status).toBe(400);
+    const page = await call("GET", "/ops", { as: VICTOR });
+    expect(page.text).toMatch(/<span class="muted">incremental · \d+ obligations? checked · journal [\d,]+ → [\d,]+<\/span>/);
+    expect(page.text).toMatch(/Recent runs[\s\S]*<td>incremental<\/td>[\s\S]*<td>full<\/td>/);
+  });
 });
 
 describe("the ops page", () => {

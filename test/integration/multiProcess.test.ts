@@ -25,14 +25,18 @@ function workerEnv(): Record<string, string> {
 describe("several worker processes side by side", () => {
   it("two processes starting at once register one schedule, not two", async () => {
     const workers = [spawnCli(["worker"], workerEnv()), spawnCli(["worker"], workerEnv())];
-    await waitFor(async () => (await ctx.queues.reconciliation.getJobSchedulersCount()) > 0 && (await ctx.queues.healing.getJobSchedulersCount()) > 0, {
+    await waitFor(async () => (await ctx.queues.reconciliation.getJobSchedulersCount()) > 1 && (await ctx.queues.healing.getJobSchedulersCount()) > 0, {
       timeoutMs: 30_000,
       what: "schedulers",
     });
     await new Promise((r) => setTimeout(r, 1000));
     expect((await ctx.queues.healing.getJobSchedulers()).map((s) => s.key)).toEqual(["dispersal-healing-scan"]);
-    expect(await ctx.queues.reconciliation.getJobSchedulersCount()).toBe(1);
-    expect((await ctx.queues.reconciliation.getJobSchedulers())[0]).toMatchObject({ pattern: "0 7 * * *", tz: "UTC" });
+    // The daily incremental run and the weekly full sweep, once each.
+    expect(await ctx.queues.reconciliation.getJobSchedulersCount()).toBe(2);
+    expect((await ctx.queues.reconciliation.getJobSchedulers()).map((s) => ({ key: s.key, pattern: s.pattern, tz: s.tz })).sort((a, b) => a.key.localeCompare(b.key))).toEqual([
+      { key: "dispersal-reconciliation-daily", pattern: "0 7 * * *", tz: "UTC" },
+      { key: "dispersal-reconciliation-weekly-full", pattern: "30 7 * * 0", tz: "UTC" },
+    ]);
     expect(await Promise.all(workers.map((w) => w.stop("SIGTERM")))).toEqual([0, 0]);
   });
 
