@@ -14,7 +14,7 @@ export interface SearchThrottle {
 export function searchThrottle(ctx: Pick<PipelineContext, "queues" | "settings" | "log">): SearchThrottle {
   const points = ctx.settings.SEARCHES_PER_USER_PER_MINUTE;
   const limiter = new RateLimiterRedis({
-    storeClient: ctx.queues.connection,
+    storeClient: ctx.queues.forRequests.connection,
     keyPrefix: `${ctx.queues.prefix}:search:user`,
     points,
     duration: WINDOW_SECONDS,
