@@ -12,7 +12,7 @@ import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { ExpressAdapter } from "@bull-board/express";
 import { Queue } from "bullmq";
-import { Router, type Express, type RequestHandler } from "express";
+import { Router, type ErrorRequestHandler, type Express, type RequestHandler } from "express";
 import type { PipelineContext } from "../jobs/context.js";
 import type { RedisConnection } from "../queues/connection.js";
 import { QUEUE } from "../queues/names.js";
@@ -91,6 +91,12 @@ export function bullBoardRoutes(ctx: PipelineContext, redisDescription: string):
   router.use(refuseOtherWrites());
   router.use(withRetryConfirmation(ctx.queues.retrigger.name));
   router.use((req, res, next) => mounted(operatorOf(res).role === "operator" ? forOperators : forViewers)(req, res, next));
+  // A retry route's Redis command refused or timed out (Redis hung, not yet seen as down): the same 503.
+  router.use(((error, _req, res, next) => {
+    if (res.headersSent || !isRedisUnavailable(error, connection)) return next(error);
+    res.setHeader("Retry-After", String(RETRY_SECONDS));
+    res.status(503).json(redisUnavailableBody(unreachable));
+  }) as ErrorRequestHandler);
   return { router, close: async () => void (await Promise.all(queues.map((q) => q.close()))) };
 }
 

@@ -124,6 +124,10 @@ describe("Bull Board while Redis is away", () => {
       expect(hung.value.status, hung.value.text).toBe(503);
       expect(hung.value.json).toMatchObject({ error: unreachable(redis.port), dependency: "redis" });
       expect(hung.ms).toBeLessThan(COMMAND_TIMEOUT_MS + PROMPT_MS);
+      const hungRetry = await timed(() => httpCall(base, "PUT", `/admin/queues/api/queues/${QUEUE.retrigger}/retry/failed`, { as: olga }));
+      expect(hungRetry.value.status, hungRetry.value.text).toBe(503);
+      expect(hungRetry.value.json).toMatchObject({ dependency: "redis" });
+      expect(hungRetry.ms).toBeLessThan(COMMAND_TIMEOUT_MS + PROMPT_MS);
     } finally {
       redis.thaw();
     }
