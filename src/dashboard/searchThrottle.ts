@@ -41,11 +41,13 @@ export function searchThrottle(ctx: Pick<PipelineContext, "queues" | "settings" 
         await limiter.consume(userName.toLowerCase());
       } catch (error) {
         if (!(error instanceof RateLimiterRes)) throw error;
-        if (held < MAX_HELD) {
+        const delay = held < MAX_HELD ? Math.min(REFUSAL_DELAY_MS, error.msBeforeNext) : 0;
+        if (delay > 0) {
           held++;
-          await new Promise((resolve) => setTimeout(resolve, Math.min(REFUSAL_DELAY_MS, error.msBeforeNext))).finally(() => held--);
+          await new Promise((resolve) => setTimeout(resolve, delay)).finally(() => held--);
         }
-        const retryAfterSeconds = Math.max(1, Math.ceil(error.msBeforeNext / 1000));
+        // Counted from when the answer is sent, after the delay.
+        const retryAfterSeconds = Math.max(1, Math.ceil((error.msBeforeNext - delay) / 1000));
         throw new HttpError(429, `too many searches: at most ${points} a minute per user; try again in ${retryAfterSeconds} s`, {
           code: "SEARCH_THROTTLED",
           retryAfterSeconds,
