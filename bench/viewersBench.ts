@@ -63,7 +63,10 @@ async function viewersRun(options: { rate: number; durationSeconds: number; roun
   const env = { OPS_USERS: users, ...(options.throttle === "lifted" ? { SEARCHES_PER_USER_PER_MINUTE: "1000000" } : {}) };
   const workers = await startWorkerProcesses(pipeline, 2, env);
   const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const server = spawnChildren(1, [BIN, "server"], {
+  // BENCH_SERVER_CPU_PROF=<dir>: the server writes V8 CPU profiles into <dir>/<throttle>/ when it stops
+  // (node --cpu-prof: one per thread; the main thread's is the largest, tsx's loader thread has one too).
+  const profile = process.env.BENCH_SERVER_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_SERVER_CPU_PROF}/${options.throttle}`] : [];
+  const server = spawnChildren(1, [...profile, BIN, "server"], {
     DATABASE_URL: database.url, REDIS_URL: pipeline.config.REDIS_URL, QUEUE_PREFIX: prefix,
     HEALING_SCAN_EVERY_MS: String(24 * 3600 * 1000), LOG_LEVEL: "warn", PORT: String(port), ...env,
   }, "server");

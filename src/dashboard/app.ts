@@ -18,6 +18,7 @@ import { bullBoardContentSecurityPolicy, securityHeaders } from "./securityHeade
 import { signInThrottle } from "./signInThrottle.js";
 import { refuseCrossSiteWrites } from "./sameOrigin.js";
 import { InfrastructureError } from "../domain/errors.js";
+import { describeRedis } from "../queues/connection.js";
 
 export type OperationsApp = Express & {
   /** What /metrics answers; a `start` process adds its workers' figures to it. */
@@ -48,11 +49,12 @@ export function createApp(ctx: PipelineContext, config: Config): OperationsApp {
   app.use("/api", apiRoutes(ctx));
   app.use("/ops", opsRoutes(ctx, config.OPS_USERS));
   app.get("/", (_req, res) => res.redirect(302, "/ops"));
-  app.use(BULL_BOARD_PATH, bullBoardContentSecurityPolicy(), bullBoardRoutes(ctx));
+  const bullBoard = bullBoardRoutes(ctx, describeRedis(config));
+  app.use(BULL_BOARD_PATH, bullBoardContentSecurityPolicy(), bullBoard.router);
 
   app.use(notFound());
   app.use(respondWithErrors(ctx.log));
-  return Object.assign(app, { metricsRegistry: metrics.registry, closeResources: () => metrics.close() });
+  return Object.assign(app, { metricsRegistry: metrics.registry, closeResources: async () => void (await Promise.all([metrics.close(), bullBoard.close()])) });
 }
 
 /** The process cannot serve: another one holds the address. Named so a supervisor's log says why it exited. */

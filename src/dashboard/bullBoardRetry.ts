@@ -5,6 +5,8 @@
 // requeue form; the PUT without one is refused with that link), "retry all" with Bull Board's fixed
 // reason. On the other queues it is refused. Routes are matched by express on their decoded parameters, exactly as Bull Board's own
 // router matches them, so no spelling of the path (percent-encoded names, case) slips past.
+// Jobs are read on the bounded connection (queues.forRequests): a Redis that does not answer fails
+// a retry within REDIS_COMMAND_TIMEOUT_MS (503, bullBoard.ts) instead of holding it.
 import express, { Router, type Response } from "express";
 import type { Job } from "bullmq";
 import { DomainError } from "../domain/errors.js";
@@ -40,7 +42,7 @@ export function retryAsRequeue(ctx: PipelineContext): Router {
     const outcomes = await requeueAll(ctx, state, operatorOf(res).name);
     const count = (o: JobRequeue["outcome"]) => outcomes.filter((x) => x.outcome === o).length;
     const refused = outcomes.filter((o): o is Extract<JobRequeue, { outcome: "refused" }> => o.outcome === "refused");
-    const remaining = Math.max(0, (await ctx.queues.retrigger.getJobCountByTypes(state)) - refused.length - count("pending_approval"));
+    const remaining = Math.max(0, (await ctx.queues.forRequests.retrigger.getJobCountByTypes(state)) - refused.length - count("pending_approval"));
     const acted = count("requeued") + count("pending_approval");
     const status = acted === 0 && refused.length > 0 ? 409 : count("requeued") === 0 && count("pending_approval") > 0 ? 202 : 200;
     res.status(status).json({
@@ -58,7 +60,7 @@ export function retryAsRequeue(ctx: PipelineContext): Router {
 
   router.put("/api/queues/:queueName/:jobId/retry", requireOperatorRole(), express.json({ limit: BODY_LIMIT }), async (req, res) => {
     if (!isRetrigger(ctx, String(req.params.queueName), res)) return;
-    const job = await ctx.queues.retrigger.getJob(String(req.params.jobId));
+    const job = await ctx.queues.forRequests.retrigger.getJob(String(req.params.jobId));
     if (!job) return void res.status(404).json({ error: "no such job", jobId: req.params.jobId });
     const state = await job.getState();
     if (!(RETRIABLE as readonly string[]).includes(state)) return void res.status(409).json({ error: `the job is ${state}: only failed or completed jobs are retried` });
@@ -78,7 +80,7 @@ export function retryAsRequeue(ctx: PipelineContext): Router {
   // which shows the obligation and its amount and asks for the reason.
   router.get("/retry/:queueName/:jobId", async (req, res) => {
     if (!isRetrigger(ctx, String(req.params.queueName), res)) return;
-    const job = await ctx.queues.retrigger.getJob(String(req.params.jobId));
+    const job = await ctx.queues.forRequests.retrigger.getJob(String(req.params.jobId));
     if (!job) return void res.status(404).json({ error: "no such job", jobId: req.params.jobId });
     const obligationId = obligationOfJob(job.data);
     if (!obligationId) return void res.status(409).json({ error: "the job names no obligation: nothing to requeue", jobId: job.id });
@@ -148,7 +150,7 @@ async function requeueJob(
 async function removeOldJob(ctx: PipelineContext, job: Job): Promise<void> {
   try {
     // The requeue already removes the superseded job it knows of; this one may be older.
-    if (await ctx.queues.retrigger.getJob(job.id!)) await job.remove();
+    if (await ctx.queues.forRequests.retrigger.getJob(job.id!)) await job.remove();
   } catch (error) {
     ctx.log.warn({ jobId: job.id, error: (error as Error).message }, "requeued, but the old failed job could not be removed");
   }
@@ -161,7 +163,7 @@ async function requeueAll(ctx: PipelineContext, state: RetriableState, actor: st
   const requeuedInBatch = new Set<string>();
   let offset = 0;
   while (outcomes.length < MAX_RETRY_ALL) {
-    const jobs = (await ctx.queues.retrigger.getJobs([state], offset, offset + PAGE - 1)).filter((job) => job.id && !seen.has(job.id));
+    const jobs = (await ctx.queues.forRequests.retrigger.getJobs([state], offset, offset + PAGE - 1)).filter((job) => job.id && !seen.has(job.id));
     if (jobs.length === 0) break;
     for (const job of jobs) {
       seen.add(job.id!);

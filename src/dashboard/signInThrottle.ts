@@ -28,7 +28,7 @@ export function signInThrottle(ctx: PipelineContext, settings: ThrottleSettings)
   const duration = settings.SIGN_IN_WINDOW_SECONDS;
   const limiter = (name: string, points: number): RateLimiterAbstract =>
     new RateLimiterRedis({
-      storeClient: ctx.queues.connection,
+      storeClient: ctx.queues.forRequests.connection,
       keyPrefix: `${settings.QUEUE_PREFIX}:sign-in:${name}`,
       points,
       duration,

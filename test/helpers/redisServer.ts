@@ -16,6 +16,10 @@ export interface PrivateRedis {
   kill(): Promise<void>;
   /** Start again on the same port and data directory; resolves when it answers PING. */
   restart(): Promise<void>;
+  /** SIGSTOP: connections stay open and commands are accepted, but nothing is answered (a hung Redis). */
+  freeze(): void;
+  /** SIGCONT after freeze(). */
+  thaw(): void;
 }
 
 export async function freePort(): Promise<number> {
@@ -54,7 +58,7 @@ export async function privateRedis(): Promise<PrivateRedis> {
     const running = child;
     if (!running || running.exitCode !== null || running.signalCode !== null) return;
     const exited = new Promise((resolve) => running.once("exit", resolve));
-    process.kill(running.pid!, "SIGKILL");
+    process.kill(running.pid!, "SIGKILL"); // a stopped (frozen) process dies of SIGKILL too
     await exited;
   };
   afterAll(async () => {
@@ -62,5 +66,9 @@ export async function privateRedis(): Promise<PrivateRedis> {
     rmSync(dir, { recursive: true, force: true });
   });
   await start();
-  return { port, url: `redis://127.0.0.1:${port}`, kill, restart: start };
+  const signal = (name: "SIGSTOP" | "SIGCONT") => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) throw new Error(`redis-server on port ${port} is not running`);
+    process.kill(child.pid!, name);
+  };
+  return { port, url: `redis://127.0.0.1:${port}`, kill, restart: start, freeze: () => signal("SIGSTOP"), thaw: () => signal("SIGCONT") };
 }

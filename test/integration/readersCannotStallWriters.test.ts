@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import { sql } from "drizzle-orm";
 import { startHttpServer, type HttpServer } from "../../src/dashboard/app.js";
+import { REFUSAL_DELAY_MS } from "../../src/dashboard/searchThrottle.js";
 import { givenSettledObligation } from "../helpers/factories.js";
 import { httpCall } from "../helpers/http.js";
 import { testPipeline } from "../helpers/pipeline.js";
@@ -101,9 +102,16 @@ describe("search and the ops pages cannot stall the writers", () => {
     }
   }, 60_000);
 
-  it("throttles one user's searches past the limit (429, Retry-After), and not another user's", async () => {
+  it("throttles one user's searches past the limit (429, Retry-After, answered about a second late), and not another user's", async () => {
     const answers = [];
-    for (let i = 0; i <= SEARCHES_PER_MINUTE; i++) answers.push(await search("nothing-like-this", TOM));
+    const took: number[] = [];
+    for (let i = 0; i <= SEARCHES_PER_MINUTE; i++) {
+      const started = performance.now();
+      answers.push(await search("nothing-like-this", TOM));
+      took.push(performance.now() - started);
+    }
+    // A refusal waits REFUSAL_DELAY_MS before it is sent: a client looping without honouring Retry-After slows down.
+    answers.forEach((a, i) => a.status === 429 && expect(took[i]).toBeGreaterThanOrEqual(REFUSAL_DELAY_MS - 50));
     // TOM searched once already above.
     const throttled = answers.filter((a) => a.status === 429);
     expect(throttled.length).toBeGreaterThanOrEqual(1);
