@@ -126,7 +126,8 @@ export function computeRatios(s: Sections): { ratios: Ratios; notes: Record<stri
     notes.history =
       `${h.mode} history (${h.history.counts.journalEntries.toLocaleString("en")} journal rows) against an empty database holding the same open escalations; ` +
       `ops_p99_history_vs_empty is the worst read's p99 ratio (${Object.entries(h.opsP99Ratios).map(([k, v]) => `${k} ${v}`).join(", ")}); ` +
-      `reconcile_day_history_vs_empty times runReconciliation as it is today (the whole ledger), not yet a day's scope`;
+      `reconcile_day_history_vs_empty times runReconciliation as it is today (the whole ledger), not yet a day's scope` +
+      (h.history.reconciliation.cancelled ? `; at history it was CANCELLED (${h.history.reconciliation.cancelled}): the ratio is a lower bound` : "");
   }
   return { ratios, notes };
 }

@@ -72,7 +72,7 @@ const plan = values.quick
       flood: { enqueueOrphans: 5000, tickOrphans: 50_000, healOrphans: 30_000, runs: 3 },
       realtime: { rate: 100, durationSeconds: 15, burst: 5_000, cap: 1_000 },
       viewers: { rate: 50, durationSeconds: 10, rounds: 3 },
-      history: { orphans: 2000, runs: 3, requests: 20, reconciliations: 1 },
+      history: { orphans: 2000, runs: 3, requests: 20, reconciliations: 1, reconcileTimeoutMs: 120_000, readBudgetMs: 20_000 },
     }
   : {
       scan: { sizes: values.huge ? [100_000, 1_000_000, 10_000_000] : [100_000, 1_000_000], runs: 5, originalSample: 5000 },
@@ -94,7 +94,7 @@ const plan = values.quick
         : { enqueueOrphans: 20_000, tickOrphans: 200_000, healOrphans: 100_000, runs: 5 },
       realtime: { rate: 200, durationSeconds: 60, burst: 50_000, cap: 20_000 },
       viewers: { rate: 100, durationSeconds: 20, rounds: 3 },
-      history: { orphans: 10_000, runs: 3, requests: 50, reconciliations: 2 },
+      history: { orphans: 10_000, runs: 3, requests: 50, reconciliations: 2, reconcileTimeoutMs: 900_000, readBudgetMs: 60_000 },
     };
 
 const started = Date.now();
