@@ -64,7 +64,11 @@ export interface HistorySectionResult {
   history: HistorySide;
   /** p99 at history ÷ p99 on empty, per read both have. */
   opsP99Ratios: Record<string, number>;
+  /** The Postgres settings the figures were measured with (docs/performance.md: the settings the service needs). */
+  postgresSettings: Record<string, string>;
 }
+
+const SETTINGS = ["shared_buffers", "work_mem", "effective_cache_size", "random_page_cost", "max_parallel_workers_per_gather", "autovacuum", "autovacuum_vacuum_scale_factor", "synchronous_commit", "server_version"];
 
 export async function runHistorySection(options: HistoryOptions): Promise<HistorySectionResult> {
   const shape = historyShape(options.quick ? 0.1 : 1);
@@ -86,7 +90,10 @@ export async function runHistorySection(options: HistoryOptions): Promise<Histor
       const h = historySide.ops[read];
       if (h && e.p99Ms > 0) opsP99Ratios[read] = Number((h.p99Ms / e.p99Ms).toFixed(2));
     }
-    return { mode: options.quick ? "quick" : "full", build, empty: emptySide, history: historySide, opsP99Ratios };
+    const settings = await history.sql<{ name: string; value: string }[]>`
+      select name, current_setting(name) as value from pg_settings where name in ${history.sql(SETTINGS)} order by name`;
+    const postgresSettings = Object.fromEntries(settings.map((r) => [r.name, r.value]));
+    return { mode: options.quick ? "quick" : "full", build, empty: emptySide, history: historySide, opsP99Ratios, postgresSettings };
   } finally {
     await empty.drop();
   }
@@ -273,6 +280,7 @@ export function renderHistory(r: HistorySectionResult): string {
       const e = r.empty.ops[read];
       return `| ${read}: p50 / p99 ms | ${e ? `${e.p50Ms} / ${e.p99Ms}` : "—"} | ${h.p50Ms} / ${h.p99Ms}${Object.keys(h.statuses).join(",") === "200" ? "" : ` (HTTP ${JSON.stringify(h.statuses)})`} | ${r.opsP99Ratios[read] ?? "—"} |`;
     }),
+    `Postgres: ${Object.entries(r.postgresSettings ?? {}).map(([k, v]) => `${k}=${v}`).join(", ")}`,
   ];
   return lines.join("\n");
 }
