@@ -134,7 +134,7 @@ function cpuBetween(before: Map<number, number>, after: Map<number, number>): nu
  * not count. That transaction's own few milliseconds are left out. Also reads the CPU each group
  * of processes used meanwhile (Linux /proc; zeros elsewhere).
  */
-async function timeHealing(database: Database, healed: number, workerPids: number[], work: () => Promise<void>): Promise<HealRun> {
+export async function timeHealing(database: Database, healed: number, workerPids: number[], work: () => Promise<void>): Promise<HealRun> {
   const redisPid = await redisServerPid();
   const backendsBefore = cpuOf(await postgresBackends(database));
   const redisBefore = cpuOf(redisPid ? [redisPid] : []);

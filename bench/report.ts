@@ -4,6 +4,7 @@ import type { Figure } from "./measure.js";
 import type { EscalationStormResult } from "./escalationStorm.js";
 import type { FloodResult } from "./floodBench.js";
 import type { HealSectionResult } from "./healBench.js";
+import { renderHistory, type HistorySectionResult } from "./historyBench.js";
 import type { QueueCeilingResult } from "./queueCeiling.js";
 import type { ScanSectionResult } from "./scanBench.js";
 
@@ -13,6 +14,7 @@ export interface Sections {
   queue?: QueueCeilingResult;
   storm?: EscalationStormResult;
   flood?: FloodResult;
+  history?: HistorySectionResult;
 }
 
 export type Ratios = Record<string, number | null>;
@@ -113,6 +115,20 @@ export function computeRatios(s: Sections): { ratios: Ratios; notes: Record<stri
       `scan_enqueue_vs_addbulk: scanForOrphans's orphans enqueued per second over addBulk of the same ${s.flood.enqueue.orphans.toLocaleString("en")} jobs (pages of 1,000), same run; ` +
       `the tick figures at ${s.flood.tick.orphans.toLocaleString("en")} orphans, the flood at ${s.flood.heal.orphans.toLocaleString("en")}`;
   }
+  if (s.history) {
+    const h = s.history;
+    ratios.heal_history_vs_empty = round(h.history.healing.perSecond.median / h.empty.healing.perSecond.median);
+    ratios.scan_history_vs_empty = round(h.history.scanMs.median / h.empty.scanMs.median);
+    ratios.reconcile_day_history_vs_empty = round(h.history.reconciliation.ms.median / h.empty.reconciliation.ms.median);
+    const perRead = Object.values(h.opsP99Ratios);
+    ratios.ops_p99_history_vs_empty = perRead.length > 0 ? Math.max(...perRead) : null;
+    ratios.ops_p99_history_max_ms = Math.max(...Object.values(h.history.ops).map((r) => r.p99Ms));
+    notes.history =
+      `${h.mode} history (${h.history.counts.journalEntries.toLocaleString("en")} journal rows) against an empty database holding the same open escalations; ` +
+      `ops_p99_history_vs_empty is the worst read's p99 ratio (${Object.entries(h.opsP99Ratios).map(([k, v]) => `${k} ${v}`).join(", ")}); ` +
+      `reconcile_day_history_vs_empty times runReconciliation as it is today (the whole ledger), not yet a day's scope` +
+      (h.history.reconciliation.cancelled ? `; at history it was CANCELLED (${h.history.reconciliation.cancelled}): the ratio is a lower bound` : "");
+  }
   return { ratios, notes };
 }
 
@@ -148,6 +164,12 @@ export function checkTargets(s: Sections, ratios: Ratios): Record<string, Target
     targets.scan_tick_top_up_ms = at(f.tick.topUpPageMs.median, `<= 1000 ms (${size(f.tick.orphans)} orphans, one page of room)`, (v) => v <= 1000);
     targets.flood_redis_growth_mb = at(f.heal.redisPeakGrowthMb, `<= 64 MB (${size(f.heal.orphans)} orphans healed, cap ${f.heal.cap.toLocaleString("en")})`, (v) => v <= 64);
     targets.flood_peak_rss_mb = at(Math.max(f.heal.peakRssMb.bench, ...f.heal.peakRssMb.workers), "<= 300 MB, every process", (v) => v <= 300);
+  }
+  if (s.history) {
+    targets.heal_history_vs_empty = at(ratios.heal_history_vs_empty, ">= 0.9", (v) => v >= 0.9);
+    targets.reconcile_day_history_vs_empty = at(ratios.reconcile_day_history_vs_empty, "<= 2", (v) => v <= 2);
+    targets.ops_p99_history_vs_empty = at(ratios.ops_p99_history_vs_empty, "<= 2, every ops read", (v) => v <= 2);
+    targets.ops_p99_history_max_ms = at(ratios.ops_p99_history_max_ms, "<= 250 ms, every ops read at history", (v) => v <= 250);
   }
   return targets;
 }
@@ -242,6 +264,7 @@ export function renderTables(s: Sections, ratios: Ratios, targets: Record<string
     );
     parts.push(`Ledger after the flood: ${JSON.stringify(f.heal.ledgerDefects)}`);
   }
+  if (s.history) parts.push(renderHistory(s.history));
   parts.push(
     table(
       "Ratios and targets",

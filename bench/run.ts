@@ -1,9 +1,14 @@
 // `npm run bench` (full: scan at 100k and 1M, 10,000 orphans, a flood of 100,000, the fast path),
 // `npm run bench -- --quick` (a few minutes), `--huge` (adds the scan at 10M, the flood of 1M
 // orphans). `--only scan,heal,queue,storm,flood,realtime,viewers` runs some sections.
+// `--history` runs §8 alone (or with --only, beside those sections): the figures at five servicer
+// years (bench/historyData.ts, ~50M journal rows, built once into dispersal_bench_history and
+// reused; `--history --quick` a tenth, dispersal_bench_history_quick) beside an empty database.
+// A history-only run merges its section, ratios and targets into the results file.
 // Prints the tables and writes bench/results.json (every figure, the ratios and the targets).
 // Everything runs against its own databases (dispersal_bench_*) and queue prefixes, removed at the end.
 import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { cleanupAll, cleanupOnSignals } from "./benchResources.js";
@@ -11,6 +16,7 @@ import { loadConfig } from "../src/config.js";
 import { runEscalationStorm } from "./escalationStorm.js";
 import { runFlood } from "./floodBench.js";
 import { runHealSection } from "./healBench.js";
+import { runHistorySection } from "./historyBench.js";
 import { machine, withMachineLoad } from "./measure.js";
 import { runQueueCeiling } from "./queueCeiling.js";
 import { renderRealtime, runRealtimeSection, type RealtimeResult } from "./realtimeBench.js";
@@ -22,12 +28,14 @@ const { values } = parseArgs({
   options: {
     quick: { type: "boolean", default: false },
     huge: { type: "boolean", default: false },
+    history: { type: "boolean", default: false },
     only: { type: "string" },
     out: { type: "string" },
   },
 });
 const mode = values.quick ? "quick" : values.huge ? "huge" : "full";
-const sections = new Set((values.only ?? "scan,heal,queue,storm,flood,realtime,viewers").split(",").map((s) => s.trim()));
+const sections = new Set((values.only ?? (values.history ? "history" : "scan,heal,queue,storm,flood,realtime,viewers")).split(",").map((s) => s.trim()));
+if (values.history) sections.add("history");
 const out = values.out ?? fileURLToPath(new URL("./results.json", import.meta.url));
 const envInt = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 
@@ -64,6 +72,7 @@ const plan = values.quick
       flood: { enqueueOrphans: 5000, tickOrphans: 50_000, healOrphans: 30_000, runs: 3 },
       realtime: { rate: 100, durationSeconds: 15, burst: 5_000, cap: 1_000 },
       viewers: { rate: 50, durationSeconds: 10, rounds: 3 },
+      history: { orphans: 2000, runs: 3, requests: 20, reconciliations: 1, reconcileTimeoutMs: 120_000, readBudgetMs: 20_000 },
     }
   : {
       scan: { sizes: values.huge ? [100_000, 1_000_000, 10_000_000] : [100_000, 1_000_000], runs: 5, originalSample: 5000 },
@@ -85,6 +94,7 @@ const plan = values.quick
         : { enqueueOrphans: 20_000, tickOrphans: 200_000, healOrphans: 100_000, runs: 5 },
       realtime: { rate: 200, durationSeconds: 60, burst: 50_000, cap: 20_000 },
       viewers: { rate: 100, durationSeconds: 20, rounds: 3 },
+      history: { orphans: 10_000, runs: 3, requests: 50, reconciliations: 2, reconcileTimeoutMs: 900_000, readBudgetMs: 60_000 },
     };
 
 const started = Date.now();
@@ -142,6 +152,12 @@ try {
     say("§7 readers: payments while six viewers search");
     viewers = await runViewersSection({ ...plan.viewers, say });
   }
+  if (sections.has("history")) {
+    say(`§8 history: five servicer years${values.quick ? " (a tenth)" : ""} beside an empty database`);
+    const r = await withMachineLoad(() => runHistorySection({ ...plan.history, quick: values.quick, processes: 2, batched, say }));
+    results.history = r.value;
+    busy.history = r.busy;
+  }
 } catch (error) {
   process.exitCode = 1;
   process.stderr.write(`bench failed: ${(error as Error).stack ?? String(error)}\n`);
@@ -168,6 +184,22 @@ if (process.exitCode !== 1) {
     ...(viewers ? { viewers } : {}),
     table: text,
   };
-  writeFileSync(out, `${JSON.stringify(document, null, 2)}\n`);
+  const historyOnly = sections.size === 1 && sections.has("history") && values.out === undefined && existsSync(out);
+  if (historyOnly) {
+    // Only §8 ran: keep the other sections' figures of the last full run, add (or replace) §8's.
+    const previous = JSON.parse(readFileSync(out, "utf8")) as Record<string, unknown> & { ratios?: Record<string, unknown>; targets?: Record<string, unknown>; notes?: Record<string, unknown> };
+    const measured = <T extends { value?: unknown } | number | null>(entries: Record<string, T>) =>
+      Object.fromEntries(Object.entries(entries).filter(([, v]) => v !== null && (typeof v !== "object" || v.value !== null)));
+    const merged = {
+      ...previous,
+      ratios: { ...previous.ratios, ...measured(ratios) },
+      notes: { ...previous.notes, ...notes },
+      targets: { ...previous.targets, ...measured(targets) },
+      history: results.history,
+      historyRun: { mode, date: document.date, durationSeconds: document.durationSeconds, machine: document.machine, settings: { batched, plan: plan.history } },
+      historyTable: text,
+    };
+    writeFileSync(out, `${JSON.stringify(merged, null, 2)}\n`);
+  } else writeFileSync(out, `${JSON.stringify(document, null, 2)}\n`);
   say(`wrote ${out}`);
 }

@@ -32,6 +32,17 @@ export interface SeedOptions {
    * every settled obligation is an orphan.
    */
   withHistoricalDispersals?: boolean;
+  /**
+   * The idempotency keys, metadata, actor and channel of the payment and allocation postings:
+   * `before` (default) as journals written before allocations were numbered (keys by entry id, no
+   * metadata); `current` exactly as the service writes them today — CASH_RECEIVED from the payments
+   * intake of service account `paymentAccount` (key `cash-ledger:cash-received:<account>:<reference>`,
+   * metadata.reference, channel `api`), payables and fees of allocation 1 (keys
+   * `…:<obligation>:<lender>:1` / `…:<obligation>:1`, metadata.allocation and the units).
+   */
+  postingKeys?: "before" | "current";
+  /** The service account the `current` payments were received through (default `history-feed`). */
+  paymentAccount?: string;
   /** Obligations per transaction (default 100,000). */
   chunkSize?: number;
   /** Chunks written at the same time, each on a connection of its own (default 2). */
@@ -86,6 +97,8 @@ interface Plan {
   lendersMax: number;
   lenderPool: number;
   historical: boolean;
+  postingKeys: "before" | "current";
+  paymentAccount: string;
   /** Load without row triggers and foreign-key checks (superusers only; see seedChunk). */
   skipTriggers: boolean;
 }
@@ -194,6 +207,8 @@ function planSeed(options: SeedOptions): Omit<Plan, "skipTriggers"> {
     // Lenders hold positions in about four mortgages each, as a real book of investors does.
     lenderPool: Math.max(lendersMax, Math.ceil((mortgages * (lendersMin + lendersMax)) / 2 / 4)),
     historical: options.withHistoricalDispersals ?? true,
+    postingKeys: options.postingKeys ?? "before",
+    paymentAccount: options.paymentAccount ?? "history-feed",
   };
 }
 
@@ -407,23 +422,35 @@ async function seedChunk(tx: postgres.TransactionSql<{ bigint: bigint }>, plan: 
     union all
     select ${payable}, 'LENDER_PAYABLE', null, d.mortgage_id, null, d.lender_id, 0, sum(d.amount)::int8
       from seed_d d group by d.slot, d.mortgage_id, d.lender_id`);
+  const current = plan.postingKeys === "current";
+  const account = plan.paymentAccount.replace(/'/g, "''");
+  // The payment reference of obligation g's cash (PAY-<tag>-<g>), keyed in lower case as the intake keys it.
+  const reference = `'PAY-${plan.tag}-' || o.g`;
+  const cash = current
+    ? `'cash-ledger:cash-received:${account.toLowerCase()}:' || lower(${reference}), o.mortgage_id, o.id, null, 'payment received', jsonb_build_object('reference', ${reference}), '${account}', 'api'`
+    : `'cash-ledger:cash-received:seed-' || o.id, o.mortgage_id, o.id, null, null::text, null::jsonb, 'seed', 'seed'`;
+  const payableKey = current ? `'cash-ledger:lender-payable-created:' || d.obligation_id || ':' || d.lender_id || ':1'` : `'cash-ledger:lender-payable-created:' || d.id`;
+  const payableMetadata = current ? `jsonb_build_object('allocation', 1, 'ownershipUnits', d.units::text, 'totalUnits', d.total_units::text)` : "null";
+  const feeKey = current ? `'cash-ledger:servicing-fee-recognized:' || o.id || ':1'` : `'cash-ledger:servicing-fee-recognized:' || o.id`;
+  const feeMetadata = current ? `jsonb_build_object('allocation', 1)` : "null";
+  const dispersalActor = current ? "null" : "'seed'";
   await tx.unsafe(`
     insert into cash_journal_entries (id, entry_type, effective_date, amount, debit_account_id, credit_account_id, idempotency_key,
-                                      mortgage_id, obligation_id, lender_id, actor, channel)
+                                      mortgage_id, obligation_id, lender_id, reason, metadata, actor, channel)
     select ${id(plan, "accruedPosting", "o.g")}, 'OBLIGATION_ACCRUED', o.due_date, o.amount, ${receivable}, ${accrual},
-           'cash-ledger:obligation-accrued:' || o.id, o.mortgage_id, o.id, null::uuid, 'seed', 'seed'
+           'cash-ledger:obligation-accrued:' || o.id, o.mortgage_id, o.id, null::uuid, null::text, null::jsonb, 'seed', 'seed'
       from seed_o o where o.accrued
     union all
     select ${id(plan, "cashPosting", "o.g")}, 'CASH_RECEIVED', coalesce(o.settled_at::date, o.due_date), o.cash, ${trustCash}, ${receivable},
-           'cash-ledger:cash-received:seed-' || o.id, o.mortgage_id, o.id, null, 'seed', 'seed'
+           ${cash}
       from seed_o o where o.cash > 0
     union all
     select ${id(plan, "payablePosting", "d.ordinal")}, 'LENDER_PAYABLE_CREATED', d.dispersal_date, d.amount, ${id(plan, "allocationAccount", "d.m")}, ${payable},
-           'cash-ledger:lender-payable-created:' || d.id, d.mortgage_id, d.obligation_id, d.lender_id, 'seed', 'dispersal'
+           ${payableKey}, d.mortgage_id, d.obligation_id, d.lender_id, null, ${payableMetadata}, ${dispersalActor}, 'dispersal'
       from seed_d d
     union all
     select ${id(plan, "feePosting", "o.g")}, 'SERVICING_FEE_RECOGNIZED', o.settled_at::date, o.fee, ${allocation}, ${revenue},
-           'cash-ledger:servicing-fee-recognized:' || o.id, o.mortgage_id, o.id, null, 'seed', 'dispersal'
+           ${feeKey}, o.mortgage_id, o.id, null, null, ${feeMetadata}, ${dispersalActor}, 'dispersal'
       from seed_o o where o.fee > 0`);
 
   const [counts] = await tx.unsafe<ChunkCounts[]>(`
