@@ -46,7 +46,7 @@ const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
 const closeSeen = () => new Promise((resolve) => setTimeout(resolve, 200));
 
 describe("every build of the driver settles a write after its socket closed", () => {
-  it("guards nextWrite, clears the deferred write when the socket closes, and rejects a lost transaction's statements (ESM, CommonJS, workerd)", () => {
+  it("guards nextWrite, clears the deferred write and rejects what was in flight when the socket closes, and rejects a lost transaction's statements (ESM, CommonJS, workerd)", () => {
     const root = join(dirname(createRequire(import.meta.url).resolve("postgres")), "../..");
     const builds = ["src", "cjs/src", "cf/src"].map((b) => join(root, b, "connection.js")).filter((f) => existsSync(f));
     expect(builds.length).toBe(3);
@@ -54,6 +54,7 @@ describe("every build of the driver settles a write after its socket closed", ()
       const text = readFileSync(file, "utf8");
       expect(/function nextWrite\(fn\) \{[^}]*if \(socket === null\)/.test(text), `${file}: nextWrite does not guard a closed socket`).toBe(true);
       expect(/connectTimer\.cancel\(\)[\s\S]{0,400}chunk = nextWriteTimer = null[\s\S]{0,120}socket = null/.test(text), `${file}: closed() leaves the deferred write set`).toBe(true);
+      expect(/socket = null[\s\S]{0,700}query && queryError\(query, lostQueries\)[\s\S]{0,200}if \(initial\)\s*return reconnect\(\)/.test(text), `${file}: closed() leaves queries in flight`).toBe(true);
     }
     for (const file of builds.map((f) => f.replace(/connection\.js$/, "index.js"))) {
       const text = readFileSync(file, "utf8");
