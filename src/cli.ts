@@ -51,31 +51,42 @@ function print(value: unknown): void {
 }
 
 /**
- * Runs until SIGTERM/SIGINT, then closes `stop` in order; a second signal exits at once. A close that
- * outlives the timeout (say, Redis unreachable) is abandoned: the process exits and its active jobs
- * stall and are taken over by the other workers, which is safe because dispersal is idempotent.
+ * Catches SIGTERM/SIGINT from the start of a long-running command, so that a signal that comes while
+ * it is still starting (a supervisor stopping it at once, a deploy rolling back) is not the default
+ * "die at once" of a process with no handler yet: it is acted on as soon as the command reaches
+ * `until`. `until` runs until the signal, then closes `stop` in order; a second signal exits at once.
+ * A close that outlives the timeout (say, Redis unreachable) is abandoned: the process exits and its
+ * active jobs stall and are taken over by the other workers, which is safe because dispersal is idempotent.
  */
-function untilSignal(stop: Array<() => Promise<void>>, timeoutMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    let stopping = false;
-    const onSignal = async (signal: NodeJS.Signals) => {
-      if (stopping) process.exit(130);
-      stopping = true;
-      log.info({ signal }, "shutting down: finishing active jobs");
-      const timer = setTimeout(() => {
-        log.error({ timeoutMs }, "graceful shutdown timed out: exiting");
-        process.exit(1);
-      }, timeoutMs);
-      timer.unref(); // left running through the connections' close; it never holds the process open
-      for (const close of stop) {
-        await close().catch((error: Error) => log.error({ error: error.message }, "error during shutdown"));
-      }
-      log.info("stopped");
-      resolve();
-    };
-    process.once("SIGTERM", onSignal);
-    process.once("SIGINT", onSignal);
-  });
+function catchStopSignals(): { until(stop: Array<() => Promise<void>>, timeoutMs: number): Promise<void> } {
+  let received: NodeJS.Signals | undefined;
+  let act: ((signal: NodeJS.Signals) => void) | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (received) process.exit(130);
+    received = signal;
+    act?.(signal);
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  return {
+    until: (stop, timeoutMs) =>
+      new Promise((resolve) => {
+        act = async (signal: NodeJS.Signals) => {
+          log.info({ signal }, "shutting down: finishing active jobs");
+          const timer = setTimeout(() => {
+            log.error({ timeoutMs }, "graceful shutdown timed out: exiting");
+            process.exit(1);
+          }, timeoutMs);
+          timer.unref(); // left running through the connections' close; it never holds the process open
+          for (const close of stop) {
+            await close().catch((error: Error) => log.error({ error: error.message }, "error during shutdown"));
+          }
+          log.info("stopped");
+          resolve();
+        };
+        if (received) act(received);
+      }),
+  };
 }
 
 /** The fast path, in every worker and start process unless SETTLEMENT_LISTENER=off. */
@@ -153,6 +164,7 @@ program
   .description("one process doing everything: migrations, schedules, workers, HTTP")
   .option("--concurrency <n>", "retrigger jobs processed at once (default WORKER_CONCURRENCY)", positiveInt)
   .action(async (opts: { concurrency?: number }) => {
+    const signals = catchStopSignals();
     await withRuntime({ migrate: true, name: "dispersal-start" }, async ({ ctx, config }) => {
       // The port first: a process that cannot serve exits before it holds any work (PortInUseError).
       const http = await startHttpServer(ctx, config);
@@ -162,7 +174,7 @@ program
       const listener = listenForSettlements(ctx, config);
       log.info({ url: http.url }, "dispersal-healing started");
       // The listener stops first: what it holds goes to Redis while the workers still run.
-      await untilSignal([() => schedules.stop(), () => http.close(), async () => listener?.stop(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
+      await signals.until([() => schedules.stop(), () => http.close(), async () => listener?.stop(), () => workers.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
@@ -171,6 +183,7 @@ program
   .description("a worker process (run as many side by side as you like)")
   .option("--concurrency <n>", "retrigger jobs processed at once (default WORKER_CONCURRENCY)", positiveInt)
   .action(async (opts: { concurrency?: number }) => {
+    const signals = catchStopSignals();
     await withRuntime({ migrate: true, name: "dispersal-worker" }, async ({ ctx, config }) => {
       // The port first, as `start` does: a worker that cannot serve its metrics exits before it holds any work.
       const metrics = config.METRICS_PORT === undefined ? undefined : await startMetricsServer(ctx, { ...config, METRICS_PORT: config.METRICS_PORT });
@@ -178,7 +191,7 @@ program
       const workers = startWorkers(ctx, opts);
       if (metrics) registerWorkerMetrics(metrics.registry, workers);
       const listener = listenForSettlements(ctx, config);
-      await untilSignal([() => schedules.stop(), async () => listener?.stop(), () => workers.close(), async () => metrics?.close()], config.SHUTDOWN_TIMEOUT_MS);
+      await signals.until([() => schedules.stop(), async () => listener?.stop(), () => workers.close(), async () => metrics?.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
@@ -186,11 +199,12 @@ program
   .command("server")
   .description("the HTTP server: Bull Board, ops API and page, health, metrics")
   .action(async () => {
+    const signals = catchStopSignals();
     await withRuntime({ migrate: true, name: "dispersal-server" }, async ({ ctx, config }) => {
       const http = await startHttpServer(ctx, config);
       const schedules = await keepSchedules(ctx.queues, config, log);
       log.info({ url: http.url }, "dispersal-healing server started");
-      await untilSignal([() => schedules.stop(), () => http.close()], config.SHUTDOWN_TIMEOUT_MS);
+      await signals.until([() => schedules.stop(), () => http.close()], config.SHUTDOWN_TIMEOUT_MS);
     });
   });
 
